@@ -1,0 +1,70 @@
+"""Bearer tokens for the JSON API."""
+
+from datetime import datetime
+
+from flask import current_app, request
+from flask import g as request_globals
+from flask_login import current_user
+from pydantic import BaseModel, Field
+
+from console.apikit import LOGIN, RequestModel, endpoint
+from console.blueprints.auth import bp
+from console.errors import ApiError
+from console.extensions import limiter
+from console.security import authenticate, current_permissions, issue_token, revoke_token
+from console.services.audit import record
+
+
+class TokenRequest(RequestModel):
+    email: str = Field(min_length=3, max_length=254)
+    password: str = Field(min_length=1, max_length=200)
+
+
+class TokenOut(BaseModel):
+    token: str
+    expires_at: datetime
+    token_type: str = "Bearer"
+
+
+def _token_limit() -> str:
+    return current_app.config["TOKEN_RATE_LIMIT"]
+
+
+@endpoint(bp, "/api/auth/token", methods=["POST"], permission=None, body=TokenRequest, response=TokenOut,
+          summary="Exchange email and password for a bearer token", tags=["auth"], responses={401: "", 429: ""},
+          csrf=False, rate_limit=limiter.limit(_token_limit, deduct_when=lambda r: r.status_code == 401))
+def create_token(body: TokenRequest):
+    """Tokens expire after API_TOKEN_TTL_HOURS; only their hash is stored. Repeated failures answer 429."""
+    admin = authenticate(body.email, body.password)
+    if admin is None:
+        raise ApiError(401, "That email and password do not match an active admin.")
+    token, stored = issue_token(admin, request.remote_addr)
+    record("auth.token_issued", admin.email, actor=admin.email)
+    return {"token": token, "expires_at": stored.expires_at, "token_type": "Bearer"}
+
+
+@endpoint(bp, "/api/auth/token", methods=["DELETE"], permission=None, status=204,
+          summary="Revoke the bearer token this request carries", tags=["auth"], responses={401: ""})
+def delete_token():
+    """Sign a program out: the token stops working at once."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if request_globals.get("auth_method") != "bearer" or scheme.lower() != "bearer" or not revoke_token(token.strip()):
+        raise ApiError(401, "Send the bearer token to revoke in the Authorization header.")
+    return None
+
+
+class MeOut(BaseModel):
+    id: str
+    email: str
+    name: str | None
+    roles: list[str]
+    permissions: list[str]
+
+
+@endpoint(bp, "/api/auth/me", permission=LOGIN, response=MeOut, tags=["auth"],
+          summary="The signed-in admin, their roles and effective permissions")
+def me():
+    """What the frontend needs to shape its own views (AdminContext)."""
+    return {"id": str(current_user.id), "email": current_user.email, "name": current_user.name,
+            "roles": list(current_user.roles), "permissions": sorted(current_permissions())}

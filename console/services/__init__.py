@@ -1,0 +1,1 @@
+"""Business logic, one module per feature. No request objects in here."""

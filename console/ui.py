@@ -1,0 +1,62 @@
+"""The console shell: navigation and dashboard widgets that features register, shown by permission."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app, url_for
+
+from console.security import has_permission
+
+
+@dataclass(frozen=True)
+class NavItem:
+    label: str
+    endpoint: str
+    permission: str | None  # None: any signed-in admin
+    section: str = "Overview"
+    icon: str = "•"
+    order: int = 100
+
+
+@dataclass(frozen=True)
+class Widget:
+    """A dashboard card whose body htmx loads from `endpoint` (a fragment view)."""
+
+    title: str
+    endpoint: str
+    permission: str
+    order: int = 100
+    width: int = 1  # grid columns
+
+
+SECTIONS = ("Overview", "Engagement", "Communication", "Content", "Administration", "System")
+
+
+def add_nav(app, item: NavItem) -> None:
+    app.extensions.setdefault("console_nav", []).append(item)
+
+
+def add_widget(app, widget: Widget) -> None:
+    app.extensions.setdefault("console_widgets", []).append(widget)
+
+
+def _allowed(permission: str | None) -> bool:
+    return permission is None or has_permission(permission)
+
+
+def visible_nav() -> list[tuple[str, list[dict]]]:
+    """Sections with the entries the current admin may open, in a stable order."""
+    items = [item for item in current_app.extensions.get("console_nav", []) if _allowed(item.permission)]
+    grouped = []
+    for section in SECTIONS:
+        entries = sorted((i for i in items if i.section == section), key=lambda i: (i.order, i.label))
+        if entries:
+            grouped.append((section, [{"label": i.label, "url": url_for(i.endpoint), "icon": i.icon,
+                                       "endpoint": i.endpoint} for i in entries]))
+    return grouped
+
+
+def visible_widgets() -> list[Widget]:
+    widgets = current_app.extensions.get("console_widgets", [])
+    return sorted((w for w in widgets if has_permission(w.permission)), key=lambda w: (w.order, w.title))

@@ -1,0 +1,225 @@
+"""Fixtures: real servers (SecantusDB, Redis, an SMTP sink) started once per session, a clean database
+per test, an app and clients signed in as any role, an in-process RQ worker and the sink's mailbox."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from pathlib import Path
+
+import pytest
+
+from devtools import services as embedded
+from devtools.smtp_sink import ensure_maildir
+
+TEST_PASSWORD = "correct-horse-battery-staple"
+INGEST_KEY = "test-ingest-key"
+
+
+@dataclass
+class Servers:
+    mongo_uri: str
+    redis_url: str
+    smtp_port: int
+    maildir: Path
+    handles: dict = field(default_factory=dict)  # name → devtools.services.Service, for fault tests
+
+    def messages(self) -> list:
+        """Every email the sink accepted, parsed."""
+        box = ensure_maildir(self.maildir)
+        return [message_from_bytes(box.get_bytes(key)) for key in box]
+
+    def clear_mailbox(self) -> None:
+        ensure_maildir(self.maildir).clear()
+        (self.maildir / "REFUSE").unlink(missing_ok=True)
+
+    def refuse_mail(self, refuse: bool = True) -> None:
+        """Make the sink answer 421 (transient failure) until called with False."""
+        flag = self.maildir / "REFUSE"
+        if refuse:
+            flag.touch()
+        else:
+            flag.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("servers")
+    handles = {}
+    mongo_uri = os.environ.get("MONGODB_URI")
+    if not mongo_uri:
+        port = embedded.free_port()
+        handles["mongodb"] = embedded.mongo(port, ":memory:", tmp / "mongo.log").start(timeout=120)
+        mongo_uri = f"mongodb://127.0.0.1:{port}/console_test"
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        port = embedded.free_port()
+        handles["redis"] = embedded.redis(port, log_path=tmp / "redis.log").start()
+        redis_url = f"redis://127.0.0.1:{port}/0"
+    smtp_port = embedded.free_port()
+    maildir = tmp / "mailbox"
+    handles["smtp"] = embedded.smtp(smtp_port, maildir, tmp / "smtp.log").start()
+    found = Servers(mongo_uri, redis_url, smtp_port, maildir, handles)
+    yield found
+    for service in reversed(list(handles.values())):
+        service.stop()
+
+
+def base_config(servers: Servers, **overrides) -> dict:
+    config = {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
+        "MONGODB_URI": servers.mongo_uri,
+        "REDIS_URL": servers.redis_url,
+        "MAIL_SERVER": "127.0.0.1",
+        "MAIL_PORT": servers.smtp_port,
+        "MAILBOX_DIR": str(servers.maildir),
+        "INGEST_KEYS": INGEST_KEY,
+        "PUBLIC_BASE_URL": "http://localhost",
+        "MAIL_RETRY_INTERVALS": "1,1,1,1",
+        "SERVER_NAME": None,
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def make_app(servers):
+    """Build an app with extra config; the database is already clean."""
+    from console import create_app
+
+    def factory(**overrides):
+        return create_app(base_config(servers, **overrides))
+
+    return factory
+
+
+def clean_state(servers: Servers) -> None:
+    """Empty every collection (indexes kept), Redis and the mailbox."""
+    import pymongo
+    import redis
+
+    client = pymongo.MongoClient(servers.mongo_uri, serverSelectionTimeoutMS=5000)
+    database = client.get_default_database()
+    for name in database.list_collection_names():
+        if not name.startswith("system."):
+            database[name].delete_many({})
+    client.close()
+    conn = redis.Redis.from_url(servers.redis_url)
+    conn.flushdb()
+    conn.close()
+    servers.clear_mailbox()
+
+
+@pytest.fixture
+def app(make_app, servers):
+    """A fresh app on a clean database with indexes and the built-in roles, inside its app context."""
+    from console.cli import prepare_database
+
+    clean_state(servers)
+    application = make_app()
+    with application.app_context():
+        prepare_database()
+        yield application
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def csrf_token_from(html: bytes) -> str:
+    match = re.search(rb'name="csrf_token"[^>]*value="([^"]+)"', html) or re.search(
+        rb'"X-CSRFToken": "([^"]+)"', html)
+    assert match, "no CSRF token on the page"
+    return match.group(1).decode()
+
+
+@pytest.fixture
+def create_admin(app):
+    """Create an admin with the given roles (password TEST_PASSWORD)."""
+    from console.models.admin import Admin
+    from console.security import bump_authz_version, hash_password
+
+    hashed = hash_password(TEST_PASSWORD)
+
+    def factory(*roles: str, email: str | None = None, name: str | None = None, active: bool = True):
+        address = email or f"{'-'.join(roles) or 'nobody'}@test.example.com"
+        admin = Admin.objects(email=address).first() or Admin(email=address)
+        admin.name = name or address.split("@")[0]
+        admin.roles = list(roles)
+        admin.password_hash = hashed
+        admin.active = active
+        admin.save()
+        bump_authz_version()
+        return admin
+
+    return factory
+
+
+@pytest.fixture
+def login(app, create_admin):
+    """A test client signed in through the login form, sending the CSRF header like htmx does."""
+
+    def sign_in(*roles: str, email: str | None = None):
+        admin = create_admin(*roles, email=email)
+        browser = app.test_client()
+        token = csrf_token_from(browser.get("/login").data)
+        response = browser.post("/login", data={"email": admin.email, "password": TEST_PASSWORD,
+                                                "csrf_token": token})
+        assert response.status_code == 302, response.data[-400:]
+        browser.environ_base["HTTP_X_CSRFTOKEN"] = csrf_token_from(browser.get("/").data)
+        browser.admin = admin
+        return browser
+
+    return sign_in
+
+
+@pytest.fixture
+def api(app, create_admin):
+    """A test client that authenticates with a bearer token for an admin with the given roles."""
+    from console.security import issue_token
+
+    def client_for(*roles: str, email: str | None = None):
+        admin = create_admin(*roles, email=email)
+        token, _ = issue_token(admin)
+        api_client = app.test_client()
+        api_client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+        api_client.admin = admin
+        api_client.token = token
+        return api_client
+
+    return client_for
+
+
+@pytest.fixture
+def run_jobs(app):
+    """Work every queued RQ job in this process, like `python worker.py --burst`."""
+    from rq import SimpleWorker
+
+    from console.queues import QUEUE_NAMES
+
+    def work(with_scheduler: bool = False) -> None:
+        queues = [app.extensions["queues"][name] for name in QUEUE_NAMES]
+        SimpleWorker(queues, connection=app.extensions["redis"]).work(burst=True, with_scheduler=with_scheduler,
+                                                                       logging_level="WARNING")
+
+    return work
+
+
+@pytest.fixture(scope="session")
+def output_dir():
+    path = Path(os.environ.get("TEST_OUTPUT", "test-output"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def scratch_dir():
+    path = Path(tempfile.mkdtemp(prefix="console-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,26 @@
+"""A person signs in and sees a finished dashboard."""
+
+from console.services.demo import seed_members
+
+
+def test_login_and_dashboard(live, page, sign_in, output_dir):
+    import random
+
+    seed_members(random.Random(1))
+    page.goto(f"{live.live_url}/login")
+    page.screenshot(path=str(output_dir / "login.png"))
+    sign_in("super_admin")
+    page.wait_for_selector(".widget .stat-value")
+    assert page.locator(".widget .stat-value").first.inner_text() == "500"
+    assert page.locator("h1").inner_text() == "Dashboard"
+    assert page.locator(".sidebar").get_by_text("Dashboard").is_visible()
+    page.screenshot(path=str(output_dir / "dashboard-super_admin.png"), full_page=True)
+    assert not page.js_errors, page.js_errors
+
+
+def test_wrong_password_shows_a_readable_message(live, page):
+    page.goto(f"{live.live_url}/login")
+    page.fill("input[name=email]", "nobody@example.com")
+    page.fill("input[name=password]", "wrong-password")
+    page.click("button[type=submit]")
+    assert "do not match" in page.locator(".flash-error").inner_text()
