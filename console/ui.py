@@ -60,3 +60,22 @@ def visible_nav() -> list[tuple[str, list[dict]]]:
 def visible_widgets() -> list[Widget]:
     widgets = current_app.extensions.get("console_widgets", [])
     return sorted((w for w in widgets if has_permission(w.permission)), key=lambda w: (w.order, w.title))
+
+
+@dataclass(frozen=True)
+class MemberPanel:
+    """A section of the member detail page, loaded by htmx from `endpoint` (which takes `user_id`)."""
+
+    title: str
+    endpoint: str
+    permission: str
+    order: int = 100
+
+
+def add_member_panel(app, panel: MemberPanel) -> None:
+    app.extensions.setdefault("console_member_panels", []).append(panel)
+
+
+def visible_member_panels() -> list[MemberPanel]:
+    panels = current_app.extensions.get("console_member_panels", [])
+    return sorted((p for p in panels if has_permission(p.permission)), key=lambda p: (p.order, p.title))
