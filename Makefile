@@ -30,6 +30,9 @@ fmt: $(STAMP)
 worker: $(STAMP)
 	$(BIN)/python worker.py
 
+fuzz: $(STAMP)  ## schemathesis over every /api operation, many examples each
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} $(BIN)/python -m pytest tests/test_api_fuzz.py -q
+
 bench: $(STAMP)  ## benchmarks: ratios measured in one run, written to bench/RESULTS.md
 	$(BIN)/python -m bench
 
