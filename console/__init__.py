@@ -93,6 +93,8 @@ def _init_extensions(app: Flask) -> None:
     def _csrf_protect():
         if request.method in {"GET", "HEAD", "OPTIONS", "TRACE"} or not app.config.get("WTF_CSRF_ENABLED", True):
             return
+        if request.routing_exception is not None:  # a 404/405 answers as such, not as a CSRF failure
+            return
         view = app.view_functions.get(request.endpoint)
         if getattr(view, "__csrf_exempt__", False) or security.csrf_exempt_request():
             return
