@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import logging
+import re
+from datetime import datetime
 
 from flask import has_request_context, request
 from flask_login import current_user
@@ -43,4 +48,71 @@ def log_denied(permission: str) -> None:
             return
     except Exception:  # Redis down must not turn a 403 into a 500
         log.warning("audit: could not rate-limit denial logging", exc_info=True)
-    record("permission.denied", request.path, details_permission=permission, method=request.method)
+    record("permission.denied", request.path, permission=permission, method=request.method)
+
+
+# --- reading the log -----------------------------------------------------------------------------------------
+
+def entries(actor: str | None = None, target: str | None = None, action: str | None = None,
+            since: datetime | None = None, until: datetime | None = None):
+    """The log filtered: actor and target match as case-insensitive substrings, action exactly or by prefix
+    (`role.` matches every role action), times as a half-open range [since, until)."""
+    raw: dict = {}
+    if actor:
+        raw["actor"] = {"$regex": re.escape(actor), "$options": "i"}
+    if target:
+        raw["target"] = {"$regex": re.escape(target), "$options": "i"}
+    if action:
+        raw["action"] = {"$regex": "^" + re.escape(action)} if action.endswith(".") else action
+    if since or until:
+        raw["at"] = {**({"$gte": since} if since else {}), **({"$lt": until} if until else {})}
+    return AuditLog.objects(__raw__=raw) if raw else AuditLog.objects
+
+
+def trail(email: str, limit: int = 50) -> list[AuditLog]:
+    """What happened to an admin and what they did, newest first."""
+    return list(AuditLog.objects(__raw__={"$or": [{"actor": email}, {"target": email}]})
+                .order_by("-at", "-id").limit(limit))
+
+
+def known_actions() -> list[str]:
+    return sorted(AuditLog.objects.distinct("action"))
+
+
+def entry_dict(entry: AuditLog) -> dict:
+    return {"id": str(entry.id), "at": entry.at, "actor": entry.actor, "action": entry.action,
+            "target": entry.target, "before": entry.before, "after": entry.after, "ip": entry.ip,
+            "details": entry.details or {}}
+
+
+CSV_COLUMNS = ["at", "actor", "action", "target", "ip", "before", "after", "details"]
+CSV_MAX_ROWS = 100_000
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        from console.timeutil import isoformat
+
+        return isoformat(value)
+    if isinstance(value, (dict, list)):
+        value = json.dumps(value, default=str, sort_keys=True)
+    text = str(value)
+    # a leading = + - @ makes spreadsheets run the cell as a formula
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def csv_lines(queryset):
+    """The entries as CSV, one line at a time (for a streamed download)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_COLUMNS)
+    for entry in queryset.order_by("-at", "-id").limit(CSV_MAX_ROWS).no_cache():
+        data = entry_dict(entry)
+        writer.writerow([_cell(data[column]) for column in CSV_COLUMNS])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    if buffer.getvalue():
+        yield buffer.getvalue()

@@ -1,0 +1,31 @@
+"""Dashboard fragments: one per platform collection, each behind the permission that works with it."""
+
+from flask import render_template
+
+from console.blueprints.platform import bp
+from console.security import permission_required
+from console.services import platform
+
+
+@bp.route("/submissions")
+@permission_required("submissions.review")
+def widget_submissions():
+    return render_template("platform/_widget_submissions.html", summary=platform.moderation_summary())
+
+
+@bp.route("/volunteers")
+@permission_required("volunteers.manage")
+def widget_volunteers():
+    return render_template("platform/_widget_volunteers.html", summary=platform.volunteer_summary())
+
+
+@bp.route("/blogs")
+@permission_required("blogs.edit")
+def widget_blogs():
+    return render_template("platform/_widget_blogs.html", summary=platform.blog_summary())
+
+
+@bp.route("/events")
+@permission_required("events.manage")
+def widget_events():
+    return render_template("platform/_widget_events.html", summary=platform.event_summary())

@@ -1,0 +1,104 @@
+"""The roles API (CONTRACT.md "Roles") plus the admins list and the audit log."""
+
+from flask_login import current_user
+
+from console.apikit import endpoint, paginate
+from console.blueprints.roles import bp
+from console.blueprints.roles.schemas import (
+    AdminList,
+    AdminOut,
+    AdminPermissionsOut,
+    AdminsQuery,
+    AssignRole,
+    AuditList,
+    AuditQuery,
+    MatrixOut,
+    RoleCreate,
+    RoleList,
+    RoleOut,
+    RolePermissionsOut,
+    RolePermissionsUpdate,
+)
+from console.security import current_permissions
+from console.services import audit, roles
+from console.timeutil import as_utc
+
+PREFIX = "/api/phase14"
+TAGS = ["roles"]
+
+
+@endpoint(bp, f"{PREFIX}/roles", permission="roles.view", response=RoleList, tags=TAGS,
+          summary="List roles with their permissions")
+def list_roles():
+    """Built-in roles first, then custom roles by name; `admins` counts who holds each."""
+    return {"items": roles.list_roles()}
+
+
+@endpoint(bp, f"{PREFIX}/roles/matrix", permission="roles.view", response=MatrixOut, tags=TAGS,
+          summary="The permission matrix: every role by every permission")
+def role_matrix():
+    """Every cell is present; permissions carry their group and description."""
+    data = roles.matrix()
+    data.pop("role_details")
+    return data
+
+
+@endpoint(bp, f"{PREFIX}/roles/<role>/permissions", permission="roles.view", response=RolePermissionsOut,
+          tags=TAGS, summary="A role's permissions", responses={404: ""})
+def role_permissions(role: str):
+    found = roles.get_role(role)
+    return {"role": found.name, "permissions": roles.ordered(found.permissions)}
+
+
+@endpoint(bp, f"{PREFIX}/roles/<role>/permissions", methods=["PUT"], permission="roles.manage",
+          body=RolePermissionsUpdate, response=RoleOut, tags=TAGS, summary="Replace a role's permissions",
+          responses={403: "", 404: "", 422: ""})
+def update_role_permissions(role: str, body: RolePermissionsUpdate):
+    """Unknown permissions are 422; super_admin cannot be changed (403). Applies on everyone's next request."""
+    return roles.set_role_permissions(role, body.permissions, current_permissions())
+
+
+@endpoint(bp, f"{PREFIX}/roles", methods=["POST"], permission="roles.manage", body=RoleCreate, response=RoleOut,
+          status=201, tags=TAGS, summary="Create a custom role", responses={409: "", 422: ""})
+def create_role(body: RoleCreate):
+    """A taken name is 409; you can only grant permissions you hold."""
+    return roles.create_role(body.name, body.description, body.permissions, current_permissions())
+
+
+@endpoint(bp, f"{PREFIX}/roles/<role>", methods=["DELETE"], permission="roles.manage", status=204, tags=TAGS,
+          summary="Delete a custom role", responses={403: "", 404: "", 409: ""})
+def delete_role(role: str):
+    """Built-in roles cannot be deleted (403); a role still assigned to someone is 409."""
+    roles.delete_role(role)
+    return None
+
+
+@endpoint(bp, f"{PREFIX}/admin/<admin_id>/assign-role", methods=["POST"], permission="roles.assign",
+          body=AssignRole, response=AdminOut, tags=TAGS, summary="Add a role to an admin or replace their roles",
+          responses={403: "", 404: "", 409: "", 422: ""})
+def assign_role(admin_id: str, body: AssignRole):
+    """`{"role"}` adds one role, `{"roles": [...]}` replaces the set. Refused (403) when it would grant or
+    remove a role with permissions you do not hold, change your own roles, or leave no active super_admin."""
+    return roles.assign_roles(current_user.id, admin_id, add=body.role, replace=body.roles)
+
+
+@endpoint(bp, f"{PREFIX}/admin/<admin_id>/permissions", permission="roles.view", response=AdminPermissionsOut,
+          tags=TAGS, summary="An admin's roles and effective permissions", responses={404: ""})
+def admin_permissions(admin_id: str):
+    return roles.admin_permissions(roles.get_admin(admin_id))
+
+
+@endpoint(bp, f"{PREFIX}/admins", permission="roles.view", query=AdminsQuery, response=AdminList, tags=TAGS,
+          summary="List admins with their roles and last login")
+def list_admins(query: AdminsQuery):
+    """Sorted by email; `q` matches part of an email or name, `role` filters by role."""
+    return paginate(roles.admins_queryset(query.q, query.role), query, sort_field="email", descending=False,
+                    transform=roles.admin_dict)
+
+
+@endpoint(bp, f"{PREFIX}/audit-log", permission="roles.view", query=AuditQuery, response=AuditList, tags=TAGS,
+          summary="The audit log, newest first")
+def audit_log(query: AuditQuery):
+    """Filter by actor and target (substrings), action (exact, or a prefix ending in '.') and time range."""
+    queryset = audit.entries(query.actor, query.target, query.action, as_utc(query.since), as_utc(query.until))
+    return paginate(queryset, query, sort_field="at", transform=audit.entry_dict)

@@ -1,0 +1,177 @@
+"""Console pages: the permission matrix, admins and their roles, the audit log."""
+
+import json
+from datetime import UTC, date, datetime, time, timedelta
+
+from flask import Response, flash, redirect, render_template, request, stream_with_context, url_for
+from flask_login import current_user
+
+from console.apikit import PageQuery, paginate
+from console.blueprints.roles import bp
+from console.errors import ApiError
+from console.permissions import CATALOG, PERMISSION_GROUPS, SUPER_ADMIN
+from console.security import current_permissions, has_permission, permission_required
+from console.services import audit, roles
+from console.timeutil import utcnow
+
+
+def _toast(message: str, tone: str = "success") -> dict:
+    return {"HX-Trigger": json.dumps({"toast": {"message": message, "tone": tone}})}
+
+
+def _page_query() -> PageQuery:
+    cursor = request.args.get("cursor") or None
+    return PageQuery(limit=50, cursor=cursor[:2000] if cursor else None)
+
+
+# --- roles and the matrix ------------------------------------------------------------------------------------
+
+@bp.route("/roles")
+@permission_required("roles.view")
+def index():
+    data = roles.matrix()
+    groups = [(group, [p for p in CATALOG if p.group == group]) for group in PERMISSION_GROUPS]
+    return render_template("roles/index.html", data=data, groups=groups, can_manage=has_permission("roles.manage"),
+                           super_admin=SUPER_ADMIN, name_pattern=roles.ROLE_NAME_PATTERN)
+
+
+@bp.route("/roles/<role>/cells/<permission>", methods=["POST"])
+@permission_required("roles.manage")
+def toggle_cell(role: str, permission: str):
+    """Flip one cell; the response is the re-rendered cell, and a toast says what changed."""
+    try:
+        granted = roles.toggle_permission(role, permission, current_permissions())
+    except ApiError as error:
+        if error.status == 404 or error.status == 422:
+            raise
+        found = roles.get_role(role)
+        html = render_template("roles/_cell.html", role=role, permission=permission,
+                               granted=permission in found.permissions, can_manage=True, super_admin=SUPER_ADMIN)
+        return html, 200, _toast(error.detail, "error")
+    verb = "granted to" if granted else "removed from"
+    html = render_template("roles/_cell.html", role=role, permission=permission, granted=granted, can_manage=True,
+                           super_admin=SUPER_ADMIN)
+    return html, 200, _toast(f"{permission} {verb} {role}.")
+
+
+@bp.route("/roles/new", methods=["POST"])
+@permission_required("roles.manage")
+def create_role_form():
+    name = request.form.get("name", "").strip()
+    try:
+        roles.create_role(name, request.form.get("description", "").strip()[:500],
+                          request.form.getlist("permissions"), current_permissions())
+    except ApiError as error:
+        flash(f"Could not create the role: {error.detail}", "error")
+    else:
+        flash(f"Created the role {name}. Toggle its permissions in the matrix.", "success")
+    return redirect(url_for("roles.index"))
+
+
+@bp.route("/roles/<role>/delete", methods=["POST"])
+@permission_required("roles.manage")
+def delete_role_form(role: str):
+    try:
+        roles.delete_role(role)
+    except ApiError as error:
+        flash(f"Could not delete {role}: {error.detail}", "error")
+    else:
+        flash(f"Deleted the role {role}.", "success")
+    return redirect(url_for("roles.index"))
+
+
+# --- admins --------------------------------------------------------------------------------------------------
+
+@bp.route("/admins")
+@permission_required("roles.view")
+def admins():
+    q = request.args.get("q", "").strip()[:200] or None
+    role = request.args.get("role", "").strip()[:64] or None
+    page = paginate(roles.admins_queryset(q, role), _page_query(), sort_field="email", descending=False)
+    next_url = url_for("roles.admins", q=q, role=role, cursor=page["next_cursor"]) if page["next_cursor"] else None
+    first_url = url_for("roles.admins", q=q, role=role) if request.args.get("cursor") else None
+    return render_template("roles/admins.html", admins=page["items"], q=q or "", role=role or "",
+                           role_names=[r["name"] for r in roles.list_roles()], next_url=next_url, first_url=first_url)
+
+
+@bp.route("/admins/<admin_id>")
+@permission_required("roles.view")
+def admin_detail(admin_id: str):
+    admin = roles.get_admin(admin_id)
+    table = roles.role_table()
+    grantable = set(roles.grantable_roles(current_permissions())) if has_permission("roles.assign") else set()
+    return render_template(
+        "roles/admin.html", admin=admin, all_roles=[r["name"] for r in roles.list_roles()], grantable=grantable,
+        role_table=table, permissions=roles.effective_permissions(admin.roles), catalog=CATALOG,
+        groups=PERMISSION_GROUPS, is_self=admin.id == current_user.id, trail=audit.trail(admin.email),
+    )
+
+
+@bp.route("/admins/<admin_id>/roles", methods=["POST"])
+@permission_required("roles.assign")
+def assign_roles(admin_id: str):
+    """Replace the roles the actor may grant with those ticked; roles above the actor's level stay as they are."""
+    admin = roles.get_admin(admin_id)
+    grantable = set(roles.grantable_roles(current_permissions()))
+    ticked = set(request.form.getlist("roles")) & grantable
+    kept = set(admin.roles) - grantable
+    try:
+        result = roles.assign_roles(current_user.id, admin_id, replace=sorted(ticked | kept))
+    except ApiError as error:
+        flash(error.detail, "error")
+    else:
+        flash(f"{admin.email} now has: {', '.join(result['roles']) or 'no roles'}.", "success")
+    return redirect(url_for("roles.admin_detail", admin_id=admin_id))
+
+
+# --- audit log -----------------------------------------------------------------------------------------------
+
+def _day(value: str | None) -> datetime | None:
+    try:
+        return datetime.combine(date.fromisoformat(value), time(), tzinfo=UTC) if value else None
+    except ValueError:
+        return None
+
+
+def _audit_filters() -> dict:
+    args = request.args
+    return {"actor": args.get("actor", "").strip()[:254], "target": args.get("target", "").strip()[:300],
+            "action": args.get("action", "").strip()[:100], "from": args.get("from", "")[:10],
+            "to": args.get("to", "")[:10]}
+
+
+def _audit_queryset(filters: dict):
+    until = _day(filters["to"])
+    return audit.entries(filters["actor"] or None, filters["target"] or None, filters["action"] or None,
+                         _day(filters["from"]), until + timedelta(days=1) if until else None)
+
+
+@bp.route("/audit", endpoint="audit")
+@permission_required("roles.view")
+def audit_log():
+    filters = _audit_filters()
+    page = paginate(_audit_queryset(filters), _page_query(), sort_field="at")
+    active = {key: value for key, value in filters.items() if value}
+    next_url = url_for("roles.audit", **active, cursor=page["next_cursor"]) if page["next_cursor"] else None
+    first_url = url_for("roles.audit", **active) if request.args.get("cursor") else None
+    return render_template("roles/audit.html", entries=page["items"], filters=filters, actions=audit.known_actions(),
+                           next_url=next_url, first_url=first_url, csv_url=url_for("roles.audit_csv", **active))
+
+
+@bp.route("/audit.csv")
+@permission_required("roles.view")
+def audit_csv():
+    queryset = _audit_queryset(_audit_filters())
+    filename = f"audit-log-{utcnow():%Y%m%d-%H%M}.csv"
+    return Response(stream_with_context(audit.csv_lines(queryset)), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@bp.route("/widgets/security")
+@permission_required("roles.view")
+def widget_audit():
+    since = utcnow() - timedelta(days=1)
+    denied = audit.entries(action="permission.denied", since=since).count()
+    changes = audit.entries(action="role.", since=since).count() + audit.entries(action="admin.", since=since).count()
+    recent = list(audit.entries().filter(action__ne="permission.denied").order_by("-at", "-id").limit(5))
+    return render_template("roles/_widget_security.html", denied=denied, changes=changes, recent=recent)
