@@ -33,6 +33,9 @@ worker: $(STAMP)
 fuzz: $(STAMP)  ## schemathesis over every /api operation, many examples each
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} $(BIN)/python -m pytest tests/test_api_fuzz.py -q
 
+load: $(STAMP)  ## 32 concurrent clients against ingestion + dashboards for 60 s; nothing lost, no 5xx
+	$(BIN)/python -m bench.load
+
 bench: $(STAMP)  ## benchmarks: ratios measured in one run, written to bench/RESULTS.md
 	$(BIN)/python -m bench
 

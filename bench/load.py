@@ -1,0 +1,171 @@
+"""`make load`: 32 concurrent clients drive ingestion for 60 s while admins load dashboards.
+
+Starts its own SecantusDB and Redis (devtools.services) and the app under gunicorn, all on loopback.
+Pass means: no 5xx, no timeouts beyond the client's limit, and the stored event count equals the
+accepted count the responses reported (nothing lost, nothing doubled). Prints throughput and latency.
+Environment: LOAD_CLIENTS (32), LOAD_SECONDS (60), LOAD_TIMEOUT (10 s per request).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from devtools import services
+
+ROOT = Path(__file__).resolve().parent.parent
+INGEST_KEY = "load-test-ingest-key"
+PASSWORD = "load-test-password-1"
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.latencies: dict[str, list[float]] = {"ingest": [], "dashboard": []}
+        self.statuses: dict[int, int] = {}
+        self.accepted = 0
+        self.duplicates = 0
+        self.rejected = 0
+        self.timeouts = 0
+        self.errors: list[str] = []
+
+    def add(self, kind: str, status: int, seconds: float, body: dict | None) -> None:
+        with self.lock:
+            self.latencies[kind].append(seconds)
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+            if kind == "ingest" and status == 202 and body:
+                self.accepted += body["accepted"]
+                self.duplicates += body["duplicates"]
+                self.rejected += len(body["rejected"])
+            if status >= 500 and len(self.errors) < 5:
+                self.errors.append(f"{status}: {body}")
+
+
+def _event(rng: random.Random, sent_ids: list[str]) -> dict:
+    if sent_ids and rng.random() < 0.1:
+        return {"user_id": f"load-{rng.randrange(2000)}", "event": "page_view", "event_id": rng.choice(sent_ids)}
+    if rng.random() < 0.05:
+        return {"user_id": "", "event": 42}  # invalid on purpose
+    event_id = uuid.uuid4().hex
+    sent_ids.append(event_id)
+    return {"user_id": f"load-{rng.randrange(2000)}", "event": rng.choice(["page_view", "blog_read", "comment"]),
+            "feature": rng.choice(["blog", "events", "volunteers", None]), "event_id": event_id,
+            "session_id": f"s-{rng.randrange(5000)}"}
+
+
+def _client(port: int, token: str, stats: Stats, deadline: float, seed: int, timeout: float) -> None:
+    rng = random.Random(seed)
+    sent_ids: list[str] = []
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    while time.monotonic() < deadline:
+        roll = rng.random()
+        if roll < 0.1:
+            kind, method, path, body = "dashboard", "GET", "/api/phase14/engagement/metrics?interval=day", None
+            headers = {"Authorization": f"Bearer {token}"}
+        else:
+            kind, method, path = "ingest", "POST", "/api/phase14/engagement/track-activity"
+            payload = _event(rng, sent_ids) if roll < 0.7 else {"events": [_event(rng, sent_ids) for _ in range(50)]}
+            body = json.dumps(payload)
+            headers = {"X-Ingest-Key": INGEST_KEY, "Content-Type": "application/json"}
+        started = time.perf_counter()
+        try:
+            conn.request(method, path, body=body, headers=headers)
+            response = conn.getresponse()
+            raw = response.read()
+            elapsed = time.perf_counter() - started
+            parsed = json.loads(raw) if raw and response.getheader("Content-Type", "").endswith("json") else None
+            stats.add(kind, response.status, elapsed, parsed)
+        except TimeoutError:
+            with stats.lock:
+                stats.timeouts += 1
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        except (ConnectionError, http.client.HTTPException) as error:
+            with stats.lock:
+                stats.errors.append(repr(error))
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))] * 1000
+
+
+def run(clients: int, seconds: float, timeout: float) -> int:
+    tmp = Path(tempfile.mkdtemp(prefix="console-load-"))
+    mongo_port, redis_port, web_port = services.free_port(), services.free_port(), services.free_port()
+    mongo = services.mongo(mongo_port, ":memory:", tmp / "mongo.log").start(timeout=120)
+    redis = services.redis(redis_port, log_path=tmp / "redis.log").start()
+    env = {**os.environ, "MONGODB_URI": f"mongodb://127.0.0.1:{mongo_port}/load", "SEED_DEMO": "0",
+           "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0", "INGEST_KEYS": INGEST_KEY,
+           "SECRET_KEY": "load-secret-" + uuid.uuid4().hex, "INGEST_RATE_LIMIT": "1000000 per minute",
+           "TOKEN_RATE_LIMIT": "1000 per minute", "LOG_LEVEL": "WARNING"}
+    bin_dir = Path(sys.executable).parent
+    flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
+    web = None
+    try:
+        subprocess.run([*flask, "init-db"], env=env, cwd=ROOT, check=True, capture_output=True)
+        subprocess.run([*flask, "create-admin", "load@example.com", "--role", "analyst", "--password", PASSWORD],
+                       env=env, cwd=ROOT, check=True, capture_output=True)
+        web = subprocess.Popen([str(bin_dir / "gunicorn"), "-w", "2", "-k", "gthread", "--threads", "16",
+                                "-b", f"127.0.0.1:{web_port}", "--log-level", "warning", "wsgi:app"],
+                               env=env, cwd=ROOT)
+        services.wait_for_port(web_port, timeout=60, proc=web)
+        conn = http.client.HTTPConnection("127.0.0.1", web_port, timeout=10)
+        conn.request("POST", "/api/auth/token", json.dumps({"email": "load@example.com", "password": PASSWORD}),
+                     {"Content-Type": "application/json"})
+        token = json.loads(conn.getresponse().read())["token"]
+
+        stats = Stats()
+        deadline = time.monotonic() + seconds
+        threads = [threading.Thread(target=_client, args=(web_port, token, stats, deadline, seed, timeout))
+                   for seed in range(clients)]
+        started = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        elapsed = time.perf_counter() - started
+
+        import pymongo
+
+        stored = pymongo.MongoClient(env["MONGODB_URI"]).get_default_database().user_activities.count_documents({})
+    finally:
+        if web:
+            web.terminate()
+            web.wait(20)
+        redis.stop()
+        mongo.stop()
+
+    ingest, dashboards = stats.latencies["ingest"], stats.latencies["dashboard"]
+    server_errors = sum(count for status, count in stats.statuses.items() if status >= 500)
+    print(f"clients {clients}, {elapsed:.0f} s; statuses {dict(sorted(stats.statuses.items()))}")
+    print(f"ingestion: {len(ingest) / elapsed:.0f} req/s, {stats.accepted / elapsed:.0f} events/s accepted; "
+          f"p50 {_percentile(ingest, 50):.0f} ms, p95 {_percentile(ingest, 95):.0f} ms, "
+          f"p99 {_percentile(ingest, 99):.0f} ms")
+    mean = statistics.fmean(dashboards) * 1000 if dashboards else 0
+    print(f"dashboards: {len(dashboards)} loads; p50 {_percentile(dashboards, 50):.0f} ms, "
+          f"p95 {_percentile(dashboards, 95):.0f} ms, mean {mean:.0f} ms")
+    print(f"accepted {stats.accepted}, duplicates {stats.duplicates}, rejected items {stats.rejected}, "
+          f"stored {stored}; 5xx {server_errors}; timeouts {stats.timeouts}; transport errors {len(stats.errors)}")
+    ok = server_errors == 0 and stats.timeouts == 0 and stored == stats.accepted and not stats.errors
+    print("PASS" if ok else f"FAIL {stats.errors[:5]}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(run(int(os.environ.get("LOAD_CLIENTS", "32")), float(os.environ.get("LOAD_SECONDS", "60")),
+                 float(os.environ.get("LOAD_TIMEOUT", "10"))))
