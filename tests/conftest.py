@@ -31,7 +31,7 @@ class Servers:
     def messages(self) -> list:
         """Every email the sink accepted, parsed."""
         box = ensure_maildir(self.maildir)
-        return [message_from_bytes(box.get_bytes(key)) for key in box]
+        return [message_from_bytes(box.get_bytes(key)) for key in box.keys()]  # noqa: SIM118  (iter yields messages)
 
     def clear_mailbox(self) -> None:
         ensure_maildir(self.maildir).clear()

@@ -1,0 +1,33 @@
+"""Communication: templates, the mail queue, batches, tracking, preferences, history and their console pages."""
+
+from flask import Blueprint
+
+from console.cli import add_demo_seeder
+from console.ui import MemberPanel, NavItem, Widget, add_member_panel, add_nav, add_widget
+
+bp = Blueprint("communication", __name__)
+
+
+def init_app(app) -> None:
+    from console.blueprints.communication import api, pages  # noqa: F401  (routes)
+    from console.jobs.mail import start_reconcile_schedule
+    from console.services.mail_demo import seed_communication
+
+    app.register_blueprint(bp)
+    if "MAIL_SUPPRESS_SEND" not in app.config:
+        # Flask-Mail suppresses sending whenever TESTING is on; our tests and `make run` talk to a real SMTP sink.
+        app.extensions["mail"].suppress = False
+    add_nav(app, NavItem("Email templates", "communication.templates_page", "templates.view", "Communication",
+                         "✉", order=10))
+    add_nav(app, NavItem("Mail queue", "communication.queue_page", "communication.view", "Communication", "⇶",
+                         order=20))
+    if app.config.get("MAILBOX_DIR"):
+        add_nav(app, NavItem("Mailbox", "communication.mailbox_page", "communication.view", "Communication", "☐",
+                             order=40))
+    add_widget(app, Widget("Mail queue", "communication.widget_queue", "communication.view", order=30))
+    add_member_panel(app, MemberPanel("Notification preferences", "communication.member_prefs_panel",
+                                      "communication.view", order=40))
+    add_member_panel(app, MemberPanel("Notification history", "communication.member_history_panel",
+                                      "communication.view", order=41))
+    app.extensions.setdefault("worker_startup", []).append(start_reconcile_schedule)
+    add_demo_seeder(app, "communication", seed_communication, order=40)

@@ -1,0 +1,319 @@
+"""Communication pages: template editor with live preview, versions, the mail queue, email detail, batch
+progress, the development Mailbox, member panels and the dashboard widget."""
+
+from __future__ import annotations
+
+import json
+
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from console.apikit import PageQuery, decode_cursor, encode_cursor
+from console.blueprints.communication import bp
+from console.errors import ApiError
+from console.security import has_permission, permission_required
+from console.services import mail, mail_mailbox, mail_prefs, mail_templates
+from console.services.audit import record
+
+
+def _toast(message: str, tone: str = "success") -> dict:
+    return {"HX-Trigger": json.dumps({"toast": {"message": message, "tone": tone}})}
+
+
+# --- templates ---------------------------------------------------------------------------------------------
+
+@bp.route("/communication/templates")
+@permission_required("templates.view")
+def templates_page():
+    category = request.args.get("category") or None
+    q = (request.args.get("q") or "").strip() or None
+    templates = list(mail_templates.list_templates(category, q).order_by("category", "name").limit(500))
+    categories = sorted(set(mail_templates.list_templates().distinct("category")))
+    return render_template("communication/templates.html", templates=templates, categories=categories,
+                           category=category, q=q or "")
+
+
+def _form_data() -> tuple[dict, list[dict]]:
+    form = request.form
+    errors = []
+    try:
+        sample = json.loads(form.get("sample_data") or "{}")
+        if not isinstance(sample, dict):
+            raise ValueError("not an object")
+    except ValueError as error:
+        sample = {}
+        errors.append({"field": "sample_data", "message": f"sample data must be a JSON object ({error})"})
+    data = {"name": (form.get("name") or "").strip(), "subject": form.get("subject") or "",
+            "html_body": form.get("html_body") or "", "text_body": form.get("text_body") or None,
+            "category": (form.get("category") or "").strip(), "description": form.get("description") or "",
+            "sample_data": sample}
+    return data, errors
+
+
+def _editor(template=None, data=None, errors=None, status=200):
+    if data is None and template is not None:
+        data = mail_templates.to_dict(template)
+    data = data or {"name": "", "subject": "", "html_body": "<p>Hello {{ first_name }},</p>\n", "text_body": "",
+                    "category": "product", "description": "", "sample_data": {"first_name": "Ava"}}
+    return render_template("communication/editor.html", template=template, data=data, errors=errors or [],
+                           sample_json=json.dumps(data.get("sample_data") or {}, indent=2, ensure_ascii=False),
+                           can_edit=has_permission("templates.manage"),
+                           can_send=has_permission("communication.send"),
+                           versions=mail_templates.versions(template) if template else []), status
+
+
+@bp.route("/communication/templates/new")
+@permission_required("templates.manage")
+def template_new():
+    return _editor()
+
+
+@bp.route("/communication/templates/<template_id>")
+@permission_required("templates.view")
+def template_edit(template_id: str):
+    return _editor(_page_template(template_id))
+
+
+def _page_template(template_id: str):
+    try:
+        return mail_templates.get_template(template_id)
+    except ApiError:
+        abort(404)
+
+
+@bp.route("/communication/templates/save", methods=["POST"], defaults={"template_id": None})
+@bp.route("/communication/templates/<template_id>/save", methods=["POST"])
+@permission_required("templates.manage")
+def template_save(template_id: str | None):
+    template = _page_template(template_id) if template_id else None
+    data, errors = _form_data()
+    if errors:
+        return _editor(template, data, errors, 422)
+    try:
+        if template is None:
+            template = mail_templates.create_template(data, current_user.email)
+            flash(f"Template “{template.name}” created.", "success")
+        else:
+            version = request.form.get("version", type=int)
+            template = mail_templates.update_template(str(template.id), data, version, current_user.email)
+            flash(f"Saved version {template.version}.", "success")
+    except ApiError as error:
+        return _editor(template, data, error.errors or [{"field": "", "message": error.detail}], error.status)
+    return redirect(url_for("communication.template_edit", template_id=template.id))
+
+
+@bp.route("/communication/templates/preview", methods=["POST"])
+@permission_required("templates.view")
+def template_preview():
+    """The editor's live preview: the form rendered with its sample data, in a sandboxed iframe."""
+    data, errors = _form_data()
+    result = mail_templates.preview(data) if not errors else {"ok": False, "errors": errors, "variables": []}
+    return render_template("communication/_preview.html", result=result)
+
+
+@bp.route("/communication/templates/<template_id>/delete", methods=["POST"])
+@permission_required("templates.manage")
+def template_delete(template_id: str):
+    template = _page_template(template_id)
+    mail_templates.delete_template(str(template.id))
+    flash(f"Template “{template.name}” deleted.", "success")
+    return redirect(url_for("communication.templates_page"))
+
+
+@bp.route("/communication/templates/<template_id>/versions")
+@permission_required("templates.view")
+def template_versions(template_id: str):
+    template = _page_template(template_id)
+    versions = mail_templates.versions(template)
+    new = request.args.get("new", type=int) or template.version
+    old = request.args.get("old", type=int) or (new - 1 if new > 1 else new)
+    try:
+        diff = mail_templates.diff_versions(template, old, new)
+        content = mail_templates.version_content(template, new)
+    except ApiError:
+        abort(404)
+    return render_template("communication/versions.html", template=template, versions=versions, old=old, new=new,
+                           diff=diff, content=content, can_edit=has_permission("templates.manage"))
+
+
+@bp.route("/communication/templates/<template_id>/versions/<int:version>/restore", methods=["POST"])
+@permission_required("templates.manage")
+def template_restore(template_id: str, version: int):
+    try:
+        template = mail_templates.restore_version(template_id, version, current_user.email)
+    except ApiError as error:
+        flash(error.detail, "error")
+        return redirect(url_for("communication.template_versions", template_id=template_id))
+    flash(f"Version {version} restored as version {template.version}.", "success")
+    return redirect(url_for("communication.template_edit", template_id=template_id))
+
+
+@bp.route("/communication/templates/<template_id>/test", methods=["POST"])
+@permission_required("communication.send")
+def template_send_test(template_id: str):
+    """Send the saved template with its sample data to the signed-in admin."""
+    template = _page_template(template_id)
+    try:
+        result = mail.send_email(str(template.id), {"email": current_user.email},
+                                 variables=template.sample_data or {}, priority="high")
+    except ApiError as error:
+        return "", 422, _toast(error.detail, "error")
+    record("email.send_test", f"template:{template.id}", None, result)
+    return "", 204, _toast(f"Test email queued for {current_user.email}.")
+
+
+# --- queue, emails, batches --------------------------------------------------------------------------------
+
+def _queue_args() -> dict:
+    args = {key: (request.args.get(key) or "").strip() or None for key in ("status", "priority", "q", "batch_id")}
+    if args["status"] not in (None, *mail.STATUSES):
+        args["status"] = None
+    if args["priority"] not in (None, *mail.PRIORITIES):
+        args["priority"] = None
+    return args
+
+
+def _queue_rows(args: dict, cursor: str | None, limit: int = 25) -> tuple[list[dict], str | None]:
+    from console.models.communication import EmailQueue
+
+    try:
+        match = mail.queue_filter(**args)
+        after = decode_cursor(cursor)
+    except ApiError:
+        return [], None
+    if after:
+        from bson import ObjectId
+
+        match["_id"] = {"$lt": ObjectId(after[0])}
+    docs = list(EmailQueue._get_collection().find(match, mail.SUMMARY_FIELDS).sort("_id", -1).limit(limit + 1))
+    next_cursor = encode_cursor([str(docs[limit - 1]["_id"])]) if len(docs) > limit else None
+    return [mail.email_summary(doc) for doc in docs[:limit]], next_cursor
+
+
+@bp.route("/communication/queue")
+@permission_required("communication.view")
+def queue_page():
+    args = _queue_args()
+    rows, next_cursor = _queue_rows(args, request.args.get("cursor"))
+    return render_template("communication/queue.html", args=args, rows=rows, next_cursor=next_cursor,
+                           counts=mail.queue_counts(), batches=[mail.batch_status(str(b["_id"]))
+                                                                for b in mail.recent_batches(5)],
+                           statuses=mail.STATUSES, priorities=mail.PRIORITIES,
+                           can_send=has_permission("communication.send"))
+
+
+@bp.route("/communication/queue/table")
+@permission_required("communication.view")
+def queue_table():
+    args = _queue_args()
+    rows, next_cursor = _queue_rows(args, request.args.get("cursor"))
+    return render_template("communication/_queue_table.html", args=args, rows=rows, next_cursor=next_cursor,
+                           counts=mail.queue_counts(), statuses=mail.STATUSES,
+                           can_send=has_permission("communication.send"))
+
+
+@bp.route("/communication/emails/<email_id>")
+@permission_required("communication.view")
+def email_detail(email_id: str):
+    try:
+        info = mail.tracking(email_id)
+        doc = mail.get_email(email_id)
+    except ApiError:
+        abort(404)
+    return render_template("communication/email.html", info=info, doc=doc,
+                           can_send=has_permission("communication.send"))
+
+
+@bp.route("/communication/emails/<email_id>/retry", methods=["POST"])
+@permission_required("communication.send")
+def email_retry(email_id: str):
+    try:
+        mail.retry_email(email_id)
+    except ApiError as error:
+        if error.status == 404:
+            abort(404)
+        return "", 409, _toast(error.detail, "error")
+    record("email.retry", f"email:{email_id}")
+    headers = _toast("Queued again.")
+    if request.headers.get("HX-Request") and request.form.get("from") == "detail":
+        headers["HX-Refresh"] = "true"
+    return "", 204, headers
+
+
+def _batch_or_404(batch_id: str) -> dict:
+    try:
+        return mail.batch_status(batch_id)
+    except ApiError:
+        abort(404)
+
+
+@bp.route("/communication/batches/<batch_id>")
+@permission_required("communication.view")
+def batch_page(batch_id: str):
+    return render_template("communication/batch.html", batch=_batch_or_404(batch_id))
+
+
+@bp.route("/communication/batches/<batch_id>/progress")
+@permission_required("communication.view")
+def batch_progress(batch_id: str):
+    status = _batch_or_404(batch_id)
+    response = current_app.make_response(render_template("communication/_batch_progress.html", batch=status))
+    if status["status"] in ("complete", "failed"):
+        response.status_code = 286  # htmx stops polling on 286
+    return response
+
+
+# --- mailbox (development) ---------------------------------------------------------------------------------
+
+def _mailbox_dir() -> str:
+    folder = current_app.config.get("MAILBOX_DIR")
+    if not folder:
+        abort(404)
+    return folder
+
+
+@bp.route("/communication/mailbox")
+@permission_required("communication.view")
+def mailbox_page():
+    messages = mail_mailbox.list_messages(_mailbox_dir(), limit=200, q=request.args.get("q"))
+    selected = request.args.get("key") or (messages[0]["key"] if messages else None)
+    message = mail_mailbox.get_message(_mailbox_dir(), selected) if selected else None
+    return render_template("communication/mailbox.html", messages=messages, message=message,
+                           q=request.args.get("q") or "")
+
+
+@bp.route("/communication/mailbox/<key>")
+@permission_required("communication.view")
+def mailbox_message(key: str):
+    message = mail_mailbox.get_message(_mailbox_dir(), key)
+    if message is None:
+        abort(404)
+    return render_template("communication/_mailbox_message.html", message=message)
+
+
+# --- member panels and the dashboard widget ----------------------------------------------------------------
+
+@bp.route("/communication/members/<user_id>/preferences")
+@permission_required("communication.view")
+def member_prefs_panel(user_id: str):
+    return render_template("communication/_member_prefs.html", prefs=mail_prefs.get_preferences(user_id),
+                           user_id=user_id, always_on=mail_prefs.ALWAYS_ON)
+
+
+@bp.route("/communication/members/<user_id>/history")
+@permission_required("communication.view")
+def member_history_panel(user_id: str):
+    from console.apikit import paginate
+
+    try:
+        page = paginate(mail.history_query(user_id), PageQuery(limit=10, cursor=request.args.get("cursor")),
+                        sort_field="created_at", transform=mail.history_item)
+    except ApiError:
+        page = {"items": [], "next_cursor": None}
+    return render_template("communication/_member_history.html", user_id=user_id, **page)
+
+
+@bp.route("/communication/widgets/queue")
+@permission_required("communication.view")
+def widget_queue():
+    return render_template("communication/_widget_queue.html", counts=mail.queue_counts())

@@ -1,0 +1,211 @@
+"""Request and response shapes for the communication API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from console.apikit import PageQuery, QueryModel, RequestModel
+
+Priority = Literal["high", "normal", "low"]
+SLUG = r"^[a-z][a-z0-9_-]{0,39}$"
+
+
+class TemplateIn(RequestModel):
+    name: str = Field(min_length=1, max_length=120)
+    subject: str = Field(min_length=1, max_length=500)
+    html_body: str = Field(min_length=1, max_length=200_000)
+    text_body: str | None = Field(None, max_length=200_000)
+    category: str = Field(pattern=SLUG, description="lowercase letters, digits, '-' or '_'")
+    description: str | None = Field(None, max_length=1000)
+    sample_data: dict = Field(default_factory=dict)
+
+
+class TemplateUpdate(TemplateIn):
+    version: int | None = Field(None, ge=1, description="The version you edited; 409 when it is stale")
+
+
+class TemplateQuery(PageQuery):
+    category: str | None = Field(None, max_length=40)
+    q: str | None = Field(None, max_length=120)
+
+
+class VersionSummary(BaseModel):
+    version: int
+    saved_at: datetime | None
+    saved_by: str | None
+    subject: str | None
+    current: bool
+
+
+class TemplateOut(BaseModel):
+    id: str
+    name: str
+    subject: str
+    html_body: str
+    text_body: str | None
+    category: str
+    description: str
+    sample_data: dict
+    variables: list[str]
+    version: int
+    created_at: datetime | None
+    updated_at: datetime | None
+    versions: list[VersionSummary] | None = None
+
+
+class TemplateList(BaseModel):
+    items: list[TemplateOut]
+    next_cursor: str | None
+
+
+class Recipient(RequestModel):
+    user_id: str | None = Field(None, min_length=1, max_length=200)
+    email: str | None = Field(None, min_length=3, max_length=254)
+    variables: dict = Field(default_factory=dict)
+
+
+class SendTo(RequestModel):
+    user_id: str | None = Field(None, min_length=1, max_length=200)
+    email: str | None = Field(None, min_length=3, max_length=254)
+
+    @model_validator(mode="after")
+    def _one(self):
+        if bool(self.user_id) == bool(self.email):
+            raise ValueError("give exactly one of user_id or email")
+        return self
+
+
+class SendEmailIn(RequestModel):
+    template_id: str = Field(min_length=1, max_length=64)
+    to: SendTo
+    variables: dict = Field(default_factory=dict)
+    priority: Priority = "normal"
+    category: str | None = Field(None, pattern=SLUG, description="Defaults to the template's category")
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+    send_at: datetime | None = None
+
+
+class SendEmailOut(BaseModel):
+    email_id: str
+    status: str
+    reason: str | None = None
+    duplicate: bool = False
+
+
+class QueueQuery(PageQuery):
+    status: Literal["queued", "sending", "deferred", "sent", "failed", "skipped"] | None = None
+    priority: Priority | None = None
+    batch_id: str | None = Field(None, max_length=64)
+    q: str | None = Field(None, max_length=254, description="Recipient email address")
+
+
+class QuietHours(RequestModel):
+    start: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM local time")
+    end: str = Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM local time")
+    timezone: str = Field("UTC", min_length=1, max_length=64)
+
+
+class FrequencyCap(RequestModel):
+    max: int = Field(ge=0, le=1000, description="Emails allowed per period (security notices are exempt)")
+    period_hours: int = Field(24, ge=1, le=24 * 31)
+
+
+class Channels(RequestModel):
+    email: bool | None = None
+    sms: bool | None = None
+
+
+class PreferencesIn(RequestModel):
+    channels: Channels = Field(default_factory=Channels)
+    categories: dict[str, bool] = Field(default_factory=dict)
+    quiet_hours: QuietHours | None = None
+    frequency_cap: FrequencyCap | None = None
+
+
+class PreferencesOut(BaseModel):
+    user_id: str
+    channels: dict[str, bool]
+    categories: dict[str, bool]
+    quiet_hours: dict | None
+    frequency_cap: dict | None
+    updated_at: datetime | None
+
+
+class TrackingEvent(BaseModel):
+    type: str
+    at: datetime | None
+    approximate: bool | None = None
+    url: str | None = None
+    detail: str | None = None
+
+
+class TrackingOut(BaseModel):
+    email_id: str
+    status: str
+    reason: str | None
+    attempts: int
+    events: list[TrackingEvent]
+    opens: int
+    clicks: int
+    first_opened_at: datetime | None
+
+
+class HistoryItem(BaseModel):
+    id: str
+    channel: str
+    category: str | None
+    template: str | None
+    status: str
+    created_at: datetime
+
+
+class HistoryOut(BaseModel):
+    user_id: str
+    items: list[HistoryItem]
+    next_cursor: str | None
+
+
+class BatchIn(RequestModel):
+    template_id: str = Field(min_length=1, max_length=64)
+    recipients: list[Recipient] = Field(min_length=1, max_length=10_000)
+    variables: dict = Field(default_factory=dict)
+    priority: Priority = "low"
+    category: str | None = Field(None, pattern=SLUG, description="Defaults to the template's category")
+
+
+class BatchOut(BaseModel):
+    batch_id: str
+    queued: int
+    skipped: int
+
+
+class BatchStatus(BaseModel):
+    batch_id: str
+    status: Literal["queued", "sending", "complete", "failed"]
+    total: int
+    sent: int
+    failed: int
+    skipped: int
+    progress: float
+
+
+class QueueItem(BaseModel):
+    id: str
+    to: str | None
+    subject: str | None
+    status: str
+    priority: str | None
+    created_at: datetime | None
+
+
+class QueueOut(BaseModel):
+    counts: dict[str, int]
+    items: list[QueueItem]
+    next_cursor: str | None
+
+
+class EmptyQuery(QueryModel):
+    pass

@@ -1,0 +1,1 @@
+"""RQ job functions, one module per feature."""

@@ -1,0 +1,181 @@
+"""Communication: templates and their versions, the durable mail queue, batches, tracking events,
+suppressions, notification preferences and history."""
+
+from __future__ import annotations
+
+from mongoengine import (
+    BooleanField,
+    DateTimeField,
+    DictField,
+    Document,
+    IntField,
+    ListField,
+    ObjectIdField,
+    StringField,
+)
+
+from console.timeutil import utcnow
+
+
+class EmailTemplate(Document):
+    name = StringField(required=True, max_length=120)
+    subject = StringField(required=True, max_length=500)
+    html_body = StringField(required=True)
+    text_body = StringField()
+    category = StringField(required=True, max_length=40)
+    description = StringField(max_length=1000)
+    sample_data = DictField()
+    variables = ListField(StringField())
+    version = IntField(default=1)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+    created_by = StringField()
+    updated_by = StringField()
+
+    meta = {
+        "collection": "email_templates",
+        "indexes": [
+            {"fields": ["name"], "unique": True},
+            ("category", "name"),
+            "-updated_at",
+        ],
+    }
+
+
+class EmailTemplateVersion(Document):
+    """A previous state of a template, kept on every update."""
+
+    template_id = ObjectIdField(required=True)
+    version = IntField(required=True)
+    name = StringField()
+    subject = StringField()
+    html_body = StringField()
+    text_body = StringField()
+    category = StringField()
+    description = StringField()
+    sample_data = DictField()
+    saved_at = DateTimeField(default=utcnow)
+    saved_by = StringField()
+
+    meta = {
+        "collection": "email_template_versions",
+        "indexes": [{"fields": ["template_id", "-version"], "unique": True}],
+    }
+
+
+class EmailQueue(Document):
+    """One email: Mongo is the source of truth, RQ only the transport."""
+
+    channel = StringField(default="email")
+    to_email = StringField(required=True)
+    user_id = StringField()
+    template_id = ObjectIdField()
+    template_name = StringField()
+    template_version = IntField()
+    subject = StringField()
+    html_body = StringField()
+    text_body = StringField()
+    links = ListField(StringField())
+    unsubscribe_url = StringField()
+    priority = StringField(default="normal")
+    category = StringField()
+    status = StringField(required=True, default="queued")  # queued|sending|sent|deferred|failed|skipped
+    reason = StringField()
+    attempts = IntField(default=0)
+    idempotency_key = StringField()
+    batch_id = ObjectIdField()
+    source = DictField()
+    job_id = StringField()
+    claim = StringField()
+    lease_until = DateTimeField()
+    message_id = StringField()
+    send_at = DateTimeField()
+    next_attempt_at = DateTimeField()
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+    sent_at = DateTimeField()
+    opens = IntField(default=0)
+    clicks = IntField(default=0)
+    first_opened_at = DateTimeField()
+    created_by = StringField()
+
+    meta = {
+        "collection": "email_queue",
+        "indexes": [
+            {"fields": ["idempotency_key"], "unique": True, "sparse": True},
+            ("status", "-created_at"),
+            ("priority", "status", "-created_at"),
+            ("batch_id", "status"),
+            ("user_id", "-created_at"),
+            "claim",
+            "-created_at",
+        ],
+    }
+
+
+class EmailBatch(Document):
+    template_id = ObjectIdField()
+    template_name = StringField()
+    priority = StringField()
+    category = StringField()
+    total = IntField(default=0)
+    queued = IntField(default=0)
+    skipped = IntField(default=0)
+    source = DictField()
+    created_by = StringField()
+    created_at = DateTimeField(default=utcnow)
+
+    meta = {"collection": "email_batches", "indexes": ["-created_at"]}
+
+
+class EmailTracking(Document):
+    """Opens, clicks, unsubscribes and bounces: events, not statuses."""
+
+    email_id = ObjectIdField(required=True)
+    type = StringField(required=True)  # open|click|unsubscribe|bounce
+    at = DateTimeField(default=utcnow)
+    link_index = IntField()
+    url = StringField()
+    detail = StringField()
+
+    meta = {"collection": "email_tracking", "indexes": [("email_id", "at"), ("type", "-at")]}
+
+
+class Suppression(Document):
+    email = StringField(required=True, unique=True)
+    reason = StringField()  # hard_bounce|unsubscribed|manual
+    detail = StringField()
+    email_id = ObjectIdField()
+    created_at = DateTimeField(default=utcnow)
+
+    meta = {"collection": "suppressions", "indexes": ["-created_at"]}
+
+
+class NotificationPreference(Document):
+    user_id = StringField(required=True, unique=True)
+    channels = DictField()
+    categories = DictField()
+    quiet_hours = DictField()  # {"start": "22:00", "end": "07:00", "timezone": "Europe/Berlin"}
+    frequency_cap = DictField()  # {"max": 3, "period_hours": 24}
+    updated_at = DateTimeField(default=utcnow)
+    updated_by = StringField()
+
+    meta = {"collection": "notification_preferences"}
+
+
+class NotificationHistory(Document):
+    """Every notification, sent or skipped."""
+
+    user_id = StringField()
+    recipient = StringField()
+    channel = StringField(default="email")
+    category = StringField()
+    template_id = ObjectIdField()
+    template = StringField()
+    status = StringField()
+    reason = StringField()
+    email_id = ObjectIdField()
+    created_at = DateTimeField(default=utcnow)
+    counted = BooleanField(default=True)
+
+    meta = {"collection": "notification_history", "indexes": [("user_id", "-created_at"), "email_id"]}
