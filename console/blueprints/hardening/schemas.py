@@ -1,0 +1,148 @@
+"""Request and response models of the hardening endpoints."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from console.apikit import QueryModel, RequestModel
+from console.errors import ApiError
+from console.services.hardening.optimize import TASKS
+
+
+class HoursQuery(QueryModel):
+    hours: int = Field(24, ge=1, le=24 * 30, description="Window in hours (1-720)")
+
+
+class SlowQueriesQuery(QueryModel):
+    threshold_ms: float | None = Field(None, ge=0, le=600_000,
+                                       description="Minimum duration; SLOW_QUERY_MS when absent")
+    limit: int = Field(50, ge=1, le=500)
+
+
+class OptimizeRequest(RequestModel):
+    tasks: list[str] = Field(min_length=1, max_length=len(TASKS),
+                             description=f"Any of: {', '.join(TASKS)}")
+    confirm: bool = Field(False, description="Required (true) for destructive tasks: "
+                                             + ", ".join(name for name, task in TASKS.items() if task.destructive))
+    start: date | None = Field(None, description="rebuild_rollups: first day (default: 30 days ago)")
+    end: date | None = Field(None, description="rebuild_rollups: last day (default: today)")
+
+    @model_validator(mode="after")
+    def _known_and_confirmed(self):
+        errors = [{"field": f"tasks.{i}", "message": f"unknown task {name!r}; known: {', '.join(TASKS)}"}
+                  for i, name in enumerate(self.tasks) if name not in TASKS]
+        if len(set(self.tasks)) != len(self.tasks):
+            errors.append({"field": "tasks", "message": "a task is listed twice"})
+        if self.start and self.end and self.start > self.end:
+            errors.append({"field": "start", "message": "start must not be after end"})
+        if errors:
+            raise ApiError(422, "The request body failed validation.", errors)
+        destructive = [name for name in self.tasks if TASKS[name].destructive]
+        if destructive and not self.confirm:
+            raise ApiError(422, f"{', '.join(destructive)} delete or rewrite data: send \"confirm\": true to run them.",
+                           [{"field": "confirm", "message": "required (true) for destructive tasks"}])
+        return self
+
+
+class Check(BaseModel):
+    id: str
+    title: str
+    status: Literal["pass", "warn", "fail"]
+    severity: Literal["critical", "high", "medium", "low"]
+    detail: str
+    remediation: str
+
+
+class SecurityAuditOut(BaseModel):
+    score: int
+    summary: dict[str, int]
+    checks: list[Check]
+
+
+class ErrorGroup(BaseModel):
+    fingerprint: str
+    exception: str | None
+    message: str | None
+    endpoint: str | None
+    count: int
+    total_count: int
+    first_seen: datetime | None
+    last_seen: datetime | None
+    frames: list[str]
+    sample: dict[str, Any]
+
+
+class ErrorAnalysisOut(BaseModel):
+    hours: int
+    total: int
+    requests: int
+    error_rate: float
+    groups: list[ErrorGroup]
+
+
+class EndpointPerformance(BaseModel):
+    endpoint: str
+    method: str
+    count: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    max_ms: float | None
+    error_rate: float
+
+
+class PerformanceOut(BaseModel):
+    hours: int
+    endpoints: list[EndpointPerformance]
+
+
+class SlowQueryItem(BaseModel):
+    collection: str | None
+    command_name: str | None
+    command: dict[str, Any]
+    duration_ms: float | None
+    at: datetime | None
+    plan: dict[str, Any] | None
+    suggested_index: dict[str, Any] | None
+
+
+class SlowQueriesOut(BaseModel):
+    threshold_ms: float
+    items: list[SlowQueryItem]
+
+
+class HealthOut(BaseModel):
+    status: Literal["UP", "DEGRADED", "DOWN"]
+    checked_at: datetime
+    checks: dict[str, dict[str, Any]]
+
+
+class ChecklistItem(BaseModel):
+    id: str
+    title: str
+    status: Literal["pass", "warn", "fail"]
+    detail: str
+
+
+class ChecklistOut(BaseModel):
+    ready: bool
+    summary: dict[str, int]
+    items: list[ChecklistItem]
+
+
+class OptimizeAccepted(BaseModel):
+    job_id: str
+
+
+class OptimizeStatus(BaseModel):
+    job_id: str
+    status: Literal["queued", "started", "finished", "failed"]
+    progress: int
+    current: str | None
+    tasks: list[str]
+    result: dict[str, Any] | None
+    enqueued_at: datetime | None
+    ended_at: datetime | None

@@ -1,0 +1,1 @@
+"""Go-live hardening: security audit, error analysis, performance, slow queries, health, checklist, optimize."""

@@ -1,0 +1,51 @@
+"""Helpers for the hardening tests: a route that fails on purpose, a live-looking RQ worker."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager, suppress
+
+from flask import Blueprint, abort
+
+from console.security import permission_required
+
+API = "/api/phase14/hardening"
+
+
+def add_failing_routes(app) -> None:
+    """Routes that raise (call before the app handles its first request)."""
+    bp = Blueprint("failing_probe", __name__)
+
+    @bp.route("/probe/fail/<int:n>")
+    @permission_required("hardening.view")
+    def fail(n):
+        raise ValueError(f"boom {n} for someone@example.com at 0x7f3a9c")
+
+    @bp.route("/probe/ok")
+    @permission_required("hardening.view")
+    def ok():
+        return "ok"
+
+    @bp.route("/probe/missing")
+    @permission_required("hardening.view")
+    def missing():
+        abort(404)
+
+    app.register_blueprint(bp)
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+
+
+@contextmanager
+def live_worker(app, name: str = "hardening-test-worker"):
+    """Register an RQ worker (birth and heartbeat) without running it, as a live `worker.py` would."""
+    from rq import Worker
+
+    from console.queues import QUEUE_NAMES
+
+    queues = [app.extensions["queues"][q] for q in QUEUE_NAMES]
+    worker = Worker(queues, connection=app.extensions["redis"], name=name)
+    worker.register_birth()
+    try:
+        yield worker
+    finally:
+        with suppress(Exception):  # Redis may have been restarted empty by the test
+            worker.register_death()
