@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -92,13 +93,20 @@ def rebuild_rollups(options: dict) -> dict:
     func = rollup_rebuilder()
     if func is None:
         return {"status": "unavailable",
-                "detail": "The engagement feature provides no rebuild_rollups(start, end) in this build."}
+                "detail": "The engagement feature provides no rebuild_rollups in this build."}
     today = utcnow().date()
     start = _as_datetime(options.get("start") or today - timedelta(days=30))
     end = _as_datetime(options.get("end") or today, end=True)
-    outcome = func(start, end)
-    result = {"status": "done", "start": start, "end": end}
-    if isinstance(outcome, (dict, int, float, str)):
+    params = inspect.signature(func).parameters
+    if "start" in params and "end" in params:
+        outcome = func(start=start, end=end)
+        result = {"status": "done", "start": start, "end": end}
+    else:  # the engagement rebuild works on every day at once: a superset of the range asked for
+        outcome = func()
+        result = {"status": "done", "scope": "all days (the engagement rebuild takes no date range)"}
+    if isinstance(outcome, (int, float, str)):
+        result["events_replayed" if isinstance(outcome, int) else "outcome"] = outcome
+    elif isinstance(outcome, dict):
         result["outcome"] = outcome
     return result
 

@@ -1,0 +1,109 @@
+"""Telemetry: error groups, request timings and slow MongoDB commands, read back through the API."""
+
+from console import telemetry
+from console.models.hardening import TELEMETRY_COLLECTIONS, ErrorEvent, RequestMetric, SlowQuery
+from console.models.member import Member
+from tests.hardening_helpers import API, add_failing_routes
+
+
+def test_a_failing_route_is_one_error_group_with_the_right_count(app, api):
+    add_failing_routes(app)
+    client = api("admin")
+    for n in (1, 2, 3):
+        response = client.get(f"/probe/fail/{n}?token=s3cr3t-value&page=2")
+        assert response.status_code == 500
+        assert "boom" not in response.get_data(as_text=True)  # never a stack trace or message in the response
+    assert client.get("/probe/ok").status_code == 200
+    assert ErrorEvent.objects.count() == 1
+    telemetry.flush(app)
+
+    body = client.get(f"{API}/error-analysis?hours=1").json
+    assert body["total"] == 3
+    [group] = body["groups"]
+    assert group["count"] == 3
+    assert group["exception"] == "ValueError"
+    assert group["endpoint"] == "/probe/fail/<int:n>"
+    assert "someone@example.com" not in group["message"] and "<email>" in group["message"]
+    assert group["sample"]["path"].startswith("/probe/fail/") and group["sample"]["query_keys"] == ["page", "token"]
+    assert group["first_seen"] <= group["last_seen"]
+    assert "s3cr3t-value" not in str(ErrorEvent.objects.as_pymongo().first())
+    # 3 errors among the requests recorded in the window (the three failures, one success, one token call...)
+    assert 0 < body["error_rate"] <= 0.75
+
+
+def test_fingerprints_follow_the_code_path_or_the_normalized_message(app):
+    from console.apikit import decode_cursor, object_id_or_404
+    from console.errors import ApiError
+    from console.telemetry import fingerprint
+
+    prints = []
+    for call in (lambda: object_id_or_404("x"), lambda: object_id_or_404("y"), lambda: decode_cursor("bad")):
+        try:
+            call()
+        except ApiError as error:
+            prints.append(fingerprint(error))
+    assert prints[0][0] == prints[1][0]  # same in-app frames
+    assert prints[0][0] != prints[2][0]  # another function raised it
+    assert prints[0][2] == ["console.apikit:object_id_or_404"]
+    # without in-app frames, the message decides, with numbers, ids and addresses stripped
+    assert fingerprint(ValueError("user 12 missing"))[0] == fingerprint(ValueError("user 99 missing"))[0]
+    assert fingerprint(ValueError("user 12 missing"))[0] != fingerprint(ValueError("order 12 missing"))[0]
+
+
+def test_performance_review_reports_percentiles_and_error_rate(app, api):
+    add_failing_routes(app)
+    client = api("admin")
+    for _ in range(8):
+        assert client.get("/probe/ok").status_code == 200
+    for n in range(2):
+        client.get(f"/probe/fail/{n}")
+    client.get("/probe/missing")
+    written = telemetry.flush(app)
+    assert written["request_metrics"] >= 3
+    body = client.get(f"{API}/performance-review?hours=1").json
+    rows = {(e["endpoint"], e["method"]): e for e in body["endpoints"]}
+    ok = rows[("/probe/ok", "GET")]
+    assert ok["count"] == 8 and ok["error_rate"] == 0
+    assert 0 < ok["p50_ms"] <= ok["p95_ms"] <= ok["p99_ms"]
+    failing = rows[("/probe/fail/<int:n>", "GET")]
+    assert failing["count"] == 2 and failing["error_rate"] == 1.0
+    assert rows[("/probe/missing", "GET")]["error_rate"] == 0  # a 404 is not a server error
+    p95s = [e["p95_ms"] for e in body["endpoints"]]
+    assert p95s == sorted(p95s, reverse=True)
+    stored = RequestMetric.objects(endpoint="/probe/ok").first()
+    assert stored.expires_at > stored.at
+
+
+def test_a_collscan_is_recorded_as_a_shape_with_its_plan_and_a_suggested_index(make_app, app, api):
+    slow_app = make_app(SLOW_QUERY_MS=0)
+    with slow_app.app_context():
+        Member(user_id="u1", email="one@example.com", name="Private Name").save()
+        assert Member.objects(name="Private Name").first() is not None  # no index on name: COLLSCAN
+        assert Member.objects(email="one@example.com").first() is not None  # indexed
+        telemetry.flush(slow_app)
+        client = api("admin")
+        body = client.get(f"{API}/slow-queries?threshold_ms=0").json
+    assert body["threshold_ms"] == 0
+    finds = [q for q in body["items"] if q["collection"] == "users" and q["command_name"] == "find"]
+    by_field = {next(iter(q["command"]["filter"])): q for q in finds}
+    scan = by_field["name"]
+    assert scan["command"]["filter"] == {"name": "<str>"}
+    assert scan["plan"]["stage"] == "COLLSCAN"
+    assert scan["suggested_index"]["keys"] == {"name": 1}
+    assert "createIndex" in scan["suggested_index"]["command"]
+    indexed = by_field["email"]
+    assert indexed["plan"]["stage"] == "IXSCAN" and indexed["plan"]["index"] == "email_1"
+    assert indexed["suggested_index"] is None
+    stored = str(list(SlowQuery.objects.as_pymongo()))
+    assert "Private Name" not in stored and "one@example.com" not in stored
+    assert not SlowQuery.objects(collection__in=list(TELEMETRY_COLLECTIONS)).count()
+    assert api("admin").get(f"{API}/slow-queries?threshold_ms=60000").json["items"] == []
+
+
+def test_shapes_keep_structure_and_drop_values():
+    shape = telemetry.command_shape("find", {
+        "find": "users", "filter": {"age": {"$gt": 30}, "tags": {"$in": ["a", "b"]}, "email": "x@y.z"},
+        "sort": {"last_seen": -1}, "limit": 5, "lsid": {"id": "abc"}, "$db": "console"})
+    assert shape == {"find": "users", "filter": {"age": {"$gt": "<int>"}, "tags": {"$in": ["<str>"]},
+                                                 "email": "<str>"},
+                     "sort": {"last_seen": -1}, "limit": "<int>"}
