@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime
 
 from bson import ObjectId
 from pymongo.errors import PyMongoError
@@ -157,6 +156,3 @@ def slow_queries(threshold_ms: float, limit: int = 50, explain_shapes: int = 10)
                       "suggested_index": suggest_index(collection, name, shape, plan)})
     return {"threshold_ms": threshold_ms, "items": items}
 
-
-def recent_since(moment: datetime) -> int:
-    return SlowQuery.objects(at__gte=moment).count()
