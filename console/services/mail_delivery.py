@@ -23,10 +23,10 @@ from flask import current_app
 from flask_mail import Message
 from pymongo import UpdateMany, UpdateOne
 
-from console.extensions import mail
 from console.models.communication import EmailQueue, EmailTracking, NotificationHistory
 from console.queues import get_redis
 from console.services.mail import enqueue_delivery, message_id, setting
+from console.services.mail_channels import EmailChannel
 from console.services.mail_prefs import decide, suppress
 from console.timeutil import utcnow
 
@@ -88,28 +88,6 @@ def _classify(error: Exception) -> Exception:
     if isinstance(error, (smtplib.SMTPServerDisconnected, OSError, socket.timeout)):
         return _Transient(f"connection problem: {type(error).__name__}: {error}", connection_lost=True)
     return _Transient(f"{type(error).__name__}: {error}", connection_lost=False)
-
-
-class _Smtp:
-    """One SMTP connection for a whole chunk, opened on first use (Flask-Mail's settings)."""
-
-    def __init__(self):
-        self.conn = None
-
-    def send(self, message: Message) -> None:
-        if self.conn is None:
-            conn = mail.connect()
-            conn.host = conn.configure_host()
-            self.conn = conn
-        self.conn.send(message)
-
-    def drop(self) -> None:
-        if self.conn is not None and self.conn.host is not None:
-            try:
-                self.conn.host.quit()
-            except (smtplib.SMTPException, OSError):
-                self.conn.host.close()
-        self.conn = None
 
 
 WIDE_SMTP = policy.SMTP.clone(max_line_length=998)  # never fold List-Unsubscribe into encoded words
@@ -184,7 +162,7 @@ def deliver(email_ids: list[str]) -> Outcome:
         verdicts = decide([{"user_id": d.get("user_id"), "email": d["to_email"]} for d in group], category,
                           exclude_ids=ids)
         decisions.update({d["_id"]: v for d, v in zip(group, verdicts, strict=True)})
-    smtp = _Smtp()
+    smtp = EmailChannel()
     renewed = time.monotonic()
     connection_down: str | None = None
     try:
@@ -205,14 +183,14 @@ def deliver(email_ids: list[str]) -> Outcome:
                     {"$set": {"lease_until": utcnow() + timedelta(seconds=lease)}})
                 renewed = time.monotonic()
             try:
-                smtp.send(build_message(doc))
+                smtp.send(doc["to_email"], build_message(doc))
             except Exception as error:  # classified below; nothing is swallowed: the job raises afterwards
                 problem = _classify(error)
                 if isinstance(problem, _Permanent):
                     outcome.failed.append((doc, problem.reason, problem.hard_bounce))
                 else:
                     if problem.connection_lost:
-                        smtp.drop()
+                        smtp.close()
                         connection_down = problem.reason
                     _defer_or_fail(outcome, doc, problem.reason, max_attempts, intervals)
                 continue
@@ -220,7 +198,7 @@ def deliver(email_ids: list[str]) -> Outcome:
             redis.set(SENT_MARKER.format(doc["_id"]), now, ex=MARKER_TTL)
             outcome.sent.append((doc, now))
     finally:
-        smtp.drop()
+        smtp.close()
         _record(outcome, token)
     return outcome
 

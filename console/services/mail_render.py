@@ -6,7 +6,7 @@ import html
 import re
 from html.parser import HTMLParser
 
-from jinja2 import TemplateError, TemplateSyntaxError, Undefined, meta, nodes
+from jinja2 import ChainableUndefined, TemplateError, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from console.errors import ApiError
@@ -29,7 +29,7 @@ class RenderError(Exception):
 
 
 def _env(autoescape: bool) -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(autoescape=autoescape, undefined=Undefined, trim_blocks=True,
+    env = ImmutableSandboxedEnvironment(autoescape=autoescape, undefined=ChainableUndefined, trim_blocks=True,
                                         lstrip_blocks=True)
     env.globals.clear()
     for name in FORBIDDEN_FILTERS:
@@ -79,9 +79,15 @@ def check_sources(sources: dict[str, str | None]) -> list[str]:
             errors.append({"field": field, "line": error.lineno,
                            "message": f"line {error.lineno}: {error.message}"})
             continue
-        for line, message in _unsafe_nodes(tree):
+        unsafe = _unsafe_nodes(tree)
+        for line, message in unsafe:
             errors.append({"field": field, "line": line, "message": f"line {line}: {message}"})
-        variables |= meta.find_undeclared_variables(tree)
+        if unsafe:
+            continue
+        try:
+            variables |= meta.find_undeclared_variables(tree)  # compiles: unknown filters and tests fail here
+        except TemplateSyntaxError as error:
+            errors.append({"field": field, "line": error.lineno, "message": f"line {error.lineno}: {error.message}"})
     if errors:
         raise ApiError(422, "The template has errors.", errors)
     return sorted(variables)

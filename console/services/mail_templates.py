@@ -6,6 +6,7 @@ import difflib
 import re
 
 from bson import ObjectId
+from mongoengine.errors import NotUniqueError
 from pymongo.errors import DuplicateKeyError
 
 from console.apikit import get_or_404, object_id_or_404
@@ -64,7 +65,7 @@ def create_template(data: dict, actor: str | None = None) -> EmailTemplate:
                              created_at=now, updated_at=now, created_by=actor, updated_by=actor)
     try:
         template.save(force_insert=True)
-    except DuplicateKeyError:
+    except (DuplicateKeyError, NotUniqueError):
         raise ApiError(409, f"A template named {data['name']!r} already exists.",
                        [{"field": "name", "message": "already taken"}]) from None
     audit.record("template.create", f"template:{template.id}", None, {"name": template.name})
@@ -147,7 +148,7 @@ def list_templates(category: str | None = None, q: str | None = None):
     if category:
         queryset = queryset.filter(category=category)
     if q:
-        queryset = queryset.filter(name__icontains=q)
+        queryset = queryset.filter(__raw__={"name": {"$regex": re.escape(q), "$options": "i"}})
     return queryset
 
 

@@ -1,0 +1,96 @@
+"""Delivery channels behind one small interface: email through Flask-Mail, SMS through a provider.
+
+A real SMS provider is a class with `send(to, body) -> provider_message_id`, registered in SMS_PROVIDERS and
+chosen with the SMS_PROVIDER setting; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import uuid
+from typing import Protocol
+
+from flask import current_app
+
+from console.extensions import mail
+from console.models.communication import NotificationHistory
+from console.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+
+
+class Channel(Protocol):
+    name: str
+
+    def send(self, to: str, message) -> str | None: ...
+
+    def close(self) -> None: ...
+
+
+class EmailChannel:
+    """One SMTP connection, opened on first use and reused for every message until closed."""
+
+    name = "email"
+
+    def __init__(self):
+        self.conn = None
+
+    def send(self, to: str, message) -> str | None:
+        if self.conn is None:
+            conn = mail.connect()
+            conn.host = conn.configure_host()
+            self.conn = conn
+        self.conn.send(message)
+        return message.msgId
+
+    def close(self) -> None:
+        if self.conn is not None and self.conn.host is not None:
+            try:
+                self.conn.host.quit()
+            except (smtplib.SMTPException, OSError):
+                self.conn.host.close()
+        self.conn = None
+
+
+class LogSmsProvider:
+    """Development: write the SMS to the log instead of sending it."""
+
+    def send(self, to: str, body: str) -> str:
+        message_id = f"log-{uuid.uuid4().hex[:12]}"
+        log.info("SMS to %s (%s): %s", to or "(no number)", message_id, body)
+        return message_id
+
+
+SMS_PROVIDERS = {"log": LogSmsProvider}
+
+
+class SmsChannel:
+    name = "sms"
+
+    def __init__(self, provider=None):
+        self.provider = provider or SMS_PROVIDERS[current_app.config.get("SMS_PROVIDER", "log")]()
+
+    def send(self, to: str, message) -> str | None:
+        return self.provider.send(to, str(message))
+
+    def close(self) -> None:
+        return None
+
+
+def send_sms(user_id: str, body: str, *, category: str = "product") -> dict:
+    """Send a text message to a member, honouring their preferences; recorded in notification_history."""
+    from console.models.member import Member
+    from console.services.mail_prefs import decide
+
+    member = Member._get_collection().find_one({"user_id": user_id}, {"phone": 1}) or {}
+    verdict, reason, _until = decide([{"user_id": user_id}], category, channel="sms")[0]
+    status = "sent" if verdict == "send" else "skipped"
+    if verdict == "defer":
+        reason = "quiet_hours"
+    provider_id = SmsChannel().send(member.get("phone") or "", body) if status == "sent" else None
+    NotificationHistory._get_collection().insert_one(
+        {"user_id": user_id, "recipient": member.get("phone"), "channel": "sms", "category": category,
+         "template": None, "status": status, "reason": reason, "created_at": utcnow()})
+    return {"status": status, "provider_id": provider_id} if status == "sent" else {"status": status,
+                                                                                     "reason": reason}
