@@ -1,0 +1,219 @@
+"""Engagement JSON API under /api/phase14/engagement."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from datetime import UTC, date, datetime, time
+
+from flask import Response, current_app, request
+from flask_login import current_user
+
+from console.apikit import PageQuery, decode_cursor, encode_cursor, endpoint, read_json
+from console.blueprints.engagement import bp
+from console.blueprints.engagement.schemas import (
+    ActivityQuery,
+    CampaignTrigger,
+    ChurnQuery,
+    InactiveQuery,
+    LifecycleChartQuery,
+    LifecycleQuery,
+    MetricsQuery,
+    RetentionQuery,
+    TrackResult,
+)
+from console.errors import ApiError, validation_error
+from console.extensions import limiter
+from console.services import (
+    engagement_campaigns,
+    engagement_churn,
+    engagement_inactive,
+    engagement_ingest,
+    engagement_lifecycle,
+    engagement_members,
+    engagement_metrics,
+    engagement_retention,
+)
+from console.timeutil import as_utc
+
+PREFIX = "/api/phase14/engagement"
+INGEST_MAX_BODY = 8 * 1024 * 1024
+
+
+def _ingest_limit() -> str:
+    return current_app.config["INGEST_RATE_LIMIT"]
+
+
+def _ingest_caller() -> str:
+    """Rate-limit per ingest key (hashed) or per admin, never per shared IP."""
+    key = request.headers.get("X-Ingest-Key")
+    if key and not request.headers.get("Authorization"):
+        return "ingest:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+    if current_user and current_user.is_authenticated:
+        return f"admin:{current_user.get_id()}"
+    return f"ip:{request.remote_addr}"
+
+
+def _bound(value: date | datetime | None, *, end: bool = False) -> datetime | None:
+    """A query bound as an aware datetime; a bare date means the whole day."""
+    if value is None or isinstance(value, datetime):
+        return as_utc(value)
+    return datetime.combine(value, time.max if end else time.min, tzinfo=UTC)
+
+
+def _after(cursor: str | None) -> list | None:
+    values = decode_cursor(cursor)
+    if values is None:
+        return None
+    try:
+        stamp = datetime.fromisoformat(str(values[0]).replace("Z", "+00:00"))
+        return [as_utc(stamp), *values[1:]]
+    except (IndexError, ValueError):
+        raise validation_error("cursor", "This cursor is not valid; start again without it.") from None
+
+
+@endpoint(bp, f"{PREFIX}/track-activity", methods=["POST"], permission="engagement.track", allow_ingest_key=True,
+          max_body=INGEST_MAX_BODY, check_operators=False, status=202, response=TrackResult,
+          summary="Track one activity event or a batch of up to 1000", responses={413: "", 415: "", 422: "", 429: ""},
+          rate_limit=limiter.limit(_ingest_limit, key_func=_ingest_caller))
+def track_activity():
+    """Body: one event `{user_id, event, feature?, session_id?, properties?, timestamp?, event_id?, traits?}` or
+    `{"events": [...]}`. Bad items are rejected individually (index and reasons) while good ones are stored;
+    duplicates by `event_id` are counted, not stored twice; timestamps over an hour ahead are clamped."""
+    data = read_json()
+    if isinstance(data, dict) and "events" in data:
+        if set(data) != {"events"}:
+            raise validation_error("body", "A batch body holds only `events`.")
+        items = data["events"]
+        if not isinstance(items, list):
+            raise validation_error("events", "`events` must be a list of event objects.")
+        if not items:
+            raise validation_error("events", "`events` must hold at least one event.")
+        if len(items) > engagement_ingest.MAX_BATCH:
+            raise validation_error("events", f"Send at most {engagement_ingest.MAX_BATCH} events per request.")
+        return engagement_ingest.ingest(items)
+    event, errors = engagement_ingest.validate_item(data)
+    if event is None:
+        raise ApiError(422, "The event failed validation.", errors)
+    return engagement_ingest.ingest([data])
+
+
+@endpoint(bp, f"{PREFIX}/user/<user_id>/activity", permission="analytics.view", query=ActivityQuery,
+          summary="A member's activity, newest first", responses={404: ""})
+def user_activity(user_id: str, query: ActivityQuery):
+    """Filter by `from`/`to` (a bare date covers the whole day) and `event`; cursor-paginated."""
+    if len(user_id) > 200 or not engagement_members.member_exists(user_id):
+        raise ApiError(404, f"No member has the user_id {user_id}.")
+    page = engagement_members.activity(user_id, start=_bound(query.start), end=_bound(query.end, end=True),
+                                       event=query.event, limit=query.limit, after=_after(query.cursor))
+    return {"user_id": user_id, "items": page["items"],
+            "next_cursor": encode_cursor([page["after"][0].isoformat(), page["after"][1]]) if page["after"] else None}
+
+
+@endpoint(bp, f"{PREFIX}/metrics", permission="analytics.view", query=MetricsQuery,
+          summary="DAU/WAU/MAU, stickiness, sessions and feature usage for a date range")
+def metrics(query: MetricsQuery):
+    """Series per day, ISO week or calendar month in [from, to] (UTC); scalars for the day of `to`."""
+    return engagement_metrics.metrics(query.start, query.end, query.interval)
+
+
+@endpoint(bp, f"{PREFIX}/retention-analysis", permission="analytics.view", query=RetentionQuery,
+          summary="Cohort retention, first-time or recurring")
+def retention_analysis(query: RetentionQuery):
+    """`cohorts` periods ending with the current one; `retention[k] = counts[k] / size`."""
+    return engagement_retention.retention(query.period, query.cohorts, query.periods, query.start_event,
+                                          query.return_event, query.mode)
+
+
+@endpoint(bp, f"{PREFIX}/churn-prediction", permission="analytics.view", query=ChurnQuery,
+          summary="Churn risk per active member, with reasons and a backtest of the model")
+def churn_prediction(query: ChurnQuery):
+    """Members active in the last 12 weeks, riskiest first; `min_risk` and `tier` filter."""
+    report = engagement_churn.churn_report()
+    items = [item for item in report["items"]
+             if (query.min_risk is None or item["risk"] >= query.min_risk) and (not query.tier or
+                                                                               item["tier"] == query.tier)]
+    offset = _offset(query.cursor)
+    page = items[offset: offset + query.limit]
+    more = offset + query.limit < len(items)
+    return {"generated_at": report["generated_at"], "model": report["model"], "total": len(items), "items": page,
+            "next_cursor": encode_cursor([offset + query.limit]) if more else None}
+
+
+def _offset(cursor: str | None) -> int:
+    values = decode_cursor(cursor)
+    if values is None:
+        return 0
+    if len(values) != 1 or not isinstance(values[0], int) or values[0] < 0:
+        raise validation_error("cursor", "This cursor is not valid; start again without it.")
+    return values[0]
+
+
+@endpoint(bp, f"{PREFIX}/lifecycle/<user_id>", permission="analytics.view", query=LifecycleQuery,
+          summary="A member's lifecycle stage and timeline", responses={404: ""})
+def lifecycle(user_id: str, query: LifecycleQuery):
+    """new, returning, resurrecting, dormant per period; current stage adds churned after a long silence."""
+    result = engagement_lifecycle.member_lifecycle(user_id, query.interval) if len(user_id) <= 200 else None
+    if result is None:
+        raise ApiError(404, f"No member has the user_id {user_id}.")
+    return result
+
+
+@endpoint(bp, f"{PREFIX}/lifecycle", permission="analytics.view", query=LifecycleChartQuery,
+          summary="Members per lifecycle stage per period (dormant as negative numbers)")
+def lifecycle_chart(query: LifecycleChartQuery):
+    return engagement_lifecycle.lifecycle_chart(query.interval, query.periods)
+
+
+@endpoint(bp, f"{PREFIX}/inactive-users", permission="analytics.view", query=InactiveQuery,
+          summary="Members inactive for at least `days` days, oldest first (JSON or CSV)")
+def inactive_users(query: InactiveQuery):
+    """`days_inactive` counts whole days since the last activity (since joining when there is none)."""
+    if query.format == "csv":
+        return inactive_csv(query.days)
+    page = engagement_inactive.inactive_users(query.days, limit=query.limit, after=_after(query.cursor))
+    after = page["after"]
+    return {"days": query.days, "total": page["total"], "items": page["items"],
+            "next_cursor": encode_cursor([after[0].isoformat(), after[1]]) if after else None}
+
+
+def inactive_csv(days: int) -> Response:
+    rows = engagement_inactive.inactive_users(days, limit=None, count=False)["items"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["user_id", "email", "name", "last_seen", "days_inactive"])
+    for row in rows:
+        writer.writerow([csv_safe(row["user_id"]), csv_safe(row["email"]), csv_safe(row["name"]),
+                         row["last_seen"].isoformat().replace("+00:00", "Z") if row["last_seen"] else "",
+                         row["days_inactive"]])
+    return Response(buffer.getvalue(), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="inactive-{days}d.csv"'})
+
+
+def csv_safe(value) -> str:
+    """Neutralise spreadsheet formulas in member-supplied text."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in {"=", "+", "-", "@", "\t", "\r"} else text
+
+
+@endpoint(bp, f"{PREFIX}/campaigns/trigger", methods=["POST"], permission="campaigns.send", body=CampaignTrigger,
+          status=202, summary="Start (or preview with dry_run) a re-engagement campaign", responses={422: ""})
+def trigger_campaign(body: CampaignTrigger):
+    """Selects the segment, sets aside a deterministic holdout, skips opted-out, suppressed and recently mailed
+    members, and enqueues one email per remaining member through the mail pipeline."""
+    return engagement_campaigns.trigger(body.model_dump(), actor=getattr(current_user, "email", None))
+
+
+@endpoint(bp, f"{PREFIX}/campaigns/<campaign_id>", permission="campaigns.send",
+          summary="A campaign's progress, counts and results (reactivation, lift, 95% CI)", responses={404: ""})
+def campaign_detail(campaign_id: str):
+    return engagement_campaigns.campaign_report(engagement_campaigns.get_campaign(campaign_id))
+
+
+@endpoint(bp, f"{PREFIX}/campaigns", permission="campaigns.send", query=PageQuery,
+          summary="Campaigns, newest first")
+def campaign_list(query: PageQuery):
+    values = decode_cursor(query.cursor)
+    page = engagement_campaigns.list_campaigns(query.limit, str(values[0]) if values else None)
+    return {"items": page["items"], "next_cursor": encode_cursor([page["after"]]) if page["after"] else None}

@@ -1,0 +1,67 @@
+"""Plotly figure dicts for the engagement pages (console.js renders them)."""
+
+from __future__ import annotations
+
+STAGE_COLORS = {"new": "#4f46e5", "returning": "#10b981", "resurrecting": "#f59e0b", "dormant": "#ef4444"}
+
+
+def activity_figure(metrics: dict) -> dict:
+    series = metrics["series"]
+    x = [row["period"] for row in series]
+    return {
+        "data": [
+            {"type": "scatter", "mode": "lines+markers", "name": "Active members", "x": x,
+             "y": [row["active_users"] for row in series]},
+            {"type": "scatter", "mode": "lines+markers", "name": "New members", "x": x,
+             "y": [row["new_users"] for row in series]},
+        ],
+        "layout": {"yaxis": {"title": {"text": "members"}, "rangemode": "tozero"}, "hovermode": "x unified"},
+    }
+
+
+def sessions_figure(metrics: dict) -> dict:
+    series = metrics["series"]
+    return {
+        "data": [{"type": "bar", "name": "Sessions", "x": [row["period"] for row in series],
+                  "y": [row["sessions"] for row in series], "marker": {"color": "#0ea5e9"}},
+                 {"type": "scatter", "mode": "lines", "name": "Events", "yaxis": "y2",
+                  "x": [row["period"] for row in series], "y": [row["events"] for row in series],
+                  "line": {"color": "#8b5cf6"}}],
+        "layout": {"yaxis": {"title": {"text": "sessions"}, "rangemode": "tozero"},
+                   "yaxis2": {"title": {"text": "events"}, "overlaying": "y", "side": "right", "rangemode": "tozero"},
+                   "hovermode": "x unified"},
+    }
+
+
+def feature_figure(metrics: dict) -> dict:
+    rows = list(reversed(metrics["feature_usage"][:12]))
+    return {
+        "data": [{"type": "bar", "orientation": "h", "name": "Members", "y": [row["feature"] for row in rows],
+                  "x": [row["users"] for row in rows],
+                  "text": [f"{row['adoption'] * 100:.0f}% adoption · {row['events']:,} events" for row in rows],
+                  "hovertemplate": "%{y}: %{x} members<br>%{text}<extra></extra>", "textposition": "none",
+                  "marker": {"color": "#10b981"}}],
+        "layout": {"margin": {"l": 120, "r": 16, "t": 16, "b": 40}, "xaxis": {"title": {"text": "members"}}},
+    }
+
+
+def lifecycle_figure(chart: dict) -> dict:
+    series = chart["series"]
+    x = [row["period"] for row in series]
+    return {
+        "data": [{"type": "bar", "name": stage.title(), "x": x, "y": [row[stage] for row in series],
+                  "marker": {"color": color}} for stage, color in STAGE_COLORS.items()],
+        "layout": {"barmode": "relative", "yaxis": {"title": {"text": "members"}, "zeroline": True},
+                   "hovermode": "x unified"},
+    }
+
+
+def timeline_figure(lifecycle: dict) -> dict:
+    rows = lifecycle["timeline"]
+    return {
+        "data": [{"type": "bar", "name": "Events", "x": [row["period"] for row in rows],
+                  "y": [row["events"] if row["stage"] != "dormant" else -1 for row in rows],
+                  "text": [row["stage"] for row in rows], "hovertemplate": "%{x}: %{text}<extra></extra>",
+                  "marker": {"color": [STAGE_COLORS.get(row["stage"], "#64748b") for row in rows]}}],
+        "layout": {"yaxis": {"title": {"text": "events"}}, "showlegend": False},
+    }

@@ -1,0 +1,332 @@
+"""Engagement console pages and their htmx fragments."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import date, datetime
+
+from flask import Response, abort, make_response, render_template, request, url_for
+from flask_login import current_user
+from pydantic import ValidationError
+
+from console.apikit import decode_cursor, encode_cursor
+from console.blueprints.engagement import bp, charts
+from console.blueprints.engagement.api import csv_safe
+from console.blueprints.engagement.schemas import CampaignTrigger
+from console.errors import ApiError
+from console.security import has_permission, permission_required
+from console.services import (
+    engagement_campaigns,
+    engagement_churn,
+    engagement_inactive,
+    engagement_lifecycle,
+    engagement_members,
+    engagement_metrics,
+    engagement_retention,
+)
+from console.timeutil import as_utc, utcnow
+from console.ui import visible_member_panels
+
+INTERVALS = ("day", "week", "month")
+
+
+def _choice(name: str, options, default):
+    value = request.args.get(name, default)
+    return value if value in options else default
+
+
+def _int(name: str, default: int, low: int, high: int) -> int:
+    try:
+        return max(low, min(high, int(request.args.get(name, default))))
+    except (TypeError, ValueError):
+        return default
+
+
+def _date(name: str) -> date | None:
+    try:
+        return date.fromisoformat(request.args.get(name, ""))
+    except ValueError:
+        return None
+
+
+def _after(cursor: str | None) -> list | None:
+    try:
+        values = decode_cursor(cursor)
+    except ApiError:
+        return None
+    if not values:
+        return None
+    try:
+        return [as_utc(datetime.fromisoformat(values[0])), *values[1:]]
+    except (TypeError, ValueError):
+        return None
+
+
+def _cursor(after: list | None) -> str | None:
+    return encode_cursor([after[0].isoformat(), *after[1:]]) if after else None
+
+
+# --- overview ----------------------------------------------------------------------------------------------
+
+def _overview_context() -> dict:
+    start, end = _date("from"), _date("to")
+    if start and end and start > end:
+        start, end = end, start
+    interval = _choice("interval", INTERVALS, "day")
+    data = engagement_metrics.metrics(start, end, interval)
+    return {"m": data, "interval": interval, "activity_chart": charts.activity_figure(data),
+            "sessions_chart": charts.sessions_figure(data), "feature_chart": charts.feature_figure(data)}
+
+
+@bp.route("/engagement")
+@permission_required("analytics.view")
+def overview():
+    return render_template("engagement/overview.html", **_overview_context())
+
+
+@bp.route("/engagement/fragments/overview")
+@permission_required("analytics.view")
+def overview_charts():
+    return render_template("engagement/_overview.html", **_overview_context())
+
+
+@bp.route("/engagement/widget")
+@permission_required("analytics.view")
+def widget():
+    return render_template("engagement/_widget.html", m=engagement_metrics.metrics())
+
+
+# --- retention ---------------------------------------------------------------------------------------------
+
+def _retention_args() -> dict:
+    return {"period": _choice("period", INTERVALS, "week"), "cohorts": _int("cohorts", 8, 1, 52),
+            "mode": _choice("mode", ("first_time", "recurring"), "first_time"),
+            "start_event": request.args.get("start_event") or None,
+            "return_event": request.args.get("return_event") or None}
+
+
+@bp.route("/engagement/retention")
+@permission_required("analytics.view")
+def retention_page():
+    args = _retention_args()
+    return render_template("engagement/retention.html", r=engagement_retention.retention(**args), args=args)
+
+
+@bp.route("/engagement/fragments/retention")
+@permission_required("analytics.view")
+def retention_table():
+    args = _retention_args()
+    return render_template("engagement/_retention.html", r=engagement_retention.retention(**args), args=args)
+
+
+@bp.route("/engagement/retention.csv")
+@permission_required("analytics.view")
+def retention_csv():
+    args = _retention_args()
+    result = engagement_retention.retention(**args)
+    width = max((len(c["counts"]) for c in result["cohorts"]), default=0)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["cohort", "size", *[f"{args['period']}_{k}_count" for k in range(width)],
+                     *[f"{args['period']}_{k}_retention" for k in range(width)]])
+    for cohort in result["cohorts"]:
+        pad = width - len(cohort["counts"])
+        writer.writerow([cohort["cohort"], cohort["size"], *cohort["counts"], *[""] * pad,
+                         *[f"{value:.4f}" for value in cohort["retention"]], *[""] * pad])
+    return Response(buffer.getvalue(), mimetype="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="retention-{args["period"]}-{args["mode"]}.csv"'})
+
+
+# --- lifecycle ---------------------------------------------------------------------------------------------
+
+def _lifecycle_context() -> dict:
+    interval = _choice("interval", INTERVALS, "week")
+    chart = engagement_lifecycle.lifecycle_chart(interval, _int("periods", 12, 2, 52))
+    return {"chart": chart, "figure": charts.lifecycle_figure(chart), "interval": interval}
+
+
+@bp.route("/engagement/lifecycle")
+@permission_required("analytics.view")
+def lifecycle_page():
+    return render_template("engagement/lifecycle.html", **_lifecycle_context())
+
+
+@bp.route("/engagement/fragments/lifecycle")
+@permission_required("analytics.view")
+def lifecycle_fragment():
+    return render_template("engagement/_lifecycle.html", **_lifecycle_context())
+
+
+# --- members -----------------------------------------------------------------------------------------------
+
+@bp.route("/engagement/members")
+@permission_required("analytics.view")
+def members():
+    q = (request.args.get("q") or "").strip()[:100]
+    page = engagement_members.search_members(q, after=request.args.get("after") or None)
+    template = "engagement/_members.html" if request.headers.get("HX-Request") and request.args.get(
+        "fragment") else "engagement/members.html"
+    return render_template(template, page=page, q=q)
+
+
+@bp.route("/engagement/members/<user_id>")
+@permission_required("analytics.view")
+def member(user_id: str):
+    profile = engagement_members.get_member(user_id)
+    lifecycle = engagement_lifecycle.member_lifecycle(user_id)
+    if profile is None and lifecycle is None:
+        abort(404)
+    return render_template("engagement/member.html", user_id=user_id, profile=profile or {"user_id": user_id},
+                           lifecycle=lifecycle, timeline=charts.timeline_figure(lifecycle) if lifecycle else None,
+                           risk=engagement_churn.risk_for(user_id), panels=visible_member_panels())
+
+
+@bp.route("/engagement/members/<user_id>/activity")
+@permission_required("analytics.view")
+def member_activity(user_id: str):
+    page = engagement_members.activity(user_id, limit=20, after=_after(request.args.get("cursor")),
+                                       event=request.args.get("event") or None)
+    return render_template("engagement/_activity.html", user_id=user_id, page=page, next_cursor=_cursor(page["after"]))
+
+
+# --- at risk and inactive ----------------------------------------------------------------------------------
+
+def _at_risk_rows() -> tuple[list[dict], dict]:
+    tier = _choice("tier", ("high", "medium", "low", "all"), "high")
+    min_risk = request.args.get("min_risk", type=float)
+    report = engagement_churn.churn_report()
+    rows = [item for item in report["items"] if (tier == "all" or item["tier"] == tier)
+            and (min_risk is None or item["risk"] >= min_risk)]
+    return rows, {"tier": tier, "min_risk": min_risk, "report": report}
+
+
+@bp.route("/engagement/at-risk")
+@permission_required("analytics.view")
+def at_risk():
+    rows, filters = _at_risk_rows()
+    offset = _int("offset", 0, 0, 10**6)
+    return render_template("engagement/at_risk.html", rows=rows[offset: offset + 50], total=len(rows),
+                           offset=offset, more=offset + 50 < len(rows), templates=_templates(), **filters)
+
+
+@bp.route("/engagement/at-risk.csv")
+@permission_required("analytics.view")
+def at_risk_csv():
+    rows, filters = _at_risk_rows()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["user_id", "risk", "tier", "last_seen", "days_inactive", "reasons"])
+    for row in rows:
+        writer.writerow([csv_safe(row["user_id"]), row["risk"], row["tier"],
+                         row["last_seen"].isoformat() if row["last_seen"] else "", row["days_inactive"],
+                         csv_safe("; ".join(row["reasons"]))])
+    return Response(buffer.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="at-risk-{filters["tier"]}.csv"'})
+
+
+@bp.route("/engagement/inactive")
+@permission_required("analytics.view")
+def inactive():
+    days = _int("days", 30, 1, 3650)
+    page = engagement_inactive.inactive_users(days, limit=50, after=_after(request.args.get("cursor")))
+    return render_template("engagement/inactive.html", page=page, days=days, next_cursor=_cursor(page["after"]),
+                           templates=_templates())
+
+
+# --- campaigns ---------------------------------------------------------------------------------------------
+
+def _templates() -> list:
+    if not has_permission("campaigns.send"):
+        return []
+    from console.models.communication import EmailTemplate
+
+    return list(EmailTemplate.objects.only("id", "name", "category").order_by("name").limit(200))
+
+
+def _campaign_form() -> dict:
+    form = request.form
+    segment: dict = {}
+    user_ids = [uid for uid in form.getlist("user_ids") if uid][:10000]
+    if user_ids:
+        segment["user_ids"] = user_ids
+    for key, cast in (("inactive_days", int), ("min_risk", float)):
+        if form.get(key):
+            try:
+                segment[key] = cast(form[key])
+            except ValueError:
+                raise ApiError(422, f"{key} must be a number.") from None
+    if form.get("lifecycle"):
+        segment["lifecycle"] = form["lifecycle"]
+    data = {"name": form.get("name") or f"Re-engagement {utcnow():%b %d}", "segment": segment,
+            "template_id": form.get("template_id", ""), "holdout_percent": form.get("holdout_percent") or 10}
+    try:
+        return CampaignTrigger.model_validate(data).model_dump()
+    except ValidationError as error:
+        message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors(include_url=False))
+        raise ApiError(422, message) from None
+
+
+def _form_error(error: ApiError) -> Response:
+    detail = error.detail + ("" if not error.errors else ": " + "; ".join(e["message"] for e in error.errors))
+    response = make_response(render_template("engagement/_campaign_preview.html", error=detail), 200)
+    response.headers["HX-Trigger"] = json.dumps({"toast": {"message": detail, "tone": "error"}})
+    return response
+
+
+@bp.route("/engagement/campaigns/preview", methods=["POST"])
+@permission_required("campaigns.send")
+def campaign_preview():
+    """A dry run: the counts the campaign would have, nothing sent."""
+    try:
+        data = _campaign_form()
+        result = engagement_campaigns.trigger({**data, "dry_run": True}, actor=current_user.email)
+    except ApiError as error:
+        return _form_error(error)
+    return render_template("engagement/_campaign_preview.html", result=result, data=data,
+                           user_ids=data["segment"].get("user_ids") or [])
+
+
+@bp.route("/engagement/campaigns/start", methods=["POST"])
+@permission_required("campaigns.send")
+def campaign_start():
+    try:
+        result = engagement_campaigns.trigger(_campaign_form(), actor=current_user.email)
+    except ApiError as error:
+        return _form_error(error)
+    response = make_response("", 204)
+    response.headers["HX-Redirect"] = url_for("engagement.campaign_page", campaign_id=result["campaign_id"])
+    return response
+
+
+@bp.route("/engagement/campaigns")
+@permission_required("campaigns.send")
+def campaigns():
+    page = engagement_campaigns.list_campaigns(50, request.args.get("after") or None)
+    return render_template("engagement/campaigns.html", page=page)
+
+
+@bp.route("/engagement/campaigns/<campaign_id>")
+@permission_required("campaigns.send")
+def campaign_page(campaign_id: str):
+    report = _report_or_404(campaign_id)
+    return render_template("engagement/campaign.html", c=report)
+
+
+@bp.route("/engagement/campaigns/<campaign_id>/status")
+@permission_required("campaigns.send")
+def campaign_status(campaign_id: str):
+    return render_template("engagement/_campaign_status.html", c=_report_or_404(campaign_id))
+
+
+def _report_or_404(campaign_id: str) -> dict:
+    try:
+        return engagement_campaigns.campaign_report(engagement_campaigns.get_campaign(campaign_id))
+    except ApiError:
+        abort(404)
+
+
+@bp.context_processor
+def _permissions():
+    return {"has_permission": has_permission}

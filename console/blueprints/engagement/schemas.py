@@ -1,0 +1,93 @@
+"""Request and query models of the engagement API."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from console.apikit import PageQuery, QueryModel, RequestModel
+
+Interval = Literal["day", "week", "month"]
+
+
+class MetricsQuery(QueryModel):
+    start: date | datetime | None = Field(None, alias="from", description="First day (UTC), default `to` minus 29 days")
+    end: date | datetime | None = Field(None, alias="to", description="Last day (UTC), default today")
+    interval: Interval = "day"
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.start and self.end and _as_date(self.start) > _as_date(self.end):
+            raise ValueError("`from` must not be after `to`")
+        if self.start and self.end and (_as_date(self.end) - _as_date(self.start)).days > 3660:
+            raise ValueError("the range may span at most 10 years")
+        return self
+
+
+class ActivityQuery(PageQuery):
+    start: date | datetime | None = Field(None, alias="from")
+    end: date | datetime | None = Field(None, alias="to")
+    event: str | None = Field(None, max_length=200)
+
+
+class RetentionQuery(QueryModel):
+    period: Interval = "week"
+    cohorts: int = Field(8, ge=1, le=104)
+    periods: int | None = Field(None, ge=1, le=104)
+    start_event: str | None = Field(None, min_length=1, max_length=200)
+    return_event: str | None = Field(None, min_length=1, max_length=200)
+    mode: Literal["first_time", "recurring"] = "first_time"
+
+
+class ChurnQuery(PageQuery):
+    min_risk: float | None = Field(None, ge=0, le=1)
+    tier: Literal["high", "medium", "low"] | None = None
+
+
+class LifecycleQuery(QueryModel):
+    interval: Interval = "week"
+
+
+class LifecycleChartQuery(QueryModel):
+    interval: Interval = "week"
+    periods: int = Field(12, ge=1, le=104)
+
+
+class InactiveQuery(PageQuery):
+    days: int = Field(30, ge=0, le=3650)
+    format: Literal["json", "csv"] = "json"
+
+
+class Segment(RequestModel):
+    inactive_days: int | None = Field(None, ge=1, le=3650)
+    min_risk: float | None = Field(None, ge=0, le=1)
+    lifecycle: Literal["new", "returning", "resurrecting", "dormant", "churned"] | None = None
+    user_ids: list[str] | None = Field(None, max_length=10000, description="Limit to these members")
+
+    @model_validator(mode="after")
+    def _not_empty(self):
+        if self.inactive_days is None and self.min_risk is None and self.lifecycle is None and not self.user_ids:
+            raise ValueError("name at least one of inactive_days, min_risk, lifecycle or user_ids")
+        return self
+
+
+class CampaignTrigger(RequestModel):
+    name: str = Field(min_length=1, max_length=200)
+    segment: Segment
+    template_id: str = Field(min_length=1, max_length=64)
+    holdout_percent: float = Field(ge=0, le=50)
+    dry_run: bool = False
+    variables: dict[str, str | int | float | bool] | None = None
+
+
+class TrackResult(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: list[dict]
+    clamped: int
+
+
+def _as_date(value: date | datetime) -> date:
+    return value.date() if isinstance(value, datetime) else value

@@ -1,0 +1,111 @@
+"""Engagement: raw activity events, per-member-per-day rollups, cached analytics and campaigns."""
+
+from __future__ import annotations
+
+from mongoengine import (
+    BooleanField,
+    DateTimeField,
+    DictField,
+    Document,
+    DynamicField,
+    FloatField,
+    IntField,
+    ListField,
+    StringField,
+)
+
+from console.timeutil import utcnow
+
+
+class UserActivity(Document):
+    """One tracked event. `event_id` is unique (client-sent or server-made) so retries never store twice."""
+
+    event_id = StringField(required=True, unique=True, max_length=200)
+    user_id = StringField(required=True, max_length=200)
+    event = StringField(required=True, max_length=200)
+    feature = StringField(max_length=200)
+    session_id = StringField(max_length=200)
+    properties = DictField()
+    timestamp = DateTimeField(required=True)
+    received_at = DateTimeField(default=utcnow)
+    clamped = BooleanField(default=False)  # the client's timestamp was in the future
+    client_timestamp = DateTimeField()
+
+    meta = {
+        "collection": "user_activities",
+        "indexes": [("user_id", "-timestamp"), "timestamp"],
+    }
+
+
+class ActivityRollup(Document):
+    """One document per member per UTC day: the basis of every dashboard.
+
+    `features`/`names` map (escaped) feature and event names to counts; `ts` holds the seconds of the day of
+    events without a session id and `sid` maps a hash of each session id to its first/last second, so the
+    day's `sessions` and `session_seconds` can be recomputed exactly whatever order events arrive in.
+    """
+
+    user_id = StringField(required=True, max_length=200)
+    day = DateTimeField(required=True)
+    events = IntField(default=0)
+    sessions = IntField(default=0)
+    session_seconds = IntField(default=0)
+    features = DictField()
+    names = DictField()
+    ts = ListField(IntField())
+    sid = DictField()
+    first_at = DateTimeField()
+    last_at = DateTimeField()
+    v = IntField(default=0)  # bumped on every write; session recounts only land on the version they read
+
+    meta = {
+        "collection": "activity_rollups",
+        "indexes": [{"fields": ["user_id", "day"], "unique": True}, ("day", "user_id")],
+    }
+
+
+CACHE_INDEXES = ["range_to", {"fields": ["computed_at"], "expireAfterSeconds": 86400}]
+
+
+class CachedResult(Document):
+    """A cached analytics result, valid until new data lands in [range_from, range_to]."""
+
+    key = StringField(required=True, unique=True)
+    range_from = DateTimeField()
+    range_to = DateTimeField()
+    computed_at = DateTimeField(default=utcnow)
+    result = DynamicField()
+
+    meta = {"abstract": True}
+
+
+class EngagementCache(CachedResult):
+    meta = {"collection": "engagement_metrics", "indexes": CACHE_INDEXES}
+
+
+class RetentionCache(CachedResult):
+    meta = {"collection": "retention_cohorts", "indexes": CACHE_INDEXES}
+
+
+class Campaign(Document):
+    """A re-engagement campaign: who was targeted, who was held out, and the mail batch that went out."""
+
+    name = StringField(required=True, max_length=200)
+    segment = DictField()
+    template_id = StringField(required=True)
+    category = StringField(default="marketing")
+    holdout_percent = FloatField(default=0)
+    salt = StringField(required=True)
+    status = StringField(default="queued")  # dry_run | queued | sending | complete | failed
+    dry_run = BooleanField(default=False)
+    treated = ListField(StringField())
+    holdout = ListField(StringField())
+    skipped = DictField()
+    skipped_users = DictField()
+    batch_id = StringField()
+    sent_at = DateTimeField()
+    created_at = DateTimeField(default=utcnow)
+    created_by = StringField()
+    error = StringField()
+
+    meta = {"collection": "campaigns", "indexes": ["-created_at", "treated", "sent_at"]}

@@ -1,0 +1,105 @@
+"""Lifecycle stages per period (PostHog's definitions) for one member and for everyone."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from flask import current_app
+
+from console.models.engagement import ActivityRollup
+from console.models.member import Member
+from console.services.engagement_periods import add_periods, as_day, label, period_start, trunc
+from console.timeutil import as_utc, utcnow
+
+STAGES = ("new", "returning", "resurrecting", "dormant")
+
+
+def churn_after_days() -> int:
+    return int(current_app.config.get("CHURN_AFTER_DAYS", 30))
+
+
+def member_lifecycle(user_id: str, interval: str = "week", now: datetime | None = None) -> dict | None:
+    """The member's current stage and per-period timeline; None when the member is unknown."""
+    now = now or utcnow()
+    member = Member._get_collection().find_one({"user_id": user_id}, {"first_seen": 1, "last_seen": 1,
+                                                                       "created_at": 1})
+    rows = list(ActivityRollup._get_collection().aggregate([
+        {"$match": {"user_id": user_id, "day": {"$lte": as_day(now)}}},
+        {"$group": {"_id": trunc("$day", interval), "events": {"$sum": "$events"},
+                    "first": {"$min": "$first_at"}, "last": {"$max": "$last_at"}}},
+        {"$sort": {"_id": 1}},
+    ]))
+    if member is None and not rows:
+        return None
+    events = {as_utc(row["_id"]): row["events"] for row in rows}
+    first_seen = as_utc(min(row["first"] for row in rows)) if rows else as_utc((member or {}).get("first_seen"))
+    last_seen = as_utc(max(row["last"] for row in rows)) if rows else as_utc((member or {}).get("last_seen"))
+    current = period_start(now, interval)
+    timeline = []
+    if events:
+        period, first_period = min(events), min(events)
+        while period <= current:
+            previous = add_periods(period, interval, -1)
+            if period in events:
+                stage = "new" if period == first_period else "returning" if previous in events else "resurrecting"
+                timeline.append({"period": period.date().isoformat(), "label": label(period, interval),
+                                 "stage": stage, "events": events[period]})
+            elif previous in events:
+                timeline.append({"period": period.date().isoformat(), "label": label(period, interval),
+                                 "stage": "dormant", "events": 0})
+            period = add_periods(period, interval, 1)
+    if current in events:
+        stage = timeline[-1]["stage"]
+    else:
+        reference = last_seen or as_utc((member or {}).get("created_at")) or now
+        stage = "dormant" if now - reference <= timedelta(days=churn_after_days()) else "churned"
+    return {"user_id": user_id, "interval": interval, "stage": stage, "first_seen": first_seen,
+            "last_seen": last_seen, "timeline": timeline}
+
+
+def lifecycle_chart(interval: str = "week", periods: int = 12, now: datetime | None = None) -> dict:
+    """Counts of new/returning/resurrecting/dormant members for the last `periods` periods."""
+    now = now or utcnow()
+    current = period_start(now, interval)
+    first = add_periods(current, interval, -(periods - 1))
+    one = {"week": {"unit": "week", "amount": 1}, "month": {"unit": "month", "amount": 1}}.get(
+        interval, {"unit": "day", "amount": 1})
+    rows = ActivityRollup._get_collection().aggregate([
+        {"$match": {"day": {"$lte": as_day(now)}}},
+        {"$group": {"_id": {"u": "$user_id", "p": trunc("$day", interval)}}},
+        {"$setWindowFields": {"partitionBy": "$_id.u", "sortBy": {"_id.p": 1}, "output": {
+            "prev": {"$shift": {"output": "$_id.p", "by": -1}},
+            "next": {"$shift": {"output": "$_id.p", "by": 1}},
+            "rank": {"$documentNumber": {}},
+        }}},
+        {"$project": {
+            "p": "$_id.p",
+            "stage": {"$cond": [{"$eq": ["$rank", 1]}, "new", {"$cond": [
+                {"$eq": ["$prev", {"$dateSubtract": {"startDate": "$_id.p", "timezone": "UTC", **one}}]},
+                "returning", "resurrecting"]}]},
+            "dormant_at": {"$let": {"vars": {"after": {"$dateAdd": {"startDate": "$_id.p", "timezone": "UTC", **one}}},
+                                    "in": {"$cond": [{"$eq": ["$next", "$$after"]}, None, "$$after"]}}},
+        }},
+        {"$match": {"$or": [{"p": {"$gte": first}}, {"dormant_at": {"$gte": first, "$lte": current}}]}},
+        {"$facet": {
+            "active": [{"$match": {"p": {"$gte": first}}}, {"$group": {"_id": {"p": "$p", "s": "$stage"},
+                                                                       "n": {"$sum": 1}}}],
+            "dormant": [{"$match": {"dormant_at": {"$gte": first, "$lte": current}}},
+                        {"$group": {"_id": "$dormant_at", "n": {"$sum": 1}}}],
+        }},
+    ])
+    facet = next(iter(rows), {"active": [], "dormant": []})
+    counts: dict = {}
+    for row in facet["active"]:
+        counts[(as_utc(row["_id"]["p"]), row["_id"]["s"])] = row["n"]
+    for row in facet["dormant"]:
+        counts[(as_utc(row["_id"]), "dormant")] = row["n"]
+    series = []
+    for index in range(periods):
+        period = add_periods(first, interval, index)
+        item = {"period": period.date().isoformat(), "label": label(period, interval)}
+        for stage in STAGES:
+            item[stage] = counts.get((period, stage), 0)
+        item["dormant"] = -item["dormant"]
+        series.append(item)
+    return {"interval": interval, "series": series}

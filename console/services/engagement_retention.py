@@ -1,0 +1,80 @@
+"""Cohort retention (first-time or recurring), computed in MongoDB from the daily rollups."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from console.models.engagement import ActivityRollup, RetentionCache
+from console.services.engagement_ingest import escape_key
+from console.services.engagement_metrics import cached
+from console.services.engagement_periods import add_periods, as_day, label, period_start, trunc
+from console.timeutil import as_utc, utcnow
+
+
+def _did(event: str | None):
+    if not event:
+        return {"$literal": True}
+    return {"$gt": [{"$ifNull": [f"$names.{escape_key(event)}", 0]}, 0]}
+
+
+def _period_diff(later: str, earlier: str, period: str) -> dict:
+    if period == "month":
+        return {"$dateDiff": {"startDate": earlier, "endDate": later, "unit": "month", "timezone": "UTC"}}
+    days = {"$dateDiff": {"startDate": earlier, "endDate": later, "unit": "day", "timezone": "UTC"}}
+    return {"$floor": {"$divide": [days, 7]}} if period == "week" else days
+
+
+def retention(period: str = "week", cohorts: int = 8, periods: int | None = None, start_event: str | None = None,
+              return_event: str | None = None, mode: str = "first_time", now: datetime | None = None) -> dict:
+    """Cohorts for the `cohorts` periods ending with the current one; counts[k] = members active k periods later."""
+    now = now or utcnow()
+    periods = periods or cohorts
+    current = period_start(now, period)
+    first = add_periods(current, period, -(cohorts - 1))
+    key = f"retention:{period}:{cohorts}:{periods}:{start_event}:{return_event}:{mode}:{current.date()}"
+    result = cached(RetentionCache, key, first, as_day(now),
+                    lambda: _compute(period, cohorts, periods, start_event, return_event, mode, current, first, now))
+    return result
+
+
+def _compute(period, cohorts, periods, start_event, return_event, mode, current, first, now) -> dict:
+    match: dict = {"day": {"$lte": as_day(now)}}
+    if mode == "recurring":
+        match["day"]["$gte"] = first
+    starts = {"$filter": {"input": "$starts", "cond": {"$ne": ["$$this", None]}}}
+    if mode == "first_time":
+        starts = {"$let": {"vars": {"s": starts},
+                           "in": {"$cond": [{"$gt": [{"$size": "$$s"}, 0]}, [{"$min": "$$s"}], []]}}}
+    pipeline = [
+        {"$match": match},
+        {"$project": {"user_id": 1, "p": trunc("$day", period), "s": _did(start_event), "r": _did(return_event)}},
+        {"$group": {"_id": {"u": "$user_id", "p": "$p"}, "s": {"$max": "$s"}, "r": {"$max": "$r"}}},
+        {"$group": {"_id": "$_id.u", "starts": {"$push": {"$cond": ["$s", "$_id.p", None]}},
+                    "returns": {"$push": {"$cond": ["$r", "$_id.p", None]}}}},
+        {"$project": {"starts": starts,
+                      "returns": {"$filter": {"input": "$returns", "cond": {"$ne": ["$$this", None]}}}}},
+        {"$project": {"returns": 1, "starts": {"$filter": {"input": "$starts", "cond": {"$gte": ["$$this", first]}}}}},
+        {"$unwind": "$starts"},
+        {"$facet": {
+            "sizes": [{"$group": {"_id": "$starts", "n": {"$sum": 1}}}],
+            "returns": [
+                {"$unwind": "$returns"},
+                {"$project": {"c": "$starts", "k": _period_diff("$returns", "$starts", period)}},
+                {"$match": {"k": {"$gte": 1, "$lt": periods}}},
+                {"$group": {"_id": {"c": "$c", "k": "$k"}, "n": {"$sum": 1}}},
+            ],
+        }},
+    ]
+    facet = next(iter(ActivityRollup._get_collection().aggregate(pipeline)), {"sizes": [], "returns": []})
+    sizes = {as_utc(row["_id"]): row["n"] for row in facet["sizes"]}
+    returned = {(as_utc(row["_id"]["c"]), int(row["_id"]["k"])): row["n"] for row in facet["returns"]}
+    out = []
+    for index in range(cohorts):
+        cohort = add_periods(first, period, index)
+        size = sizes.get(cohort, 0)
+        length = min(periods, cohorts - index)  # periods after the current one have not begun
+        counts = [size] + [returned.get((cohort, k), 0) for k in range(1, length)]
+        out.append({"cohort": cohort.date().isoformat(), "label": label(cohort, period), "size": size,
+                    "counts": counts, "retention": [n / size if size else 0.0 for n in counts]})
+    return {"period": period, "mode": mode, "start_event": start_event, "return_event": return_event,
+            "cohorts": out, "generated_at": utcnow()}

@@ -1,0 +1,85 @@
+"""Engagement console pages: they render with data and without, fragments swap, permissions hold."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+import pytest
+
+from console.models.member import Member
+from console.timeutil import isoformat, utcnow
+from tests.engagement_helpers import ev, track
+
+PAGES = ["/engagement", "/engagement/retention", "/engagement/lifecycle", "/engagement/members",
+         "/engagement/at-risk?tier=all", "/engagement/inactive?days=1", "/engagement/widget",
+         "/engagement/fragments/overview?interval=week", "/engagement/fragments/retention?period=month&mode=recurring",
+         "/engagement/fragments/lifecycle?interval=month", "/engagement/members/u1",
+         "/engagement/members/u1/activity"]
+
+
+@pytest.fixture
+def some_activity(client):
+    now = utcnow()
+    rng = random.Random(3)
+    events = [ev(f"u{n}", isoformat(now - timedelta(days=rng.randint(0, 60), minutes=rng.randint(1, 600))),
+                 feature=rng.choice(["blog_read", "search", "comment"]), traits={"name": f"Member {n}"})
+              for n in range(1, 30) for _ in range(6)]
+    track(client, events)
+    Member._get_collection().insert_one({"user_id": "never", "created_at": now - timedelta(days=90)})
+
+
+@pytest.mark.parametrize("with_data", [False, True])
+def test_pages_render_for_analyst(login, request, with_data):
+    if with_data:
+        request.getfixturevalue("some_activity")
+    else:
+        Member._get_collection().insert_one({"user_id": "u1", "email": "u1@example.org"})
+    browser = login("analyst")
+    for path in PAGES:
+        response = browser.get(path, headers={"HX-Request": "true"} if "fragments" in path else {})
+        assert response.status_code == 200, (path, response.data[-500:])
+    overview = browser.get("/engagement").get_data(as_text=True)
+    assert "Stickiness" in overview and 'hx-get="/engagement/fragments/overview"' in overview
+
+
+def test_moderator_is_denied_and_nav_hides_engagement(login):
+    browser = login("moderator")
+    for path in ["/engagement", "/engagement/retention", "/engagement/at-risk", "/engagement/campaigns"]:
+        assert browser.get(path).status_code == 403
+    assert "/engagement/retention" not in browser.get("/").get_data(as_text=True)
+
+
+def test_analyst_sees_no_campaign_controls(login, some_activity):
+    browser = login("analyst")
+    assert "Start a re-engagement campaign" not in browser.get("/engagement/inactive?days=1").get_data(as_text=True)
+    assert browser.get("/engagement/campaigns").status_code == 403
+    assert browser.post("/engagement/campaigns/preview", data={"inactive_days": 1}).status_code == 403
+
+
+def test_fragment_changes_with_controls(login, some_activity):
+    browser = login("analyst")
+    day = browser.get("/engagement/fragments/overview?interval=day").get_data(as_text=True)
+    week = browser.get("/engagement/fragments/overview?interval=week").get_data(as_text=True)
+    assert 'data-interval="day"' in day and 'data-interval="week"' in week
+    assert "<html" not in week  # a fragment, not a page
+
+
+def test_retention_csv_export(login, some_activity):
+    response = login("analyst").get("/engagement/retention.csv?period=week&cohorts=4")
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    lines = response.get_data(as_text=True).strip().splitlines()
+    assert lines[0].startswith("cohort,size,week_0_count") and len(lines) == 5
+
+
+def test_member_search_and_unknown_member(login, some_activity):
+    browser = login("analyst")
+    found = browser.get("/engagement/members?q=Member 7").get_data(as_text=True)
+    assert "u7" in found and "u8" not in found
+    assert browser.get("/engagement/members/nobody-at-all").status_code == 404
+
+
+def test_at_risk_csv(login, some_activity):
+    response = login("analyst").get("/engagement/at-risk.csv?tier=all")
+    assert response.status_code == 200
+    assert response.get_data(as_text=True).startswith("user_id,risk,tier,last_seen,days_inactive,reasons")
