@@ -24,8 +24,7 @@ def _from_checks(id: str, title: str, checks: list[dict]) -> dict:
     """One item summarizing audit checks: the worst status, with the details of the ones not passing."""
     status = max((c["status"] for c in checks), key=_RANK.__getitem__, default=PASS)
     failing = [c for c in checks if c["status"] != PASS]
-    detail = " ".join(f"{c['title']}: {c['detail']}" for c in failing) if failing else \
-        " ".join(c["detail"] for c in checks)
+    detail = " ".join(c["detail"] for c in (failing or checks))
     return item(id, title, status, detail)
 
 

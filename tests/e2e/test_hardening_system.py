@@ -1,0 +1,52 @@
+"""An operator opens the System page: live health, checklist, audit, latency chart, errors, optimize."""
+
+import re
+
+from console import telemetry
+
+
+def test_system_page_end_to_end(live, page, sign_in, output_dir):
+    from rq import SimpleWorker
+
+    from console.queues import QUEUE_NAMES
+
+    sign_in("super_admin")
+    for path in ("/", "/api/phase14/hardening/security-audit", "/nope-404"):
+        page.goto(f"{live.live_url}{path}")
+    telemetry.flush(live)
+    page.js_errors.clear()  # the deliberate 404 above
+
+    page.goto(f"{live.live_url}/system")
+    page.wait_for_selector("#health .sys-dep[data-dependency=smtp]")
+    assert page.locator("#health .sys-dep").count() == 6
+    assert page.locator("#health .sys-dep[data-dependency=mongodb]").get_attribute("data-status") == "UP"
+    page.wait_for_selector("#checklist .sys-item")
+    page.wait_for_selector("#audit .sys-score")
+    assert re.fullmatch(r"\d+/100", page.locator("#audit .sys-score").inner_text().strip())
+    assert page.locator("#audit .sys-fix").count() >= 1
+    page.wait_for_selector("#p95-chart[data-rendered=true]")
+    page.wait_for_selector("#slow-queries .empty, #slow-queries .sys-query")
+
+    # health refreshes itself: the timestamp changes without a reload
+    first = page.locator("#health .sys-overall").inner_text()
+    page.wait_for_function("(first) => document.querySelector('#health .sys-overall').innerText !== first",
+                           arg=first, timeout=12000)
+
+    page.on("dialog", lambda dialog: dialog.accept())
+    page.click("button[data-task=purge_expired]")
+    page.wait_for_selector("#optimize-jobs .sys-job[data-status=queued]")
+    with live.app_context():
+        queues = [live.extensions["queues"][name] for name in QUEUE_NAMES]
+        SimpleWorker(queues, connection=live.extensions["redis"]).work(burst=True, logging_level="WARNING")
+    page.wait_for_selector("#optimize-jobs .sys-job[data-status=finished]", timeout=10000)
+    assert "purge_expired" in page.locator("#optimize-jobs .sys-results").inner_text()
+    page.screenshot(path=str(output_dir / "hardening-system.png"), full_page=True)
+    assert not page.js_errors, page.js_errors
+
+
+def test_dashboard_shows_system_health_widget(live, page, sign_in, output_dir):
+    sign_in("admin")
+    page.wait_for_selector(".widget .sys-overall")
+    assert page.locator(".widget .sys-overall").get_attribute("data-status") in {"UP", "DEGRADED", "DOWN"}
+    page.screenshot(path=str(output_dir / "hardening-dashboard-widget.png"), full_page=True)
+    assert not page.js_errors, page.js_errors
