@@ -1,0 +1,176 @@
+"""Re-engagement campaigns: segment, deterministic holdout, skips, dry run, real sends, results and lift."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import pytest
+
+from console.models.communication import EmailQueue
+from console.models.engagement import Campaign
+from console.models.member import Member
+from console.services.engagement_campaigns import in_holdout, lift
+from console.timeutil import isoformat, utcnow
+from tests.engagement_helpers import BASE, ev, track
+
+TRIGGER = f"{BASE}/campaigns/trigger"
+
+
+@pytest.fixture
+def sender(api):
+    return api("admin")
+
+
+@pytest.fixture
+def template_id(sender):
+    response = sender.post("/api/phase14/communication/templates", json={
+        "name": "We miss you", "subject": "Come back, {{ name }}", "category": "marketing",
+        "html_body": "<p>Hello {{ name }}, there is news in the community.</p>", "sample_data": {"name": "Ava"}})
+    assert response.status_code == 201, response.get_data(as_text=True)
+    return response.get_json()["id"]
+
+
+@pytest.fixture
+def lapsed(client):
+    """20 members (c01..c20) last active 40 days ago, with emails; one active member (fresh)."""
+    long_ago = isoformat(utcnow() - timedelta(days=40))
+    track(client, [ev(f"c{n:02d}", long_ago, traits={"email": f"c{n:02d}@example.org", "name": f"C {n}"})
+                   for n in range(1, 21)] + [ev("fresh", isoformat(utcnow() - timedelta(hours=1)),
+                                                traits={"email": "fresh@example.org"})])
+    return [f"c{n:02d}" for n in range(1, 21)]
+
+
+def trigger(client, template_id, expect=202, **overrides):
+    body = {"name": "Win back", "segment": {"inactive_days": 30}, "template_id": template_id,
+            "holdout_percent": 20, **overrides}
+    response = client.post(TRIGGER, json=body)
+    assert response.status_code == expect, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def test_dry_run_counts_and_sends_nothing(sender, template_id, lapsed, servers, run_jobs):
+    body = trigger(sender, template_id, dry_run=True)
+    assert body["targeted"] == 20 and body["enqueued"] == 0
+    assert body["holdout"] + body["treated"] == 20
+    assert body["skipped"] == {"opted_out": 0, "suppressed": 0, "frequency_capped": 0, "no_email": 0}
+    run_jobs()
+    assert EmailQueue.objects.count() == 0 and servers.messages() == []
+
+
+def test_holdout_is_deterministic_per_salt():
+    ids = [f"user-{n}" for n in range(2000)]
+    first = [uid for uid in ids if in_holdout("salt-a", uid, 25)]
+    assert first == [uid for uid in ids if in_holdout("salt-a", uid, 25)]
+    assert 400 < len(first) < 600  # about a quarter
+    assert first != [uid for uid in ids if in_holdout("salt-b", uid, 25)]
+    assert not any(in_holdout("salt-a", uid, 0) for uid in ids)
+
+
+def test_real_send_through_mail_pipeline_then_results(sender, template_id, lapsed, servers, run_jobs, client):
+    body = trigger(sender, template_id)
+    campaign = Campaign.objects.get(id=body["campaign_id"])
+    expected_holdout = [uid for uid in lapsed if in_holdout(campaign.salt, uid, 20)]
+    assert campaign.holdout == expected_holdout and body["holdout"] == len(expected_holdout)
+    assert body["enqueued"] == 20 - len(expected_holdout) == len(campaign.treated)
+    status = sender.get(f"{BASE}/campaigns/{body['campaign_id']}").get_json()
+    assert status["status"] in {"queued", "sending"} and status["progress"] == 0
+    run_jobs()
+    messages = servers.messages()
+    assert sorted(m["To"] for m in messages) == sorted(f"{uid}@example.org" for uid in campaign.treated)
+    assert all(m["Subject"].startswith("Come back") for m in messages)
+    # one treated and one held-out member come back
+    track(client, [ev(campaign.treated[0], isoformat(utcnow())), ev(campaign.holdout[0], isoformat(utcnow()))]
+          if campaign.holdout else [ev(campaign.treated[0], isoformat(utcnow()))])
+    report = sender.get(f"{BASE}/campaigns/{body['campaign_id']}").get_json()
+    assert report["status"] == "complete" and report["progress"] == 100
+    results = report["results"]
+    assert results["treated"] == {"members": len(campaign.treated), "reactivated": 1}
+    assert results["treated_rate"] == pytest.approx(1 / len(campaign.treated))
+    assert results["window_days"] == 14 and results["final"] is False
+    if campaign.holdout:
+        assert results["holdout"]["reactivated"] == 1
+        assert results["lift"] == pytest.approx(1 / len(campaign.treated) - 1 / len(campaign.holdout))
+
+
+def test_skips_opted_out_suppressed_no_email_and_frequency_cap(sender, template_id, lapsed, api):
+    from console.services.mail_prefs import suppress
+
+    prefs = api("super_admin")
+    response = prefs.post("/api/phase14/communication/preferences/c01",
+                          json={"channels": {"email": True, "sms": True}, "categories": {"marketing": False}})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    suppress("c02@example.org", "hard_bounce")
+    Member._get_collection().update_one({"user_id": "c03"}, {"$unset": {"email": 1}})
+    first = trigger(sender, template_id, segment={"user_ids": ["c04", "c05"]}, holdout_percent=0)
+    assert first["enqueued"] == 2
+    body = trigger(sender, template_id, holdout_percent=0)
+    assert body["skipped"] == {"opted_out": 1, "suppressed": 1, "frequency_capped": 2, "no_email": 1}
+    assert body["targeted"] == 20 and body["enqueued"] == 15
+    treated = set(Campaign.objects.get(id=body["campaign_id"]).treated)
+    assert not treated & {"c01", "c02", "c03", "c04", "c05"}
+
+
+def test_segments_by_risk_and_lifecycle(sender, template_id, lapsed):
+    assert trigger(sender, template_id, segment={"lifecycle": "churned"}, dry_run=True)["targeted"] == 20
+    assert trigger(sender, template_id, segment={"lifecycle": "new"}, dry_run=True)["targeted"] == 1
+    assert trigger(sender, template_id, segment={"min_risk": 0.0}, dry_run=True)["targeted"] == 21
+    assert trigger(sender, template_id, segment={"inactive_days": 30, "user_ids": ["c01", "fresh"]},
+                   dry_run=True)["targeted"] == 1
+
+
+@pytest.mark.parametrize("override, field", [
+    ({"holdout_percent": 60}, "holdout_percent"),
+    ({"holdout_percent": -1}, "holdout_percent"),
+    ({"segment": {}}, "segment"),
+    ({"segment": {"lifecycle": "asleep"}}, "segment.lifecycle"),
+    ({"template_id": "000000000000000000000000"}, "template_id"),
+    ({"template_id": "not-an-id"}, "template_id"),
+    ({"name": ""}, "name"),
+    ({"surprise": 1}, "surprise"),
+])
+def test_bad_trigger_bodies(sender, template_id, lapsed, override, field):
+    body = trigger(sender, override.pop("template_id", template_id), expect=422, **override)
+    assert any(error["field"].startswith(field) for error in body["errors"]), body
+    assert Campaign.objects.count() == 0
+
+
+@pytest.mark.parametrize("role", ["analyst", "moderator", "content_manager"])
+def test_only_campaign_senders_trigger(api, role, template_id):
+    response = api(role).post(TRIGGER, json={"name": "x", "segment": {"inactive_days": 30},
+                                             "template_id": template_id, "holdout_percent": 10})
+    assert response.status_code == 403
+
+
+def test_unknown_campaign_is_404(sender):
+    assert sender.get(f"{BASE}/campaigns/000000000000000000000000").status_code == 404
+    assert sender.get(f"{BASE}/campaigns/nope").status_code == 404
+
+
+def test_lift_and_confidence_interval():
+    result = lift(30, 100, 20, 100)
+    error = math.sqrt(0.3 * 0.7 / 100 + 0.2 * 0.8 / 100)
+    assert result["lift"] == pytest.approx(0.1)
+    assert result["ci95"] == pytest.approx([0.1 - 1.959964 * error, 0.1 + 1.959964 * error])
+    assert result["significant"] is False and result["relative_lift"] == pytest.approx(0.5)
+    assert lift(5, 10, 0, 0)["lift"] is None
+
+
+def test_campaign_pages_preview_then_send(login, template_id, lapsed, run_jobs, servers):
+    browser = login("admin")
+    preview = browser.post("/engagement/campaigns/preview", data={
+        "name": "From the page", "template_id": template_id, "holdout_percent": "0", "inactive_days": "30",
+        "user_ids": ["c06", "c07"]})
+    assert preview.status_code == 200 and "Send to 2 members" in preview.get_data(as_text=True)
+    assert EmailQueue.objects.count() == 0
+    sent = browser.post("/engagement/campaigns/start", data={
+        "name": "From the page", "template_id": template_id, "holdout_percent": "0", "inactive_days": "30",
+        "user_ids": ["c06", "c07"]})
+    assert sent.status_code == 204 and sent.headers["HX-Redirect"].startswith("/engagement/campaigns/")
+    page = browser.get(sent.headers["HX-Redirect"]).get_data(as_text=True)
+    assert "From the page" in page and 'hx-trigger="every 2s"' in page
+    run_jobs()
+    done = browser.get(sent.headers["HX-Redirect"] + "/status").get_data(as_text=True)
+    assert 'data-status="complete"' in done and "every 2s" not in done and "Did it work?" in done
+    assert len(servers.messages()) == 2
+    assert "From the page" in browser.get("/engagement/campaigns").get_data(as_text=True)
