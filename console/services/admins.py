@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from console.models.admin import Admin, Role
+from console.permissions import SUPER_ADMIN
 from console.security import bump_authz_version, hash_password, password_problems
 from console.services.audit import record
+from console.services.roles import assignment_lock
 from console.timeutil import utcnow
 
 
@@ -38,7 +40,11 @@ def upsert_admin(email: str, roles: list[str], password: str, name: str | None =
     admin.password_changed_at = utcnow()
     if name:
         admin.name = name
-    admin.save()
+    with assignment_lock():  # the same rule as the API: someone active must keep super_admin
+        if before and SUPER_ADMIN in before["roles"] and SUPER_ADMIN not in admin.roles and admin.active and \
+                not Admin.objects(roles=SUPER_ADMIN, active=True, id__ne=admin.id).count():
+            raise AdminError(f"{email} is the last active super_admin; promote someone else first")
+        admin.save()
     bump_authz_version()
     record("admin.created" if created else "admin.updated", email, before, {"roles": admin.roles}, actor=actor)
     return admin, created
