@@ -56,6 +56,14 @@ def test_admin_assigns_a_role_on_the_admin_page(live, page, sign_in, output_dir)
     assert "admin.roles_changed" in page.locator("#audit-trail").inner_text()
     page.screenshot(path=str(output_dir / "roles-admin-page.png"), full_page=True)
 
+    page.goto(f"{live.live_url}/audit")
+    page.select_option("select[name=action]", "admin.")
+    page.click("#audit-filters button[type=submit]")
+    rows = page.locator("#audit-table tbody tr")
+    assert rows.count() == 1 and "ana@browser.example.com" in rows.first.inner_text()
+    assert "action=admin." in page.locator("text=Export CSV").get_attribute("href")
+    page.screenshot(path=str(output_dir / "roles-audit-log.png"), full_page=True)
+
 
 # role → (widget titles that must show, widget titles that must not, nav sections that must not show)
 DASHBOARDS = {

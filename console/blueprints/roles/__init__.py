@@ -11,7 +11,7 @@ def init_app(app) -> None:
     from console.blueprints.roles import api, pages  # noqa: F401  (routes)
 
     app.register_blueprint(bp)
-    add_nav(app, NavItem("Roles & permissions", "roles.index", "roles.view", "Administration", "▦", order=10))
+    add_nav(app, NavItem("Roles & permissions", "roles.matrix", "roles.view", "Administration", "◈", order=10))
     add_nav(app, NavItem("Admins", "roles.admins", "roles.view", "Administration", "◉", order=20))
     add_nav(app, NavItem("Audit log", "roles.audit", "roles.view", "Administration", "☰", order=30))
     add_widget(app, Widget("Security activity", "roles.widget_audit", "roles.view", order=85))

@@ -28,7 +28,7 @@ def _page_query() -> PageQuery:
 
 @bp.route("/roles")
 @permission_required("roles.view")
-def index():
+def matrix():
     data = roles.matrix()
     groups = [(group, [p for p in CATALOG if p.group == group]) for group in PERMISSION_GROUPS]
     return render_template("roles/index.html", data=data, groups=groups, can_manage=has_permission("roles.manage"),
@@ -65,7 +65,7 @@ def create_role_form():
         flash(f"Could not create the role: {error.detail}", "error")
     else:
         flash(f"Created the role {name}. Toggle its permissions in the matrix.", "success")
-    return redirect(url_for("roles.index"))
+    return redirect(url_for("roles.matrix"))
 
 
 @bp.route("/roles/<role>/delete", methods=["POST"])
@@ -77,7 +77,7 @@ def delete_role_form(role: str):
         flash(f"Could not delete {role}: {error.detail}", "error")
     else:
         flash(f"Deleted the role {role}.", "success")
-    return redirect(url_for("roles.index"))
+    return redirect(url_for("roles.matrix"))
 
 
 # --- admins --------------------------------------------------------------------------------------------------
