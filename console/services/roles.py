@@ -274,7 +274,7 @@ def assign_roles(actor_id, admin_id: str, *, add: str | None = None, replace: li
                 raise _refuse(target, f"You cannot {verb} {name!r}: it has permissions you do not hold "
                                       f"({', '.join(ordered(missing))}).", role=name)
         if not changed:
-            return admin_dict(target) | {"permissions": effective_permissions(target.roles)}
+            return admin_dict(target) | {"permissions": ordered(set().union(*(table.get(n, set()) for n in old)))}
         if SUPER_ADMIN in old and SUPER_ADMIN not in new and target.active:
             others = Admin.objects(roles=SUPER_ADMIN, active=True, id__ne=target.id).count()
             if not others:
@@ -284,6 +284,6 @@ def assign_roles(actor_id, admin_id: str, *, add: str | None = None, replace: li
     bump_authz_version()
     record("admin.roles_changed", target.email, {"roles": sorted(old, key=_role_order)}, {"roles": roles},
            admin_id=str(target.id), added=sorted(new - old), removed=sorted(old - new))
-    target.reload()
-    return admin_dict(target) | {"permissions": effective_permissions(target.roles)}
+    target.roles = roles
+    return admin_dict(target) | {"permissions": ordered(set().union(*(table[name] for name in roles)))}
 
