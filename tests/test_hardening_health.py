@@ -68,3 +68,29 @@ def test_redis_outage_is_down_with_503_and_up_after_restart(app, api, servers):
         response = client.get(f"{API}/health-comprehensive")
     assert response.status_code == 200
     assert response.json["status"] == "UP"
+
+
+@pytest.mark.slow
+def test_mongodb_outage_is_down_and_up_after_restart(app, api, servers):
+    from console.cli import prepare_database
+    from console.services.hardening.health import health_comprehensive
+
+    mongo_server = servers.handles.get("mongodb")
+    if mongo_server is None:
+        pytest.skip("MongoDB was not started by the tests (MONGODB_URI given)")
+    client = api("admin")
+    try:
+        mongo_server.stop()
+        report = health_comprehensive()
+        assert report["status"] == "DOWN"
+        assert report["checks"]["mongodb"]["status"] == "DOWN"
+        assert report["checks"]["redis"]["status"] == "UP"
+        assert client.get(f"{API}/health-comprehensive").status_code == 503  # even sign-in needs MongoDB
+    finally:
+        mongo_server.start(timeout=120)
+        prepare_database()  # the ':memory:' store comes back empty
+    assert health_comprehensive()["checks"]["mongodb"]["status"] == "UP"
+    client = api("admin", email="after-restart@example.com")
+    with live_worker(app):
+        response = client.get(f"{API}/health-comprehensive")
+    assert response.status_code == 200 and response.json["status"] == "UP"

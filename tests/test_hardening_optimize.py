@@ -88,7 +88,7 @@ def test_destructive_tasks_run_when_confirmed(app, api, run_jobs):
     results = done["result"]["tasks"]
     assert results["purge_expired"]["deleted"]["request_metrics"] == 1
     assert results["purge_expired"]["hourly_counters_trimmed"] == 1
-    assert RequestMetric.objects.count() == 1
+    assert RequestMetric.objects(endpoint="/x").count() == 1  # the flusher may add this test's own requests
     assert list(ErrorEvent.objects.first().hours) == [now.strftime("%Y%m%d%H")]
     assert results["compact_caches"]["cleared"]["engagement_metrics"] == 1
     assert get_db()["engagement_metrics"].count_documents({}) == 0
