@@ -98,6 +98,13 @@ def test_production_settings_pass_transport_checks(make_app, servers, monkeypatc
     assert statuses["mongodb_auth"] == "warn"  # the local test server has no credentials
 
 
+def test_proxy_fix_follows_trust_proxy(make_app, app):
+    behind_proxy = make_app(TRUST_PROXY=1)
+    with behind_proxy.app_context():
+        check = next(c for c in security_audit.run_checks(behind_proxy) if c["id"] == "proxy_fix")
+    assert check["status"] == "pass" and "ProxyFix is installed" in check["detail"]
+
+
 def test_admins_without_recent_password_change_are_flagged(app, create_admin):
     from datetime import timedelta
 

@@ -326,9 +326,8 @@ def _rate_limits(app) -> dict:
         detail = "Rate limiting is disabled." if not enabled else f"No rate limit on: {', '.join(missing)}."
         return check("rate_limits", "Login, token and ingestion are rate limited", FAIL, "high", detail,
                      "Keep RATELIMIT_ENABLED on and decorate these views with limiter.limit(...).")
-    detail = "Limits: " + ", ".join(f"{name} ✓" for name, limited in found.items() if limited)
-    if absent:
-        detail += f"; not installed: {', '.join(absent)}."
+    detail = "Rate limited: " + ", ".join(name for name, limited in found.items() if limited)
+    detail += f" (not installed here: {', '.join(absent)})." if absent else "."
     return check("rate_limits", "Login, token and ingestion are rate limited", PASS, "high", detail, "")
 
 
