@@ -177,6 +177,7 @@ class SlowCommandListener(monitoring.CommandListener):
         started = self._running.pop((event.connection_id, event.request_id), None)
         if started is not None and event.duration_micros >= self.telemetry.slow_micros:
             self.telemetry.slow.append((utcnow(), event.duration_micros / 1000.0, started))
+            _flusher.ensure_running()  # an RQ worker serves no requests, so the listener starts the flusher
 
     failed = succeeded
 

@@ -107,3 +107,19 @@ def test_shapes_keep_structure_and_drop_values():
     assert shape == {"find": "users", "filter": {"age": {"$gt": "<int>"}, "tags": {"$in": ["<str>"]},
                                                  "email": "<str>"},
                      "sort": {"last_seen": -1}, "limit": "<int>"}
+
+
+def test_the_background_flusher_writes_in_bulk_without_help(make_app, app, api):
+    import time
+
+    busy = make_app(TELEMETRY_FLUSH_EVERY=5)
+    add_failing_routes(busy)
+    client = busy.test_client()
+    client.environ_base.update(api("admin").environ_base)
+    for _ in range(5):
+        assert client.get("/probe/ok").status_code == 200
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not RequestMetric.objects(endpoint="/probe/ok").count():
+        time.sleep(0.05)
+    [batch] = RequestMetric.objects(endpoint="/probe/ok")
+    assert batch.n == 5 and len(batch.d) == 5 and batch.statuses == {"200": 5}
