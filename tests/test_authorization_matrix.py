@@ -230,7 +230,7 @@ def _normalize(path: str) -> str:
 
 # Reads that CONTRACT.md lists inside a write's row (so under the write's permission); a helper may have chosen
 # the matching view permission instead. Flagged for the lead rather than failing the build.
-ROW_READS = {("GET", "/engagement/campaigns/{id}"), ("GET", "/communication/batches/{id}")}
+ROW_READS = {("GET", "/communication/batches/{id}")}
 
 
 def _contract_params():

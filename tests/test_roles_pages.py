@@ -169,3 +169,18 @@ def test_dashboard_is_shaped_by_role(login, role, shown, hidden):
         assert f">{title}<" in page, title
     for title in hidden:
         assert f">{title}<" not in page, title
+
+
+def test_templates_widget_counts_by_category(login):
+    from console.db import get_db
+
+    content = login("content_manager")
+    assert "No email templates" in content.get("/widgets/platform/templates").get_data(as_text=True)
+    get_db().email_templates.insert_many([
+        {"name": "Welcome", "category": "onboarding", "updated_at": utcnow()},
+        {"name": "We miss you", "category": "re-engagement", "updated_at": utcnow()},
+        {"name": "Digest", "category": "re-engagement", "updated_at": utcnow()},
+    ])
+    html = content.get("/widgets/platform/templates").get_data(as_text=True)
+    assert '<div class="stat-value">3</div>' in html and "Re-engagement" in html and "We miss you" in html
+    assert login("moderator").get("/widgets/platform/templates").status_code == 403

@@ -68,6 +68,16 @@ def event_summary() -> dict:
     return {"total": total, "upcoming": upcoming, "past": total - upcoming, "next": following}
 
 
+def template_summary() -> dict:
+    """Email templates (the communication feature's collection) by category, and the latest edits."""
+    templates = get_db().email_templates
+    categories = {str(row["_id"]): row["n"] for row in templates.aggregate(
+        [{"$group": {"_id": {"$ifNull": ["$category", "other"]}, "n": {"$sum": 1}}}, {"$sort": {"n": -1}}])}
+    recent = list(templates.find({}, projection={"name": 1, "updated_at": 1, "category": 1})
+                  .sort("updated_at", -1).limit(3)) if categories else []
+    return {"total": sum(categories.values()), "categories": categories, "recent": recent}
+
+
 # --- demo data -----------------------------------------------------------------------------------------------
 
 SUBMISSION_TITLES = [

@@ -69,9 +69,11 @@ def test_admin_assigns_a_role_on_the_admin_page(live, page, sign_in, output_dir)
 DASHBOARDS = {
     "super_admin": (["Submissions", "Volunteers", "Blogs", "Events", "Security activity"], [], []),
     "admin": (["Submissions", "Blogs", "Security activity"], [], []),
-    "content_manager": (["Blogs", "Events"], ["Submissions", "Volunteers", "Security activity", "Members"],
+    "content_manager": (["Blogs", "Events", "Email templates"],
+                        ["Submissions", "Volunteers", "Security activity", "Members"],
                         ["Administration"]),
-    "moderator": (["Submissions", "Volunteers"], ["Blogs", "Events", "Security activity", "Members"],
+    "moderator": (["Submissions", "Volunteers"],
+                  ["Blogs", "Events", "Email templates", "Security activity", "Members"],
                   ["Administration"]),
     "analyst": (["Members"], ["Submissions", "Volunteers", "Blogs", "Events", "Security activity"],
                 ["Administration"]),

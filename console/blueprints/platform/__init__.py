@@ -17,4 +17,5 @@ def init_app(app) -> None:
     add_widget(app, Widget("Volunteers", "platform.widget_volunteers", "volunteers.manage", order=31))
     add_widget(app, Widget("Blogs", "platform.widget_blogs", "blogs.edit", order=32))
     add_widget(app, Widget("Events", "platform.widget_events", "events.manage", order=33))
+    add_widget(app, Widget("Email templates", "platform.widget_templates", "templates.view", order=34))
     add_demo_seeder(app, "platform", seed_platform_demo, order=50)

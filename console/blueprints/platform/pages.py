@@ -1,6 +1,6 @@
 """Dashboard fragments: one per platform collection, each behind the permission that works with it."""
 
-from flask import render_template
+from flask import current_app, render_template
 
 from console.blueprints.platform import bp
 from console.security import permission_required
@@ -29,3 +29,10 @@ def widget_blogs():
 @permission_required("events.manage")
 def widget_events():
     return render_template("platform/_widget_events.html", summary=platform.event_summary())
+
+
+@bp.route("/templates")
+@permission_required("templates.view")
+def widget_templates():
+    link = "communication.templates_page" if "communication.templates_page" in current_app.view_functions else None
+    return render_template("platform/_widget_templates.html", summary=platform.template_summary(), link=link)
