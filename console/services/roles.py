@@ -246,13 +246,13 @@ def assign_roles(actor_id, admin_id: str, *, add: str | None = None, replace: li
     does not hold, or leave no active super_admin. Unknown roles are 422.
     """
     names = [add] if add is not None else list(replace or [])
-    table = role_table()
-    unknown = [{"field": "role" if add is not None else f"roles.{index}", "message": f"unknown role {name!r}"}
-               for index, name in enumerate(names) if name not in table]
-    if unknown:
-        raise ApiError(422, "Some roles do not exist.", unknown)
     target = get_admin(admin_id)
-    with assignment_lock():
+    with assignment_lock():  # role definitions read under the lock too: delete_role takes it as well
+        table = role_table()
+        unknown = [{"field": "role" if add is not None else f"roles.{index}", "message": f"unknown role {name!r}"}
+                   for index, name in enumerate(names) if name not in table]
+        if unknown:
+            raise ApiError(422, "Some roles do not exist.", unknown)
         target.reload()
         actor = Admin.objects(id=actor_id, active=True).first()  # fresh: a concurrent change may have demoted them
         if actor is None:
