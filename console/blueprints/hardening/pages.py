@@ -1,5 +1,7 @@
 """The System page and its htmx fragments."""
 
+import json
+
 from flask import current_app, render_template, request
 from flask_login import current_user
 
@@ -60,7 +62,10 @@ def performance_fragment():
 @permission_required("hardening.view")
 def slow_queries_fragment():
     threshold = float(current_app.config["SLOW_QUERY_MS"])
-    return render_template("hardening/_slow_queries.html", report=slow_queries.slow_queries(threshold, limit=20))
+    report = slow_queries.slow_queries(threshold, limit=20)
+    for item in report["items"]:
+        item["pretty"] = json.dumps(item["command"], indent=1, default=str)  # autoescaped in the template
+    return render_template("hardening/_slow_queries.html", report=report)
 
 
 @bp.route("/system/optimize", methods=["POST"])
