@@ -46,6 +46,7 @@ def test_admin_assigns_a_role_on_the_admin_page(live, page, sign_in, output_dir)
     page.context.clear_cookies()
     sign_in("admin")
     page.goto(f"{live.live_url}/admins")
+    page.screenshot(path=str(output_dir / "roles-admins.png"), full_page=True)
     page.get_by_role("link", name="Ana").click()
     offered = page.locator("input[name=roles]")
     assert sorted(offered.evaluate_all("els => els.map(e => e.value)")) == [
