@@ -123,3 +123,13 @@ def test_the_background_flusher_writes_in_bulk_without_help(make_app, app, api):
         time.sleep(0.05)
     [batch] = RequestMetric.objects(endpoint="/probe/ok")
     assert batch.n == 5 and len(batch.d) == 5 and batch.statuses == {"200": 5}
+
+
+def test_under_load_durations_are_sampled_but_counts_stay_exact():
+    collector = telemetry.Telemetry({"TELEMETRY_RESERVOIR": 50, "TELEMETRY_FLUSH_EVERY": 10**9})
+    for i in range(2000):
+        collector.record_request("/busy", "GET", 500 if i % 100 == 0 else 200, float(i % 97))
+    bucket = collector._buckets[("/busy", "GET")]
+    assert bucket.n == 2000 and bucket.errors == 20
+    assert bucket.statuses == {"200": 1980, "500": 20}
+    assert len(bucket.d) == 50
