@@ -14,11 +14,10 @@ import time
 from contextlib import contextmanager
 from datetime import timedelta
 
-from bson import ObjectId
-from bson.errors import InvalidId
 from mongoengine import NotUniqueError
 from pymongo.errors import DuplicateKeyError
 
+from console.apikit import get_or_404
 from console.errors import ApiError, validation_error
 from console.models.admin import Admin, AuthzState, Role
 from console.permissions import BUILTIN_ROLES, CATALOG, PERMISSIONS, SUPER_ADMIN
@@ -102,14 +101,7 @@ def admin_dict(admin: Admin) -> dict:
 
 
 def get_admin(admin_id: str) -> Admin:
-    try:
-        oid = ObjectId(admin_id)
-    except (InvalidId, TypeError):
-        raise ApiError(404, "No admin has this id.") from None
-    admin = Admin.objects(id=oid).first()
-    if admin is None:
-        raise ApiError(404, f"No admin has the id {admin_id}.")
-    return admin
+    return get_or_404(Admin, admin_id)
 
 
 def admin_permissions(admin: Admin) -> dict:
