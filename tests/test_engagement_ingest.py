@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -179,3 +179,69 @@ def test_unknown_member_fields_are_kept(client):
     member = Member._get_collection().find_one({"user_id": "keep"})
     assert member["plan"] == "gold" and member["nested"] == {"a": 1} and member["name"] == "Kept"
     assert member["email"] == "k@example.org"
+
+
+def _rollups() -> list[dict]:
+    from console.models.engagement import ActivityRollup
+
+    fields = {"_id": 0, "user_id": 1, "day": 1, "events": 1, "sessions": 1, "session_seconds": 1, "features": 1,
+              "names": 1, "ts": 1, "sid": 1, "first_at": 1, "last_at": 1}
+    rows = list(ActivityRollup._get_collection().find({}, fields).sort([("user_id", 1), ("day", 1)]))
+    for row in rows:
+        row["ts"] = sorted(row.get("ts") or [])
+        row["sid"], row["features"] = row.get("sid") or {}, row.get("features") or {}
+    return rows
+
+
+def test_rebuild_matches_incremental_rollups(client):
+    from console.services.engagement_ingest import rebuild_rollups
+
+    stamps = ["2026-01-05T23:40:00Z", "2026-01-06T00:05:00Z", "2026-01-05T08:00:00Z", "2026-01-06T09:00:00Z",
+              "2026-01-05T08:20:00Z", "2026-01-07T00:01:00Z"]
+    for index, stamp in enumerate(stamps):  # one request each, out of order
+        track(client, [ev("a", stamp, feature="f.x"), ev("b", stamp, session_id=f"s{index // 2}")])
+    incremental = _rollups()
+    assert rebuild_rollups() == 12
+    rebuilt = _rollups()
+    for a, b in zip(rebuilt, incremental, strict=True):
+        assert a == b, {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
+    assert rebuild_rollups(start=datetime.fromisoformat("2026-01-06T00:00:00+00:00")) == 6
+    assert _rollups() == incremental
+
+
+def test_a_lost_race_is_redone_and_recounted(client, monkeypatch):
+    """A write whose read was stale (another request got in between) is retried from the stored state."""
+    from console.services import engagement_ingest
+
+    track(client, ev("r", "2026-01-05T10:00:00Z"))
+    real = engagement_ingest.ActivityRollup._get_collection()
+
+    class StaleReads:
+        reads = 0
+
+        def find(self, *args, **kwargs):
+            StaleReads.reads += 1
+            return [] if StaleReads.reads == 1 else real.find(*args, **kwargs)
+
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+    monkeypatch.setattr(engagement_ingest.ActivityRollup, "_get_collection", classmethod(lambda cls: StaleReads()))
+    track(client, ev("r", "2026-01-05T12:00:00Z"))
+    monkeypatch.undo()
+    assert StaleReads.reads == 2  # the stale read, then the recount after the lost write
+    day = rollup("r", "2026-01-05")
+    assert day["events"] == 2 and day["sessions"] == 2 and sorted(day["ts"]) == [36000, 43200]
+
+
+def test_jobs_rebuild_and_warm(client, app, run_jobs):
+    from console.queues import get_queue
+
+    track(client, [ev("j", "2026-01-05T10:00:00Z"), ev("j", "2026-01-06T10:00:00Z")])
+    rebuild = get_queue("low").enqueue("console.jobs.engagement.rebuild_rollups", "2026-01-06", "2026-01-06")
+    warm = get_queue("low").enqueue("console.jobs.engagement.warm_caches")
+    run_jobs()
+    rebuild.refresh()
+    assert rebuild.return_value() == {"events_replayed": 1, "start": "2026-01-06", "end": "2026-01-06"}
+    assert rebuild.meta["progress"] == 100 and warm.return_value()["scored"] >= 0
+    assert rollup("j", "2026-01-06")["events"] == 1 and rollup("j", "2026-01-05")["events"] == 1

@@ -33,7 +33,7 @@ class UserActivity(Document):
 
     meta = {
         "collection": "user_activities",
-        "indexes": [("user_id", "-timestamp"), "timestamp"],
+        "indexes": [("user_id", "-timestamp")],
     }
 
 

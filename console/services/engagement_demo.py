@@ -9,7 +9,7 @@ from pymongo import UpdateOne
 
 from console.models.engagement import UserActivity
 from console.models.member import Member
-from console.services.engagement_ingest import ingest
+from console.services.engagement_ingest import backfill
 
 DAYS = 90
 FEATURES = {
@@ -21,14 +21,13 @@ FEATURES = {
     "profile_update": ("profile_updated",),
 }
 CITIES = ["Lisbon", "Berlin", "Nairobi", "Osaka", "Toronto", "Lima", "Pune", "Oslo"]
-CHUNK = 1000
+CHUNK = 5000
 
 
 def _member_plan(rng: random.Random, index: int) -> dict:
-    join = int(DAYS * (1 - rng.random() ** 1.6))  # more members joined early, new ones keep arriving
     kind = rng.random()
     return {
-        "join": DAYS - join,  # days ago
+        "join": int((DAYS - 1) * (1 - rng.random() ** 1.5)),  # days ago: most joined early, some keep arriving
         "rate": rng.uniform(0.15, 0.75) if kind > 0.15 else rng.uniform(0.05, 0.15),
         "drift": rng.randint(12, 60) if kind < 0.3 else None,  # stops gradually this many days ago
         "features": rng.sample(list(FEATURES), rng.randint(1, 4)),
@@ -54,7 +53,7 @@ def demo_events(rng: random.Random, now: datetime, user_ids: list[str]) -> list[
                 start = day + timedelta(hours=rng.choice([7, 8, 12, 13, 18, 19, 20, 21]), minutes=rng.randint(0, 59))
                 for session in range(1 if rng.random() < 0.75 else 2):
                     moment = start + timedelta(hours=3 * session)
-                    for n in range(rng.randint(1, 4)):
+                    for n in range(rng.randint(1, 3)):
                         feature = rng.choice(plan["features"])
                         moment += timedelta(minutes=rng.randint(1, 12))
                         if moment > now:
@@ -77,9 +76,13 @@ def seed_activity(rng: random.Random, now: datetime) -> str:
     user_ids = [doc["user_id"] for doc in Member._get_collection().find(
         {"user_id": {"$regex": "^m[0-9]{4}$"}}, {"user_id": 1}).sort("user_id", 1)]
     events = demo_events(rng, now, user_ids)
-    accepted = 0
-    for start in range(0, len(events), CHUNK):
-        accepted += ingest(events[start: start + CHUNK], now=now)["accepted"]
+    accepted, chunk = 0, []
+    for index, event in enumerate(events):  # chunks hold whole members, so each gets its rollups in one insert
+        chunk.append(event)
+        last = index + 1 == len(events)
+        if last or (len(chunk) >= CHUNK and events[index + 1]["user_id"] != event["user_id"]):
+            accepted += backfill(chunk, now=now)["accepted"]
+            chunk = []
     joined = {}
     for event in events:
         joined.setdefault(event["user_id"], event["timestamp"])

@@ -6,7 +6,7 @@ import hashlib
 import json
 import uuid
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -114,9 +114,8 @@ def build_document(event: TrackEvent, now: datetime) -> dict:
     return doc
 
 
-def ingest(items: list[Any], *, now: datetime | None = None) -> dict:
-    """Validate, store and roll up a batch. Returns accepted/duplicates/rejected counts (rejected with reasons)."""
-    now = now or utcnow()
+def prepare(items: list[Any], now: datetime) -> tuple[list[dict], dict[str, dict], list[dict]]:
+    """Documents to store, traits per member, and the rejected items with their reasons."""
     rejected, docs, traits = [], [], {}
     for index, item in enumerate(items):
         event, errors = validate_item(item)
@@ -126,6 +125,13 @@ def ingest(items: list[Any], *, now: datetime | None = None) -> dict:
         docs.append(build_document(event, now))
         if event.traits:
             traits.setdefault(event.user_id, {}).update(event.traits.model_dump(exclude_none=True))
+    return docs, traits, rejected
+
+
+def ingest(items: list[Any], *, now: datetime | None = None) -> dict:
+    """Validate, store and roll up a batch. Returns accepted/duplicates/rejected counts (rejected with reasons)."""
+    now = now or utcnow()
+    docs, traits, rejected = prepare(items, now)
     inserted = store_events(docs)
     if inserted:
         apply_rollups(inserted)
@@ -136,6 +142,25 @@ def ingest(items: list[Any], *, now: datetime | None = None) -> dict:
         "rejected": rejected,
         "clamped": sum(1 for doc in inserted if doc["clamped"]),
     }
+
+
+def backfill(items: list[Any], *, now: datetime | None = None) -> dict:
+    """Like `ingest`, for large loads of history: members without rollups get theirs in one insert."""
+    now = now or utcnow()
+    docs, traits, rejected = prepare(items, now)
+    inserted = store_events(docs)
+    users = sorted({doc["user_id"] for doc in inserted})
+    collection = ActivityRollup._get_collection()
+    known = set(collection.distinct("user_id", {"user_id": {"$in": users}})) if users else set()
+    fresh = [doc for doc in inserted if doc["user_id"] not in known]
+    if fresh:
+        collection.insert_many(rollup_documents(fresh), ordered=False)
+        invalidate_caches(min(day_start(doc["timestamp"]) for doc in fresh))
+    rest = [doc for doc in inserted if doc["user_id"] in known]
+    if rest:
+        apply_rollups(rest)
+    touch_members(inserted, traits, now)
+    return {"accepted": len(inserted), "duplicates": len(docs) - len(inserted), "rejected": rejected}
 
 
 def store_events(docs: list[dict]) -> list[dict]:
@@ -155,8 +180,8 @@ def store_events(docs: list[dict]) -> list[dict]:
         return [doc for index, doc in enumerate(docs) if index not in failed]
 
 
-def apply_rollups(docs: list[dict]) -> None:
-    """Upsert the per-member-day rollups for stored events, then recount sessions of the touched days."""
+def _group(docs: list[dict]) -> dict[tuple[str, datetime], dict]:
+    """What the stored events add to each member-day: counts, names, session spans and gap-session seconds."""
     groups: dict[tuple[str, datetime], dict] = defaultdict(lambda: {
         "events": 0, "features": defaultdict(int), "names": defaultdict(int), "ts": set(), "sid": {},
         "first": None, "last": None})
@@ -176,25 +201,81 @@ def apply_rollups(docs: list[dict]) -> None:
             group["ts"].add(second)
         group["first"] = stamp if group["first"] is None else min(group["first"], stamp)
         group["last"] = stamp if group["last"] is None else max(group["last"], stamp)
+    return groups
 
-    ops = []
-    for (user_id, day), group in groups.items():
-        inc = {"events": group["events"], "v": 1}
-        inc.update({f"features.{key}": n for key, n in group["features"].items()})
-        inc.update({f"names.{key}": n for key, n in group["names"].items()})
-        minimum = {"first_at": group["first"]}
-        maximum = {"last_at": group["last"]}
-        for key, (start, end) in group["sid"].items():
-            minimum[f"sid.{key}.a"] = start
-            maximum[f"sid.{key}.b"] = end
-        update = {"$inc": inc, "$min": minimum, "$max": maximum}
-        if group["ts"]:
-            update["$addToSet"] = {"ts": {"$each": sorted(group["ts"])}}
-        ops.append(UpdateOne({"user_id": user_id, "day": day}, update, upsert=True))
+
+def _merged(row: dict | None, group: dict | None) -> dict:
+    """The session-relevant part of a rollup after adding `group` to the stored `row`."""
+    sid = {key: dict(span) for key, span in ((row or {}).get("sid") or {}).items()}
+    for key, (start, end) in ((group or {}).get("sid") or {}).items():
+        span = sid.setdefault(key, {"a": start, "b": end})
+        span["a"], span["b"] = min(span.get("a", start), start), max(span.get("b", end), end)
+    return {"ts": sorted(set((row or {}).get("ts") or []) | set((group or {}).get("ts") or ())), "sid": sid}
+
+
+def _update(group: dict) -> dict:
+    inc = {"events": group["events"], "v": 1}
+    inc.update({f"features.{key}": n for key, n in group["features"].items()})
+    inc.update({f"names.{key}": n for key, n in group["names"].items()})
+    minimum = {"first_at": group["first"]}
+    maximum = {"last_at": group["last"]}
+    for key, (start, end) in group["sid"].items():
+        minimum[f"sid.{key}.a"] = start
+        maximum[f"sid.{key}.b"] = end
+    update = {"$inc": inc, "$min": minimum, "$max": maximum}
+    if group["ts"]:
+        update["$addToSet"] = {"ts": {"$each": sorted(group["ts"])}}
+    return update
+
+
+def apply_rollups(docs: list[dict]) -> None:
+    """Upsert the per-member-day rollups for stored events, with their session counts, in one bulk write.
+
+    The touched days (and their neighbours) are read first so sessions can be counted exactly; each write only
+    lands on the version it read (`v`), and any that lost a race is redone and recounted from the stored state.
+    """
+    groups = _group(docs)
+    users = sorted({user_id for user_id, _ in groups})
+    days = [day for _, day in groups]
     collection = ActivityRollup._get_collection()
-    collection.bulk_write(ops, ordered=False)
-    recount_sessions({(user_id, day) for user_id, day in groups})
-    invalidate_caches(min(day for _, day in groups))
+    stored = {(row["user_id"], as_utc(row["day"])): row for row in collection.find(
+        {"user_id": {"$in": users}, "day": {"$gte": min(days) - DAY, "$lte": max(days) + DAY}},
+        {"user_id": 1, "day": 1, "ts": 1, "sid": 1, "sessions": 1, "session_seconds": 1, "v": 1})}
+    merged = {key: _merged(stored.get(key), group) for key, group in groups.items()}
+
+    def state(key):
+        return merged.get(key) or stored.get(key)
+
+    ops, keys = [], []
+    for key, group in groups.items():
+        row = stored.get(key)
+        sessions, seconds = count_sessions(merged[key], state((key[0], key[1] - DAY)))
+        update = _update(group)
+        update["$set"] = {"sessions": sessions, "session_seconds": seconds}
+        version = {"v": row.get("v", 0)} if row else {"v": {"$exists": False}}
+        ops.append(UpdateOne({"user_id": key[0], "day": key[1], **version}, update, upsert=True))
+        keys.append(key)
+    for user_id, day in groups:
+        after = (user_id, day + DAY)
+        row = stored.get(after)
+        if row is None or after in groups:
+            continue
+        sessions, seconds = count_sessions(row, merged[(user_id, day)])
+        if sessions != row.get("sessions") or seconds != row.get("session_seconds"):
+            ops.append(UpdateOne({"_id": row["_id"], "v": row.get("v", 0)},
+                                 {"$set": {"sessions": sessions, "session_seconds": seconds}}))
+    try:
+        collection.bulk_write(ops, ordered=False)
+    except BulkWriteError as error:
+        lost = []
+        for write_error in error.details.get("writeErrors", []):
+            if write_error.get("code") != 11000:
+                raise
+            lost.append(keys[write_error["index"]])
+        collection.bulk_write([UpdateOne({"user_id": user_id, "day": day}, _update(groups[(user_id, day)]),
+                                         upsert=True) for user_id, day in lost], ordered=False)
+        recount_sessions(set(lost))
+    invalidate_caches(min(days))
 
 
 def count_sessions(doc: dict, previous: dict | None) -> tuple[int, int]:
@@ -279,20 +360,52 @@ def invalidate_caches(since: datetime) -> None:
         model._get_collection().delete_many({"$or": [{"range_to": {"$gte": since}}, {"range_to": None}]})
 
 
-def rebuild_rollups(user_ids: list[str] | None = None, batch: int = 5000) -> int:
-    """Rebuild rollups (and first/last seen) from raw events; for repairs and the hardening task."""
-    query = {"user_id": {"$in": user_ids}} if user_ids else {}
-    ActivityRollup._get_collection().delete_many(query)
+def rollup_documents(docs: list[dict], previous: dict | None = None) -> list[dict]:
+    """Complete rollup documents for events of member-days that have no rollup yet (rebuilds, bulk loads).
+
+    `previous` maps (user_id, day) to stored rollups of days just before, for sessions crossing midnight."""
+    groups = _group(docs)
+    merged = {key: _merged(None, group) for key, group in groups.items()}
+    out = []
+    for (user_id, day), group in groups.items():
+        before = merged.get((user_id, day - DAY)) or (previous or {}).get((user_id, day - DAY))
+        sessions, seconds = count_sessions(merged[(user_id, day)], before)
+        out.append({"user_id": user_id, "day": day, "events": group["events"], "sessions": sessions,
+                    "session_seconds": seconds, "features": dict(group["features"]), "names": dict(group["names"]),
+                    "ts": merged[(user_id, day)]["ts"], "sid": merged[(user_id, day)]["sid"],
+                    "first_at": group["first"], "last_at": group["last"], "v": 1})
+    return out
+
+
+def rebuild_rollups(start: datetime | None = None, end: datetime | None = None, user_ids: list[str] | None = None,
+                    chunk: int = 200) -> int:
+    """Rebuild the rollups of days [start, end] (default: all) from raw events, a few members at a time.
+
+    For repairs and the hardening task. Returns the number of events replayed."""
+    events = UserActivity._get_collection()
+    rollups = ActivityRollup._get_collection()
+    first = day_start(start) if start else None
+    last = day_start(end) if end else None
+    targets = user_ids or sorted(events.distinct("user_id"))
     fields = {"user_id": 1, "event": 1, "feature": 1, "session_id": 1, "timestamp": 1}
-    chunk, total = [], 0
-    for doc in UserActivity._get_collection().find(query, fields).sort("timestamp", 1):
-        doc["timestamp"] = as_utc(doc["timestamp"])
-        chunk.append(doc)
-        if len(chunk) >= batch:
-            apply_rollups(chunk)
-            total += len(chunk)
-            chunk = []
-    if chunk:
-        apply_rollups(chunk)
-        total += len(chunk)
+    total = 0
+    for offset in range(0, len(targets), chunk):
+        members = {"$in": targets[offset: offset + chunk]}
+        stamps, days = {}, {}
+        if first:
+            stamps["$gte"], days["$gte"] = first, first
+        if last:
+            stamps["$lt"], days["$lte"] = last + DAY, last
+        docs = list(events.find({"user_id": members, **({"timestamp": stamps} if stamps else {})}, fields))
+        for doc in docs:
+            doc["timestamp"] = as_utc(doc["timestamp"])
+        previous = {}
+        if first:
+            previous = {(row["user_id"], first - DAY): row for row in rollups.find(
+                {"user_id": members, "day": first - DAY}, {"user_id": 1, "ts": 1, "sid": 1})}
+        rollups.delete_many({"user_id": members, **({"day": days} if days else {})})
+        if docs:
+            rollups.insert_many(rollup_documents(docs, previous), ordered=False)
+        total += len(docs)
+    invalidate_caches(first or datetime.min.replace(tzinfo=UTC))
     return total
