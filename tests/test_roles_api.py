@@ -318,3 +318,12 @@ def test_audit_log_api_filters_and_pages(api, create_admin):
     assert boss.get(f"{BASE}/audit-log?since=2999-01-01T00:00:00Z").json["items"] == []
     problem(boss.get(f"{BASE}/audit-log?since=yesterday"), 422)
     problem(boss.get(f"{BASE}/audit-log?cursor=forged"), 422)
+
+
+def test_the_assignment_lock_is_released_and_readable(api, create_admin):
+    from console.models.admin import AuthzState
+
+    target = create_admin(email="lock@test.example.com")
+    api("admin").post(f"{BASE}/admin/{target.id}/assign-role", json={"role": "analyst"})
+    lock = {state.key: state for state in AuthzState.objects}["assignment-lock"]
+    assert lock.holder is None and lock.until is None

@@ -70,10 +70,15 @@ class Role(Document):
 
 
 class AuthzState(Document):
-    """A counter bumped on every role or assignment change, so every process drops its cache."""
+    """A counter bumped on every role or assignment change, so every process drops its cache.
+
+    The same collection holds the role-assignment lock (key "assignment-lock": holder and lease end).
+    """
 
     key = StringField(primary_key=True)
     version = IntField(default=0)
+    holder = StringField()
+    until = DateTimeField()
 
     meta = {"collection": "authz_state"}
 
