@@ -128,13 +128,14 @@ def _to_response(result, status: int) -> Response:
 def endpoint(bp, rule: str, *, methods=("GET",), permission: str | None, summary: str, body=None, query=None,
              response=None, status: int = 200, tags=None, allow_ingest_key: bool = False,
              max_body: int | None = None, check_operators: bool = True, responses: dict | None = None,
-             csrf: bool = True, rate_limit=None):
+             csrf: bool = True, rate_limit=None, alt_media_types: tuple[str, ...] = ()):
     """Register a JSON endpoint on `bp`.
 
     The view receives `body=` and `query=` (validated models) when declared, and returns a dict, a pydantic
     model, `(data, status)`, `None` (no content) or a Response. `permission=None` marks it public,
     `permission=LOGIN` allows any signed-in admin.
     `rate_limit` is a `limiter.limit(...)` decorator; it must wrap the registered view to take effect.
+    `alt_media_types` documents other success bodies the view can send (e.g. "text/csv" for exports).
     """
 
     def decorator(view):
@@ -161,7 +162,7 @@ def endpoint(bp, rule: str, *, methods=("GET",), permission: str | None, summary
         guarded.__openapi__ = {
             "summary": summary, "description": (view.__doc__ or "").strip(), "body": body, "query": query,
             "response": response, "status": status, "tags": tags or [bp.name], "permission": permission,
-            "ingest_key": allow_ingest_key, "responses": responses or {},
+            "ingest_key": allow_ingest_key, "responses": responses or {}, "alt_media_types": alt_media_types,
         }
         bp.add_url_rule(rule, view_func=guarded, methods=list(methods))
         return guarded

@@ -95,6 +95,8 @@ def build_spec(app=None) -> dict:
             else:
                 operation["responses"][status] = {"description": "Success", "content": {
                     "application/json": {"schema": _response_schema(meta["response"], components)}}}
+                for media_type in meta.get("alt_media_types", ()):
+                    operation["responses"][status]["content"][media_type] = {"schema": {"type": "string"}}
             codes = [400, 401, 403, 413, 415, 422, 429] if meta["body"] is not None else [401, 403, 422, 429]
             if rule.arguments:
                 codes.append(404)
