@@ -51,6 +51,8 @@ class Service:
     proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0) -> Service:
+        if self.running:
+            return self
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self.proc = subprocess.Popen(
             self.argv,
@@ -61,6 +63,10 @@ class Service:
         )
         wait_for_port(self.port, timeout=timeout, proc=self.proc)
         return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def stop(self, timeout: float = 20.0) -> None:
         if not self.proc or self.proc.poll() is not None:
