@@ -83,3 +83,23 @@ def test_at_risk_csv(login, some_activity):
     response = login("analyst").get("/engagement/at-risk.csv?tier=all")
     assert response.status_code == 200
     assert response.get_data(as_text=True).startswith("user_id,risk,tier,last_seen,days_inactive,reasons")
+
+
+def test_demo_seeder_is_idempotent_and_consistent(app):
+    from console.models.engagement import ActivityRollup, UserActivity
+    from console.services.engagement_demo import seed_activity
+    from console.services.engagement_ingest import rebuild_rollups
+
+    Member._get_collection().insert_many([{"user_id": f"m{n:04d}", "email": f"m{n}@example.org",
+                                           "created_at": utcnow()} for n in range(1, 25)])
+    summary = seed_activity(random.Random("activity-14"), utcnow())
+    events = UserActivity.objects.count()
+    assert events > 200 and summary.startswith(f"{events:,} events")
+    assert seed_activity(random.Random("activity-14"), utcnow()) == "already seeded"
+    assert UserActivity.objects.count() == events
+    fields = {"_id": 0, "user_id": 1, "day": 1, "events": 1, "sessions": 1, "session_seconds": 1}
+    seeded = list(ActivityRollup._get_collection().find({}, fields).sort([("user_id", 1), ("day", 1)]))
+    rebuild_rollups()
+    assert list(ActivityRollup._get_collection().find({}, fields).sort([("user_id", 1), ("day", 1)])) == seeded
+    member = Member._get_collection().find_one({"user_id": "m0002"})  # m0001 is one who never shows up
+    assert member["first_seen"] and member["created_at"] <= member["first_seen"]

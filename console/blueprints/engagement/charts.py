@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+
+def _x(rows: list[dict], interval: str) -> list[str]:
+    """Dates for days (a time axis); ISO week or month labels otherwise, so ticks match the periods."""
+    return [row["period"] if interval == "day" else row["label"] for row in rows]
+
+
 STAGE_COLORS = {"new": "#4f46e5", "returning": "#10b981", "resurrecting": "#f59e0b", "dormant": "#ef4444"}
 
 
 def activity_figure(metrics: dict) -> dict:
     series = metrics["series"]
-    x = [row["period"] for row in series]
+    x = _x(series, metrics["interval"])
     return {
         "data": [
             {"type": "scatter", "mode": "lines+markers", "name": "Active members", "x": x,
@@ -21,13 +27,15 @@ def activity_figure(metrics: dict) -> dict:
 
 def sessions_figure(metrics: dict) -> dict:
     series = metrics["series"]
+    x = _x(series, metrics["interval"])
     return {
-        "data": [{"type": "bar", "name": "Sessions", "x": [row["period"] for row in series],
+        "data": [{"type": "bar", "name": "Sessions", "x": x,
                   "y": [row["sessions"] for row in series], "marker": {"color": "#0ea5e9"}},
                  {"type": "scatter", "mode": "lines", "name": "Events", "yaxis": "y2",
-                  "x": [row["period"] for row in series], "y": [row["events"] for row in series],
+                  "x": x, "y": [row["events"] for row in series],
                   "line": {"color": "#8b5cf6"}}],
-        "layout": {"yaxis": {"title": {"text": "sessions"}, "rangemode": "tozero"},
+        "layout": {"margin": {"l": 48, "r": 56, "t": 24, "b": 40},
+                   "yaxis": {"title": {"text": "sessions"}, "rangemode": "tozero"},
                    "yaxis2": {"title": {"text": "events"}, "overlaying": "y", "side": "right", "rangemode": "tozero"},
                    "hovermode": "x unified"},
     }
@@ -47,7 +55,7 @@ def feature_figure(metrics: dict) -> dict:
 
 def lifecycle_figure(chart: dict) -> dict:
     series = chart["series"]
-    x = [row["period"] for row in series]
+    x = _x(series, chart["interval"])
     return {
         "data": [{"type": "bar", "name": stage.title(), "x": x, "y": [row[stage] for row in series],
                   "marker": {"color": color}} for stage, color in STAGE_COLORS.items()],
@@ -59,9 +67,10 @@ def lifecycle_figure(chart: dict) -> dict:
 def timeline_figure(lifecycle: dict) -> dict:
     rows = lifecycle["timeline"]
     return {
-        "data": [{"type": "bar", "name": "Events", "x": [row["period"] for row in rows],
+        "data": [{"type": "bar", "name": "Events", "x": _x(rows, lifecycle["interval"]),
                   "y": [row["events"] if row["stage"] != "dormant" else -1 for row in rows],
-                  "text": [row["stage"] for row in rows], "hovertemplate": "%{x}: %{text}<extra></extra>",
+                  "text": [row["stage"] for row in rows], "textposition": "none",
+                  "hovertemplate": "%{x}: %{text}<extra></extra>",
                   "marker": {"color": [STAGE_COLORS.get(row["stage"], "#64748b") for row in rows]}}],
         "layout": {"yaxis": {"title": {"text": "events"}}, "showlegend": False},
     }

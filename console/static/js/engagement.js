@@ -2,18 +2,19 @@
 (function () {
   "use strict";
 
-  function updateSelection() {
-    var form = document.getElementById("campaign-form");
-    if (!form) return;
-    var picked = document.querySelectorAll('input[type=checkbox][name="user_ids"]:checked').length;
+  function updateButton() {
     var button = document.getElementById("campaign-preview-btn");
-    if (button) button.textContent = picked ? "Preview counts for " + picked + " selected" : "Preview counts";
-    var preview = document.getElementById("campaign-preview");
-    if (preview) preview.innerHTML = "";  // a preview for another selection would mislead
+    if (!button) return;
+    var picked = document.querySelectorAll('input[type=checkbox][name="user_ids"]:checked').length;
+    button.textContent = picked ? "Preview counts for " + picked + " selected" : "Preview counts";
   }
 
   document.addEventListener("change", function (evt) {
-    if (evt.target && evt.target.type === "checkbox" && evt.target.closest && evt.target.closest("table")) updateSelection();
+    var target = evt.target;
+    if (!target || target.type !== "checkbox" || !target.closest || !target.closest("table")) return;
+    updateButton();
+    var preview = document.getElementById("campaign-preview");
+    if (preview) preview.innerHTML = "";  // a preview of another selection would mislead
   });
-  document.addEventListener("htmx:afterSettle", updateSelection);
+  document.addEventListener("htmx:afterSettle", updateButton);
 })();

@@ -1,0 +1,275 @@
+"""Engagement: batch ingestion through the endpoint against raw insert_many, and the analytics endpoints
+(computed from daily rollups) against a straightforward aggregation over the raw events, then at 10x the
+events on the same member-days.
+
+Starts its own SecantusDB and Redis and drives the app in-process (Flask test client). Analytics are timed
+with their caches emptied before every call, so the figure is the computation, not a cache hit.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench import Row
+from devtools import services
+
+INGEST_KEY = "bench-ingest-key-0123456789abcdef"
+BASE = "/api/phase14/engagement"
+MEMBERS = 2000
+DAYS = 90
+EVENTS_PER_DAY = 5  # per active member-day; 10x in the growth run
+ACTIVE_SHARE = 200_000 / (MEMBERS * DAYS * EVENTS_PER_DAY)  # ~200,000 events in all
+FEATURES = ["blog_read", "event_rsvp", "volunteer_signup", "comment", "search", "profile_update"]
+ROUNDS = 6
+REPEATS = 3
+
+
+def _config(mongo_uri: str, redis_url: str) -> dict:
+    return {"TESTING": False, "SECRET_KEY": "bench-" + "k" * 48, "MONGODB_URI": mongo_uri, "REDIS_URL": redis_url,
+            "INGEST_KEYS": INGEST_KEY, "TELEMETRY_ENABLED": False, "RATELIMIT_ENABLED": False,
+            "LOG_LEVEL": "WARNING"}
+
+
+# --- ingestion -----------------------------------------------------------------------------------------------
+
+def _batch(rng: random.Random, round_no: int, now: datetime) -> list[dict]:
+    """1000 events from 100 members over the last hours, half of them with session ids."""
+    events = []
+    for n in range(1000):
+        user = rng.randrange(100)
+        event = {"user_id": f"live{user:03d}", "event": "page_view", "feature": rng.choice(FEATURES),
+                 "timestamp": (now - timedelta(minutes=rng.randrange(600))).isoformat(),
+                 "event_id": f"r{round_no}-{n}", "properties": {"path": f"/p/{rng.randrange(50)}"}}
+        if user % 2:
+            event["session_id"] = f"s{user}-{round_no}"
+        events.append(event)
+    return events
+
+
+def ingestion_rows(app) -> list[Row]:
+    from console.db import get_db
+    from console.services.engagement_ingest import TrackEvent, build_document
+
+    database = get_db()
+    indexed, bare = database["bench_raw_indexed"], database["bench_raw"]
+    indexed.create_index("event_id", unique=True)
+    indexed.create_index([("user_id", 1), ("timestamp", -1)])
+    client = app.test_client()
+    rng = random.Random(7)
+    now = datetime.now(UTC)
+    spent = {"endpoint": 0.0, "indexed": 0.0, "bare": 0.0}
+    client.post(f"{BASE}/track-activity", json={"events": _batch(rng, -1, now)}, headers={"X-Ingest-Key": INGEST_KEY})
+    for round_no in range(ROUNDS):
+        batch = _batch(rng, round_no, now)
+        docs = [build_document(TrackEvent.model_validate(event), now) for event in batch]
+        steps = [("endpoint", lambda b=batch: client.post(f"{BASE}/track-activity", json={"events": b},
+                                                          headers={"X-Ingest-Key": INGEST_KEY})),
+                 ("indexed", lambda d=docs: indexed.insert_many([dict(x) for x in d], ordered=False)),
+                 ("bare", lambda d=docs: bare.insert_many([dict(x) for x in d], ordered=False))]
+        if round_no % 2:
+            steps.reverse()
+        for name, step in steps:
+            started = time.perf_counter()
+            result = step()
+            spent[name] += time.perf_counter() - started
+            if name == "endpoint":
+                assert result.status_code == 202 and result.get_json()["accepted"] == 1000, result.get_data()
+    rate = {name: ROUNDS * 1000 / seconds for name, seconds in spent.items()}
+    return [
+        Row("ingestion through track-activity, 1000-event batches (events/s)", rate["endpoint"],
+            "raw insert_many, same docs, same indexes (unique event_id, user_id+timestamp) (events/s)",
+            rate["indexed"], ">= 0.6"),
+        Row("ingestion through track-activity, 1000-event batches (events/s)", rate["endpoint"],
+            "raw insert_many, same docs, no secondary index (events/s)", rate["bare"], ">= 0.6"),
+    ]
+
+
+# --- dashboards ----------------------------------------------------------------------------------------------
+
+def _member_days(rng: random.Random, today: datetime):
+    """(user_id, day) pairs with activity: each member has a rate and joined at some point in the 90 days."""
+    for index in range(MEMBERS):
+        rate = min(1.0, ACTIVE_SHARE * rng.uniform(0.3, 1.7) * 1.4)
+        joined = rng.randrange(DAYS)
+        for days_ago in range(joined, -1, -1):
+            if rng.random() < rate:
+                yield f"b{index:05d}", today - timedelta(days=days_ago)
+
+
+def _events(rng: random.Random, user_id: str, day: datetime, count: int) -> list[dict]:
+    start = day + timedelta(hours=rng.randrange(7, 22), minutes=rng.randrange(60))
+    with_session = rng.random() < 0.5
+    out = []
+    for n in range(count):
+        stamp = start + timedelta(minutes=n * rng.choice((1, 2, 3, 40)) % 120)
+        doc = {"event_id": f"{user_id}-{day:%Y%m%d}-{n}", "user_id": user_id, "event": "page_view",
+               "feature": rng.choice(FEATURES), "timestamp": stamp, "received_at": stamp, "clamped": False}
+        if with_session:
+            doc["session_id"] = f"{user_id}-{day:%Y%m%d}"
+        out.append(doc)
+    return out
+
+
+def load_dataset(per_day: int, store_events: bool) -> int:
+    """Rollups (and, if asked, raw events) for the same member-days; members with first/last seen."""
+    from console.models.engagement import ActivityRollup, UserActivity
+    from console.models.member import Member
+    from console.services.engagement_ingest import rollup_documents
+
+    rng = random.Random(2026)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    chunk, total, seen = [], 0, {}
+    days_by_user: dict[str, list[datetime]] = {}
+    for user_id, day in _member_days(rng, today):
+        days_by_user.setdefault(user_id, []).append(day)
+
+    def flush():
+        nonlocal chunk, total
+        if store_events:
+            UserActivity._get_collection().insert_many(chunk, ordered=False)
+        ActivityRollup._get_collection().insert_many(rollup_documents(chunk), ordered=False)
+        total += len(chunk)
+        chunk = []
+
+    event_rng = random.Random(99)
+    for user_id, days in days_by_user.items():
+        for day in days:
+            events = _events(event_rng, user_id, day, per_day)
+            chunk.extend(events)
+            stamps = [event["timestamp"] for event in events]
+            first, last = seen.get(user_id, (stamps[0], stamps[0]))
+            seen[user_id] = (min(first, *stamps), max(last, *stamps))
+        if len(chunk) >= 20_000:
+            flush()
+    if chunk:
+        flush()
+    Member._get_collection().insert_many([
+        {"user_id": uid, "email": f"{uid}@example.org", "created_at": first - timedelta(hours=1), "first_seen": first,
+         "last_seen": last} for uid, (first, last) in seen.items()])
+    return total
+
+
+def _raw_pipelines(today: datetime) -> dict[str, tuple[str, list[dict]]]:
+    """What one would write without rollups: the same questions straight over user_activities."""
+    day = {"$dateTrunc": {"date": "$timestamp", "unit": "day", "timezone": "UTC"}}
+    week = {"$dateTrunc": {"date": "$timestamp", "unit": "week", "startOfWeek": "monday", "timezone": "UTC"}}
+    since30 = today - timedelta(days=29)
+    return {
+        "metrics": ("user_activities", [
+            {"$match": {"timestamp": {"$gte": since30}}},
+            {"$facet": {
+                "series": [{"$group": {"_id": {"d": day, "u": "$user_id"}, "n": {"$sum": 1}}},
+                           {"$group": {"_id": "$_id.d", "active": {"$sum": 1}, "events": {"$sum": "$n"}}}],
+                "users": [{"$group": {"_id": "$user_id", "last": {"$max": day}, "days": {"$addToSet": day}}},
+                          {"$group": {"_id": None, "mau": {"$sum": 1}, "user_days": {"$sum": {"$size": "$days"}}}}],
+                "features": [{"$group": {"_id": {"f": "$feature", "u": "$user_id"}, "n": {"$sum": 1}}},
+                             {"$group": {"_id": "$_id.f", "users": {"$sum": 1}, "events": {"$sum": "$n"}}}],
+            }}]),
+        "retention-analysis": ("user_activities", [
+            {"$group": {"_id": {"u": "$user_id", "w": week}}},
+            {"$group": {"_id": "$_id.u", "weeks": {"$push": "$_id.w"}, "first": {"$min": "$_id.w"}}},
+            {"$match": {"first": {"$gte": today - timedelta(weeks=8)}}},
+            {"$unwind": "$weeks"},
+            {"$group": {"_id": {"c": "$first", "w": "$weeks"}, "n": {"$sum": 1}}}]),
+        "lifecycle": ("user_activities", [
+            {"$group": {"_id": {"u": "$user_id", "p": week}}},
+            {"$setWindowFields": {"partitionBy": "$_id.u", "sortBy": {"_id.p": 1},
+                                  "output": {"prev": {"$shift": {"output": "$_id.p", "by": -1}}}}},
+            {"$group": {"_id": {"p": "$_id.p", "returning": {"$ne": ["$prev", None]}}, "n": {"$sum": 1}}}]),
+        "churn-prediction": ("user_activities", [
+            {"$match": {"timestamp": {"$gte": today - timedelta(days=84)}}},
+            {"$group": {"_id": "$user_id", "days": {"$addToSet": day}, "last": {"$max": "$timestamp"},
+                        "features": {"$addToSet": "$feature"}}}]),
+        "inactive-users": ("user_activities", [
+            {"$group": {"_id": "$user_id", "last": {"$max": "$timestamp"}}},
+            {"$match": {"last": {"$lte": today - timedelta(days=30)}}}, {"$sort": {"last": 1}}, {"$limit": 50}]),
+    }
+
+
+ENDPOINTS = {
+    "metrics": f"{BASE}/metrics",
+    "retention-analysis": f"{BASE}/retention-analysis?period=week&cohorts=8",
+    "lifecycle": f"{BASE}/lifecycle?interval=week&periods=12",
+    "churn-prediction": f"{BASE}/churn-prediction?limit=50",
+    "inactive-users": f"{BASE}/inactive-users?days=30",
+}
+
+
+def _median_time(func) -> float:
+    samples = []
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        func()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples) * 1000
+
+
+def time_endpoints(client) -> dict[str, float]:
+    from console.db import get_db
+
+    def call(path):
+        def run():
+            for name in ("engagement_metrics", "retention_cohorts"):
+                get_db()[name].delete_many({})
+            response = client.get(path)
+            assert response.status_code == 200, response.get_data()[:300]
+        return run
+
+    return {name: _median_time(call(path)) for name, path in ENDPOINTS.items()}
+
+
+def dashboard_rows(app) -> list[Row]:
+    from console.db import get_db
+    from console.models.admin import Admin
+    from console.security import hash_password, issue_token
+
+    database = get_db()
+    total = load_dataset(EVENTS_PER_DAY, store_events=True)
+    database.user_activities.create_index("timestamp")  # the raw baseline gets the index it needs
+    admin = Admin(email="bench@example.com", roles=["super_admin"], password_hash=hash_password("bench-pw-123")).save()
+    token, _ = issue_token(admin)
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    ours = time_endpoints(client)
+    raw = {name: _median_time(lambda c=coll, p=pipeline: list(database[c].aggregate(p, allowDiskUse=True)))
+           for name, (coll, pipeline) in _raw_pipelines(today).items()}
+    rows = [Row(f"GET {name}, {total:,} events / {MEMBERS:,} members / {DAYS} days, uncached (ms)", ours[name],
+                "straightforward aggregation over raw events (ms)", raw[name], "<= 0.5", higher_is_better=False)
+            for name in ENDPOINTS]
+
+    for name in ("user_activities", "activity_rollups", "users", "engagement_metrics", "retention_cohorts"):
+        database[name].delete_many({})
+    total10 = load_dataset(EVENTS_PER_DAY * 10, store_events=False)
+    grown = time_endpoints(client)
+    rows += [Row(f"GET {name} at 10x events on the same member-days ({total10:,} events) (ms)", grown[name],
+                 f"same endpoint at 1x ({total:,} events) (ms)", ours[name], "<= 1.3", higher_is_better=False)
+             for name in ENDPOINTS]
+    return rows
+
+
+def main() -> list[Row]:
+    from console import create_app
+    from console.cli import prepare_database
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-engagement-"))
+    mongo_port, redis_port = services.free_port(), services.free_port()
+    mongo = services.mongo(mongo_port, ":memory:", tmp / "mongo.log").start(timeout=120)
+    redis_server = services.redis(redis_port, log_path=tmp / "redis.log").start()
+    uri, redis_url = f"mongodb://127.0.0.1:{mongo_port}/bench", f"redis://127.0.0.1:{redis_port}/0"
+    try:
+        app = create_app(_config(uri, redis_url))
+        with app.app_context():
+            prepare_database()
+            rows = ingestion_rows(app)
+            print("   ingestion done", flush=True)
+            rows += dashboard_rows(app)
+        return rows
+    finally:
+        redis_server.stop()
+        mongo.stop()
