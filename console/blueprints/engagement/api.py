@@ -21,6 +21,7 @@ from console.blueprints.engagement.schemas import (
     LifecycleQuery,
     MetricsQuery,
     RetentionQuery,
+    TrackBody,
     TrackResult,
 )
 from console.errors import ApiError, validation_error
@@ -97,6 +98,9 @@ def track_activity():
     if event is None:
         raise ApiError(422, "The event failed validation.", errors)
     return engagement_ingest.ingest([data])
+
+
+track_activity.__openapi__["body"] = TrackBody  # documented only: items are validated one by one above
 
 
 @endpoint(bp, f"{PREFIX}/user/<user_id>/activity", permission="analytics.view", query=ActivityQuery,

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, RootModel, model_validator
 
 from console.apikit import PageQuery, QueryModel, RequestModel
+from console.services.engagement_ingest import MAX_BATCH, TrackEvent
 
 Interval = Literal["day", "week", "month"]
 
@@ -80,6 +81,14 @@ class CampaignTrigger(RequestModel):
     holdout_percent: float = Field(ge=0, le=50)
     dry_run: bool = False
     variables: dict[str, str | int | float | bool] | None = None
+
+
+class TrackBatch(BaseModel):
+    events: list[TrackEvent] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class TrackBody(RootModel[TrackEvent | TrackBatch]):
+    """One event, or a batch of up to 1000 (bad items are rejected one by one, not the whole batch)."""
 
 
 class TrackResult(BaseModel):
