@@ -94,7 +94,7 @@ def ingestion_rows(app) -> list[Row]:
 def _member_days(rng: random.Random, today: datetime):
     """(user_id, day) pairs with activity: each member has a rate and joined at some point in the 90 days."""
     for index in range(MEMBERS):
-        rate = min(1.0, ACTIVE_SHARE * rng.uniform(0.3, 1.7) * 1.4)
+        rate = min(1.0, ACTIVE_SHARE * rng.uniform(0.3, 1.7) * 2)  # members are around for half the days
         joined = rng.randrange(DAYS)
         for days_ago in range(joined, -1, -1):
             if rng.random() < rate:
@@ -182,7 +182,7 @@ def _raw_pipelines(today: datetime) -> dict[str, tuple[str, list[dict]]]:
                                   "output": {"prev": {"$shift": {"output": "$_id.p", "by": -1}}}}},
             {"$group": {"_id": {"p": "$_id.p", "returning": {"$ne": ["$prev", None]}}, "n": {"$sum": 1}}}]),
         "churn-prediction": ("user_activities", [
-            {"$match": {"timestamp": {"$gte": today - timedelta(days=84)}}},
+            {"$match": {"timestamp": {"$gte": today - timedelta(days=84 + 30)}}},  # now and 30 days ago
             {"$group": {"_id": "$user_id", "days": {"$addToSet": day}, "last": {"$max": "$timestamp"},
                         "features": {"$addToSet": "$feature"}}}]),
         "inactive-users": ("user_activities", [

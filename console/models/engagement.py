@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mongoengine import (
+    BinaryField,
     BooleanField,
     DateTimeField,
     DictField,
@@ -40,7 +41,7 @@ class UserActivity(Document):
 class ActivityRollup(Document):
     """One document per member per UTC day: the basis of every dashboard.
 
-    `features`/`names` map (escaped) feature and event names to counts; `ts` holds the seconds of the day of
+    `features`/`names` map (escaped) feature and event names to counts; `ts` packs the seconds of the day of
     events without a session id and `sid` maps a hash of each session id to its first/last second, so the
     day's `sessions` and `session_seconds` can be recomputed exactly whatever order events arrive in.
     """
@@ -52,7 +53,7 @@ class ActivityRollup(Document):
     session_seconds = IntField(default=0)
     features = DictField()
     names = DictField()
-    ts = ListField(IntField())
+    ts = BinaryField()  # packed uint32 seconds of the day, sorted
     sid = DictField()
     first_at = DateTimeField()
     last_at = DateTimeField()

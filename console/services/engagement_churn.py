@@ -33,21 +33,33 @@ def tier_for(risk: float) -> str:
     return next(name for name, floor in TIERS if risk >= floor)
 
 
-def member_stats(as_of: datetime, user_ids: list[str] | None = None) -> list[dict]:
-    """Per member active in the lookback window before `as_of`: active days, last time, features used."""
-    end = as_day(as_of)
-    match: dict = {"day": {"$gte": end - timedelta(days=LOOKBACK_DAYS - 1), "$lte": end}}
+def activity_by_member(start: datetime, end: datetime, user_ids: list[str] | None = None) -> dict[str, list[dict]]:
+    """Per member, their active days in [start, end] with the last time and the features used that day."""
+    match: dict = {"day": {"$gte": as_day(start), "$lte": as_day(end)}}
     if user_ids is not None:
         match["user_id"] = {"$in": user_ids}
-    return list(ActivityRollup._get_collection().aggregate([
+    rows = ActivityRollup._get_collection().aggregate([
         {"$match": match},
-        {"$group": {"_id": "$user_id", "days": {"$push": "$day"}, "last": {"$max": "$last_at"},
-                    "events": {"$sum": "$events"},
-                    "features": {"$addToSet": {"$map": {"input": {"$objectToArray": {"$ifNull": ["$features", {}]}},
-                                                        "in": "$$this.k"}}}}},
-        {"$project": {"days": 1, "last": 1, "events": 1, "features": {"$size": {"$reduce": {
-            "input": "$features", "initialValue": [], "in": {"$setUnion": ["$$value", "$$this"]}}}}}},
-    ]))
+        {"$group": {"_id": "$user_id", "days": {"$push": {
+            "d": "$day", "l": "$last_at",
+            "f": {"$map": {"input": {"$objectToArray": {"$ifNull": ["$features", {}]}}, "in": "$$this.k"}}}}}},
+    ])
+    return {row["_id"]: row["days"] for row in rows}
+
+
+def member_stats(activity: dict[str, list[dict]], as_of: datetime) -> list[dict]:
+    """The lookback window before `as_of` of each member active in it: days, last time, features used."""
+    end = as_day(as_of)
+    start = end - timedelta(days=LOOKBACK_DAYS - 1)
+    out = []
+    for user_id, entries in activity.items():
+        window = [entry for entry in entries if start <= as_utc(entry["d"]) <= end]
+        if window:
+            features = set().union(*(entry.get("f") or [] for entry in window))
+            out.append({"_id": user_id, "days": [entry["d"] for entry in window],
+                        "last": max(as_utc(entry["l"]) for entry in window if entry.get("l")),
+                        "features": len(features)})
+    return out
 
 
 def score(stats: dict, as_of: datetime) -> dict:
@@ -96,19 +108,19 @@ def score(stats: dict, as_of: datetime) -> dict:
                         "usual_gap_days": round(gap, 2), "active_days": active_days, "features": features}}
 
 
-def score_all(as_of: datetime) -> list[dict]:
-    items = [score(stats, as_of) for stats in member_stats(as_of)]
+def score_all(activity: dict[str, list[dict]], as_of: datetime) -> list[dict]:
+    items = [score(stats, as_of) for stats in member_stats(activity, as_of)]
     items.sort(key=lambda item: (-item["risk"], item["user_id"]))
     return items
 
 
-def backtest(now: datetime) -> dict:
+def backtest(activity: dict[str, list[dict]], now: datetime) -> dict:
     """Score everyone as of 30 days ago and compare the high tier with who actually went silent since."""
     as_of = now - timedelta(days=BACKTEST_DAYS)
-    scored = score_all(as_of)
-    active_since = set(ActivityRollup._get_collection().distinct(
-        "user_id", {"day": {"$gt": as_day(as_of)}, "user_id": {"$in": [item["user_id"] for item in scored]}}))
-    silent = {item["user_id"] for item in scored if item["user_id"] not in active_since}
+    scored = score_all(activity, as_of)
+    after = as_day(as_of)
+    silent = {item["user_id"] for item in scored
+              if not any(as_utc(entry["d"]) > after for entry in activity[item["user_id"]])}
     high = {item["user_id"] for item in scored if item["tier"] == "high"}
     hits = len(high & silent)
     return {"as_of": as_of, "scored": len(scored), "went_silent": len(silent), "high_tier": len(high),
@@ -119,17 +131,20 @@ def backtest(now: datetime) -> dict:
 
 
 def churn_report(now: datetime | None = None) -> dict:
+    """Everyone active in the lookback window, riskiest first, with the model and its backtest (one query)."""
     now = now or utcnow()
     today = as_day(now)
+    start = today - timedelta(days=LOOKBACK_DAYS + BACKTEST_DAYS)
 
     def compute():
-        return {"generated_at": now, "model": {**MODEL, "backtest": backtest(now)}, "items": score_all(now)}
+        activity = activity_by_member(start, today)
+        return {"generated_at": now, "model": {**MODEL, "backtest": backtest(activity, now)},
+                "items": score_all(activity, now)}
 
-    return cached(EngagementCache, f"churn:{today.date()}:{now.hour}", today - timedelta(days=LOOKBACK_DAYS + 30),
-                  today, compute)
+    return cached(EngagementCache, f"churn:{today.date()}:{now.hour}", start, today, compute)
 
 
 def risk_for(user_id: str, now: datetime | None = None) -> dict | None:
     now = now or utcnow()
-    stats = member_stats(now, [user_id])
+    stats = member_stats(activity_by_member(now - timedelta(days=LOOKBACK_DAYS), now, [user_id]), now)
     return score(stats[0], now) if stats else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -204,43 +205,70 @@ def _group(docs: list[dict]) -> dict[tuple[str, datetime], dict]:
     return groups
 
 
+def pack_seconds(seconds) -> bytes:
+    """Sorted seconds of a day as one binary value: a rollup stays one small document however busy the day."""
+    values = sorted(seconds)
+    return struct.pack(f">{len(values)}I", *values)
+
+
+def unpack_seconds(value) -> list[int]:
+    if not value:
+        return []
+    if isinstance(value, list):
+        return sorted(value)
+    raw = bytes(value)
+    return list(struct.unpack(f">{len(raw) // 4}I", raw))
+
+
 def _merged(row: dict | None, group: dict | None) -> dict:
     """The session-relevant part of a rollup after adding `group` to the stored `row`."""
     sid = {key: dict(span) for key, span in ((row or {}).get("sid") or {}).items()}
     for key, (start, end) in ((group or {}).get("sid") or {}).items():
         span = sid.setdefault(key, {"a": start, "b": end})
         span["a"], span["b"] = min(span.get("a", start), start), max(span.get("b", end), end)
-    return {"ts": sorted(set((row or {}).get("ts") or []) | set((group or {}).get("ts") or ())), "sid": sid}
+    stamps = set(unpack_seconds((row or {}).get("ts"))) | set((group or {}).get("ts") or ())
+    return {"ts": sorted(stamps), "sid": sid}
 
 
-def _update(group: dict) -> dict:
+def _update(group: dict, merged: dict, sessions: int, seconds: int) -> dict:
     inc = {"events": group["events"], "v": 1}
     inc.update({f"features.{key}": n for key, n in group["features"].items()})
     inc.update({f"names.{key}": n for key, n in group["names"].items()})
-    minimum = {"first_at": group["first"]}
-    maximum = {"last_at": group["last"]}
-    for key, (start, end) in group["sid"].items():
-        minimum[f"sid.{key}.a"] = start
-        maximum[f"sid.{key}.b"] = end
-    update = {"$inc": inc, "$min": minimum, "$max": maximum}
+    fields = {"sessions": sessions, "session_seconds": seconds, "sid": merged["sid"]}
     if group["ts"]:
-        update["$addToSet"] = {"ts": {"$each": sorted(group["ts"])}}
-    return update
+        fields["ts"] = pack_seconds(merged["ts"])
+    return {"$inc": inc, "$min": {"first_at": group["first"]}, "$max": {"last_at": group["last"]}, "$set": fields}
+
+
+ROLLUP_STATE = {"user_id": 1, "day": 1, "ts": 1, "sid": 1, "sessions": 1, "session_seconds": 1, "v": 1}
+MAX_ATTEMPTS = 5
 
 
 def apply_rollups(docs: list[dict]) -> None:
-    """Upsert the per-member-day rollups for stored events, with their session counts, in one bulk write.
+    """Upsert the per-member-day rollups for stored events, with exact session counts, in one bulk write.
 
-    The touched days (and their neighbours) are read first so sessions can be counted exactly; each write only
-    lands on the version it read (`v`), and any that lost a race is redone and recounted from the stored state.
+    The touched days (and their neighbours) are read first; each write only lands on the version it read
+    (`v`), and writes that lost a race with another request are recomputed from a fresh read and retried.
     """
     groups = _group(docs)
+    pending = dict(groups)
+    for _attempt in range(MAX_ATTEMPTS):
+        lost = _write_rollups(pending)
+        if not lost:
+            break
+        pending = {key: groups[key] for key in lost}
+    else:
+        raise RuntimeError(f"rollups of {len(pending)} member-days kept changing under this request")
+    invalidate_caches(min(day for _, day in groups))
+
+
+def _write_rollups(groups: dict[tuple[str, datetime], dict]) -> list[tuple[str, datetime]]:
+    """One read and one unordered bulk write; returns the member-days whose write lost a race."""
     users = sorted({user_id for user_id, _ in groups})
     days = [day for _, day in groups]
     collection = ActivityRollup._get_collection()
     stored = {(row["user_id"], as_utc(row["day"])): row for row in collection.find(
-        {"user_id": {"$in": users}, "day": {"$gte": min(days) - DAY, "$lte": max(days) + DAY}},
-        {"user_id": 1, "day": 1, "ts": 1, "sid": 1, "sessions": 1, "session_seconds": 1, "v": 1})}
+        {"user_id": {"$in": users}, "day": {"$gte": min(days) - DAY, "$lte": max(days) + DAY}}, ROLLUP_STATE)}
     merged = {key: _merged(stored.get(key), group) for key, group in groups.items()}
 
     def state(key):
@@ -250,12 +278,11 @@ def apply_rollups(docs: list[dict]) -> None:
     for key, group in groups.items():
         row = stored.get(key)
         sessions, seconds = count_sessions(merged[key], state((key[0], key[1] - DAY)))
-        update = _update(group)
-        update["$set"] = {"sessions": sessions, "session_seconds": seconds}
         version = {"v": row.get("v", 0)} if row else {"v": {"$exists": False}}
-        ops.append(UpdateOne({"user_id": key[0], "day": key[1], **version}, update, upsert=True))
+        ops.append(UpdateOne({"user_id": key[0], "day": key[1], **version},
+                             _update(group, merged[key], sessions, seconds), upsert=True))
         keys.append(key)
-    for user_id, day in groups:
+    for user_id, day in groups:  # the next day may continue one of today's sessions
         after = (user_id, day + DAY)
         row = stored.get(after)
         if row is None or after in groups:
@@ -263,19 +290,17 @@ def apply_rollups(docs: list[dict]) -> None:
         sessions, seconds = count_sessions(row, merged[(user_id, day)])
         if sessions != row.get("sessions") or seconds != row.get("session_seconds"):
             ops.append(UpdateOne({"_id": row["_id"], "v": row.get("v", 0)},
-                                 {"$set": {"sessions": sessions, "session_seconds": seconds}}))
+                                 {"$set": {"sessions": sessions, "session_seconds": seconds}, "$inc": {"v": 1}}))
     try:
         collection.bulk_write(ops, ordered=False)
     except BulkWriteError as error:
         lost = []
         for write_error in error.details.get("writeErrors", []):
-            if write_error.get("code") != 11000:
+            if write_error.get("code") != 11000 or write_error["index"] >= len(keys):
                 raise
             lost.append(keys[write_error["index"]])
-        collection.bulk_write([UpdateOne({"user_id": user_id, "day": day}, _update(groups[(user_id, day)]),
-                                         upsert=True) for user_id, day in lost], ordered=False)
-        recount_sessions(set(lost))
-    invalidate_caches(min(days))
+        return lost
+    return []
 
 
 def count_sessions(doc: dict, previous: dict | None) -> tuple[int, int]:
@@ -285,16 +310,15 @@ def count_sessions(doc: dict, previous: dict | None) -> tuple[int, int]:
     after the previous day's last one, does not start a new session.
     """
     sessions, seconds = 0, 0
-    earlier_sids = set((previous or {}).get("sid", {}))
+    earlier_sids = set((previous or {}).get("sid") or {})
     for key, span in (doc.get("sid") or {}).items():
         seconds += span.get("b", 0) - span.get("a", 0)
         if key not in earlier_sids:
             sessions += 1
-    stamps = sorted(doc.get("ts") or [])
-    previous_stamps = (previous or {}).get("ts") or []
-    last = max(previous_stamps) - 86400 if previous_stamps else None
+    previous_stamps = unpack_seconds((previous or {}).get("ts"))
+    last = previous_stamps[-1] - 86400 if previous_stamps else None
     start = None
-    for second in stamps:
+    for second in unpack_seconds(doc.get("ts")):
         if last is None or second - last >= SESSION_GAP_SECONDS:
             if start is not None:
                 seconds += last - start
@@ -306,30 +330,6 @@ def count_sessions(doc: dict, previous: dict | None) -> tuple[int, int]:
     if start is not None:
         seconds += last - start
     return sessions, seconds
-
-
-def recount_sessions(touched: set[tuple[str, datetime]]) -> None:
-    """Recompute sessions for touched member-days and the day after each (which may continue a session)."""
-    users = sorted({user_id for user_id, _ in touched})
-    days = [day for _, day in touched]
-    collection = ActivityRollup._get_collection()
-    rows = collection.find(
-        {"user_id": {"$in": users}, "day": {"$gte": min(days) - DAY, "$lte": max(days) + DAY}},
-        {"user_id": 1, "day": 1, "ts": 1, "sid": 1, "sessions": 1, "session_seconds": 1, "v": 1},
-    )
-    by_key = {(row["user_id"], as_utc(row["day"])): row for row in rows}
-    targets = touched | {(user_id, day + DAY) for user_id, day in touched}
-    ops = []
-    for key in targets:
-        row = by_key.get(key)
-        if row is None:
-            continue
-        sessions, seconds = count_sessions(row, by_key.get((key[0], key[1] - DAY)))
-        if sessions != row.get("sessions") or seconds != row.get("session_seconds"):
-            ops.append(UpdateOne({"_id": row["_id"], "v": row.get("v", 0)},
-                                 {"$set": {"sessions": sessions, "session_seconds": seconds}}))
-    if ops:
-        collection.bulk_write(ops, ordered=False)
 
 
 def touch_members(docs: list[dict], traits: dict[str, dict], now: datetime) -> None:
@@ -372,7 +372,7 @@ def rollup_documents(docs: list[dict], previous: dict | None = None) -> list[dic
         sessions, seconds = count_sessions(merged[(user_id, day)], before)
         out.append({"user_id": user_id, "day": day, "events": group["events"], "sessions": sessions,
                     "session_seconds": seconds, "features": dict(group["features"]), "names": dict(group["names"]),
-                    "ts": merged[(user_id, day)]["ts"], "sid": merged[(user_id, day)]["sid"],
+                    "ts": pack_seconds(merged[(user_id, day)]["ts"]), "sid": merged[(user_id, day)]["sid"],
                     "first_at": group["first"], "last_at": group["last"], "v": 1})
     return out
 

@@ -47,6 +47,7 @@ def _compute_metrics(start_day: datetime, end_day: datetime, interval: str) -> d
     in_range = {"day": {"$gte": start_day, "$lte": end_day}}
     facets = rollups.aggregate([
         {"$match": in_range},
+        {"$project": {"user_id": 1, "day": 1, "events": 1, "sessions": 1, "session_seconds": 1, "features": 1}},
         {"$facet": {
             "series": [
                 {"$group": {"_id": {"p": trunc("$day", interval), "u": "$user_id"},
