@@ -174,3 +174,12 @@ def test_campaign_pages_preview_then_send(login, template_id, lapsed, run_jobs, 
     assert 'data-status="complete"' in done and "every 2s" not in done and "Did it work?" in done
     assert len(servers.messages()) == 2
     assert "From the page" in browser.get("/engagement/campaigns").get_data(as_text=True)
+
+
+def test_campaign_list(sender, template_id, lapsed):
+    first = trigger(sender, template_id, name="First", dry_run=True)
+    second = trigger(sender, template_id, name="Second", dry_run=True)
+    page = sender.get(f"{BASE}/campaigns?limit=1").get_json()
+    assert [item["id"] for item in page["items"]] == [second["campaign_id"]]
+    rest = sender.get(f"{BASE}/campaigns?limit=1&cursor={page['next_cursor']}").get_json()
+    assert [item["id"] for item in rest["items"]] == [first["campaign_id"]] and rest["next_cursor"] is None

@@ -246,3 +246,13 @@ def test_jobs_rebuild_and_warm(client, app, run_jobs):
     assert rebuild.return_value() == {"events_replayed": 1, "start": "2026-01-06", "end": "2026-01-06"}
     assert rebuild.meta["progress"] == 100 and warm.return_value()["scored"] >= 0
     assert rollup("j", "2026-01-06")["events"] == 1 and rollup("j", "2026-01-05")["events"] == 1
+
+
+def test_body_limits(client):
+    headers = {"X-Ingest-Key": "test-ingest-key"}
+    big = [ev(f"b{n % 50}", "2026-01-05T10:00:00Z", properties={"blob": "x" * 2000}) for n in range(1000)]
+    body = track(client, big)  # ~2 MB: over the console's 1 MiB default, within the ingest limit
+    assert body["accepted"] == 1000
+    huge = client.post(TRACK, data=b'{"events": [' + b'"' + b"x" * (9 * 1024 * 1024) + b'"]}',
+                       headers={**headers, "Content-Type": "application/json"})
+    assert huge.status_code == 413 and huge.mimetype == "application/problem+json"

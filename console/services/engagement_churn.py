@@ -88,16 +88,21 @@ def score(stats: dict, as_of: datetime) -> dict:
 
     weeks = max(1, round(((last_day - first_day).days + 1) / 7))
     per_week = active_days / weeks
-    rhythm = (f"active {per_week:.0f} day{'s' if round(per_week) != 1 else ''} a week for {weeks} week"
-              f"{'s' if weeks != 1 else ''}" if per_week >= 1 else f"active about once every {gap:.0f} days")
+    if active_days < 3:
+        rhythm = f"active on {active_days} day{'s' if active_days != 1 else ''} only"
+    elif per_week >= 1:
+        rhythm = (f"active {per_week:.0f} day{'s' if round(per_week) != 1 else ''} a week for {weeks} week"
+                  f"{'s' if weeks != 1 else ''}")
+    else:
+        rhythm = f"active about once every {gap:.0f} days for {weeks} weeks"
     reasons = []
     if ratio > 1:
-        reasons.append(f"{rhythm}, silent for {silent} days")
+        reasons.append(f"{rhythm}, silent for {silent} days (usually back within {gap:.0f})")
     else:
         reasons.append(f"{rhythm}; last active {silent} day{'s' if silent != 1 else ''} ago, in line with "
                        "their usual rhythm")
-    if trend >= 0.3:
-        reasons.append(f"activity down {trend * 100:.0f}% in the last {RECENT_DAYS // 7} weeks compared with the "
+    if trend >= 0.3 and recent:
+        reasons.append(f"active on {trend * 100:.0f}% fewer days in the last {RECENT_DAYS // 7} weeks than in the "
                        "weeks before")
     if features <= 1:
         reasons.append("uses only one feature" if features == 1 else "has not used any tracked feature")
