@@ -32,3 +32,10 @@ def make_template(**overrides):
 
 def sink_ids(servers) -> list[str]:
     return [m["Message-ID"] for m in servers.messages()]
+
+
+def bodies(message) -> tuple[str, str]:
+    """The decoded text and HTML parts of a message the sink caught."""
+    parts = {part.get_content_type(): part.get_payload(decode=True).decode() for part in message.walk()
+             if not part.is_multipart()}
+    return parts.get("text/plain", ""), parts.get("text/html", "")

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from console.models.communication import EmailQueue, NotificationHistory
-from tests.communication_helpers import API, add_members, make_template
+from tests.communication_helpers import API, add_members, bodies, make_template
 
 pytestmark = pytest.mark.usefixtures("app")
 
@@ -35,10 +35,9 @@ def test_send_email_is_queued_then_sent_by_the_worker(api, run_jobs, servers):
     assert message["Message-ID"] == doc.message_id
     assert message["List-Unsubscribe"].startswith("<http://localhost/u/")
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    html = message.get_payload()[0].get_payload()[1].get_payload(decode=True).decode()
+    text, html = bodies(message)
     assert "http://localhost/t/c/" in html and "http://localhost/t/o/" in html
     assert "https://example.org/faq" not in html  # rewritten
-    text = message.get_payload()[0].get_payload()[0].get_payload(decode=True).decode()
     assert "Hello Zoe" in text and "Unsubscribe: http://localhost/u/" in text
     assert NotificationHistory.objects.get(email_id=doc.id).status == "sent"
 
@@ -240,3 +239,17 @@ def test_send_permissions(api, role, status):
     template = make_template()
     response = send(api(role), template.id, {"email": "a@example.com"})
     assert response.status_code == status
+
+
+def test_unicode_and_very_long_lines_survive_smtp(api, run_jobs, servers):
+    from email.header import decode_header, make_header
+
+    long_line = "<p>" + "word " * 600 + "</p>"  # far beyond SMTP's 998-character line limit
+    template = make_template(name="Unicode", subject="Grüße {{ first_name }} ✓", html_body=long_line + "<p>Ünïcödé</p>")
+    response = send(api("admin"), template.id, {"email": "long@example.com"}, variables={"first_name": "Zoë"})
+    run_jobs()
+    assert EmailQueue.objects.get(id=response.json["email_id"]).status == "sent"
+    [message] = servers.messages()
+    assert str(make_header(decode_header(message["Subject"]))) == "Grüße Zoë ✓"
+    text, html = bodies(message)
+    assert long_line in html and "Ünïcödé" in html and "Ünïcödé" in text

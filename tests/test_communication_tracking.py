@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from console.models.communication import EmailQueue, EmailTracking, NotificationPreference, Suppression
-from tests.communication_helpers import API, add_members, make_template
+from tests.communication_helpers import API, add_members, bodies, make_template
 
 pytestmark = pytest.mark.usefixtures("app")
 
@@ -20,7 +20,7 @@ def _sent_email(api, run_jobs, servers, to=None, **extra):
                                                       **extra})
     run_jobs()
     [message] = servers.messages()
-    html = message.get_payload()[0].get_payload()[1].get_payload(decode=True).decode()
+    _text, html = bodies(message)
     return client, response.json["email_id"], message, html
 
 

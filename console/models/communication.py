@@ -102,13 +102,11 @@ class EmailQueue(Document):
     meta = {
         "collection": "email_queue",
         "indexes": [
+            # Few indexes on purpose: every status change rewrites each index that holds `status`.
             {"fields": ["idempotency_key"], "unique": True, "sparse": True},
-            ("status", "-created_at"),
-            ("priority", "status", "-created_at"),
+            ("status", "-id"),
             ("batch_id", "status"),
             ("user_id", "-created_at"),
-            "claim",
-            "-created_at",
         ],
     }
 

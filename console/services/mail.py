@@ -27,8 +27,8 @@ from console.models.communication import (
     NotificationHistory,
 )
 from console.models.member import Member
-from console.queues import PRIORITY_QUEUES, get_queue
-from console.services.mail_prefs import decide
+from console.queues import PRIORITY_QUEUES, get_queue, get_redis
+from console.services.mail_prefs import decide, find_in
 from console.services.mail_prefs import deliverability as _deliverability
 from console.services.mail_render import RenderError, render_fields
 from console.services.mail_tracking import compose
@@ -39,6 +39,8 @@ TERMINAL = ("sent", "failed", "skipped")
 PRIORITIES = ("high", "normal", "low")
 MAX_BATCH = 10_000
 DELIVER_JOB = "console.jobs.mail.deliver"
+SENT_MARKER = "mail:sent:{}"  # Redis: the SMTP server accepted this email
+INFLIGHT_MARKER = "mail:inflight:{}"  # Redis: an SMTP transaction for this email is under way
 
 
 def setting(name: str, default: int) -> int:
@@ -105,8 +107,8 @@ def _member_context(member: dict | None, email: str) -> dict:
 def resolve_recipients(items: list[dict], field: str = "recipients") -> tuple[list[dict], list[dict]]:
     """[{"user_id"} | {"email"}, optional "variables"] → resolved recipients and per-item errors."""
     user_ids = [item["user_id"] for item in items if item.get("user_id")]
-    members = {doc["user_id"]: doc for doc in Member._get_collection().find(
-        {"user_id": {"$in": list(set(user_ids))}}, {"user_id": 1, "email": 1, "name": 1})} if user_ids else {}
+    members = {doc["user_id"]: doc for doc in find_in(Member._get_collection(), "user_id", user_ids,
+                                                      {"user_id": 1, "email": 1, "name": 1})}
     out, errors = [], []
     for index, item in enumerate(items):
         where = f"{field}.{index}" if field == "recipients" else field
@@ -161,11 +163,16 @@ def _build(template: EmailTemplate, recipient: dict, shared: dict, *, email_id: 
            "links": composed["links"], "unsubscribe_url": composed["unsubscribe_url"], "priority": priority,
            "category": category, "status": status,
            "reason": reason, "attempts": 0, "created_at": now, "updated_at": now, "next_attempt_at": until,
-           "opens": 0, "clicks": 0, **extra}
-    history = {"user_id": recipient.get("user_id"), "recipient": recipient["email"], "channel": "email",
-               "category": category, "template_id": template.id, "template": template.name, "status": status,
-               "reason": reason, "email_id": email_id, "created_at": now}
-    return doc, history
+           "message_id": message_id(email_id), "opens": 0, "clicks": 0, **extra}
+    return doc, history_entry(doc)
+
+
+def history_entry(doc: dict) -> dict:
+    """The notification_history entry for a queue document in its current (final) status."""
+    return {"user_id": doc.get("user_id"), "recipient": doc["to_email"], "channel": doc.get("channel", "email"),
+            "category": doc.get("category"), "template_id": doc.get("template_id"),
+            "template": doc.get("template_name"), "status": doc["status"], "reason": doc.get("reason"),
+            "email_id": doc["_id"], "created_at": doc["created_at"]}
 
 
 def _actor() -> str | None:
@@ -211,7 +218,8 @@ def send_email(template_id: str, to: dict, *, variables: dict | None = None, pri
     except DuplicateKeyError:
         existing = coll.find_one({"idempotency_key": idempotency_key}, {"status": 1})
         return {"email_id": str(existing["_id"]), "status": existing["status"], "duplicate": True}
-    NotificationHistory._get_collection().insert_one(history)
+    if doc["status"] == "skipped":
+        NotificationHistory._get_collection().insert_one(history)
     if doc["status"] == "queued":
         enqueue_delivery([email_id], priority, job_id, at=send_at)
     elif doc["status"] == "deferred":
@@ -251,7 +259,8 @@ def create_batch(template_id: str, recipients: list[dict], *, variables: dict | 
             render_errors.append({"field": f"recipients.{index}.variables", "message": str(error)})
             continue
         docs.append(doc)
-        histories.append(history)
+        if doc["status"] == "skipped":  # the others land in history when their outcome is known
+            histories.append(history)
     if render_errors:
         raise ApiError(422, "The template failed to render for some recipients.", render_errors[:200])
     queued = sum(doc["status"] != "skipped" for doc in docs)
@@ -260,7 +269,8 @@ def create_batch(template_id: str, recipients: list[dict], *, variables: dict | 
          "category": category, "total": len(docs), "queued": queued, "skipped": len(docs) - queued,
          "source": source, "created_by": _actor(), "created_at": now})
     EmailQueue._get_collection().insert_many(docs, ordered=False)
-    NotificationHistory._get_collection().insert_many(histories, ordered=False)
+    if histories:
+        NotificationHistory._get_collection().insert_many(histories, ordered=False)
     _enqueue_batch_jobs(docs, priority)
     return {"batch_id": str(batch_id), "queued": queued, "skipped": len(docs) - queued}
 
@@ -406,8 +416,8 @@ def retry_email(email_id: str) -> dict:
                   "next_attempt_at": None}})
     if not result.modified_count:
         raise ApiError(409, "The email changed meanwhile; reload.")
-    NotificationHistory._get_collection().update_many({"email_id": doc["_id"]},
-                                                      {"$set": {"status": "queued", "reason": None}})
+    NotificationHistory._get_collection().delete_many({"email_id": doc["_id"]})  # a new outcome will follow
+    get_redis().delete(INFLIGHT_MARKER.format(doc["_id"]))  # a person decided to send it again
     enqueue_delivery([doc["_id"]], doc.get("priority") or "normal", job_id)
     return {"email_id": str(doc["_id"]), "status": "queued"}
 

@@ -1,0 +1,100 @@
+"""Mail: a 2,000-email batch from enqueue to the last SMTP acceptance by one worker, against a plain smtplib
+loop sending the same 2,000 pre-rendered messages over one connection to the same aiosmtpd sink.
+
+Starts its own SecantusDB, Redis and SMTP sink. The anchor runs before and after ours; its mean is used, so
+a machine that slows down during the run does not favour either side.
+"""
+
+from __future__ import annotations
+
+import shutil
+import smtplib
+import tempfile
+import time
+from pathlib import Path
+
+from bench import Row
+from devtools import services
+from devtools.smtp_sink import ensure_maildir
+
+EMAILS = 2000
+
+
+def _sink_count(maildir: Path) -> int:
+    return sum(1 for _ in (maildir / "new").iterdir())
+
+
+def _last_acceptance(maildir: Path) -> float:
+    """When the sink stored the newest message (the worker's own teardown is not part of the figure)."""
+    return max(path.stat().st_mtime for path in (maildir / "new").iterdir())
+
+
+def _plain_loop(port: int, messages: list[tuple[str, bytes]]) -> float:
+    started = time.perf_counter()
+    conn = smtplib.SMTP("127.0.0.1", port)
+    for to, data in messages:
+        conn.sendmail("no-reply@example.com", [to], data)
+    conn.quit()
+    return len(messages) / (time.perf_counter() - started)
+
+
+def main() -> list[Row]:
+    from rq import SimpleWorker
+
+    from console import create_app
+    from console.cli import prepare_database
+    from console.models.communication import EmailQueue
+    from console.models.member import Member
+    from console.queues import QUEUE_NAMES
+    from console.services.mail import create_batch
+    from console.services.mail_delivery import build_message
+    from console.services.mail_demo import DEMO_TEMPLATES
+    from console.services.mail_templates import create_template
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-mail-"))
+    maildir = tmp / "mailbox"
+    mongo = services.mongo(services.free_port(), ":memory:", tmp / "mongo.log").start(timeout=120)
+    redis = services.redis(services.free_port(), log_path=tmp / "redis.log").start()
+    smtp = services.smtp(services.free_port(), maildir, tmp / "smtp.log").start()
+    try:
+        app = create_app({"TESTING": True, "SECRET_KEY": "bench-secret-key-0123456789abcdef0123456789",
+                          "MONGODB_URI": f"mongodb://127.0.0.1:{mongo.port}/bench",
+                          "REDIS_URL": f"redis://127.0.0.1:{redis.port}/0", "INGEST_KEYS": "bench",
+                          "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": smtp.port, "PUBLIC_BASE_URL": "http://bench"})
+        with app.app_context():
+            prepare_database()
+            Member._get_collection().insert_many(
+                [{"user_id": f"b{i}", "email": f"member{i}@bench.example.com", "name": f"Member {i}"}
+                 for i in range(EMAILS)])
+            template = create_template({**DEMO_TEMPLATES[2], "text_body": None}, "bench")  # the weekly digest
+
+            # The anchor's messages: exactly what our pipeline renders, serialised once up front.
+            create_batch(str(template.id), [{"user_id": f"b{i}"} for i in range(EMAILS)])
+            prerendered = [(doc["to_email"], build_message(doc).as_bytes())
+                           for doc in EmailQueue._get_collection().find()]
+            EmailQueue._get_collection().delete_many({})
+            app.extensions["redis"].flushdb()
+
+            before = _plain_loop(smtp.port, prerendered)
+            ensure_maildir(maildir).clear()
+
+            queues = [app.extensions["queues"][name] for name in QUEUE_NAMES]
+            started = time.time()
+            create_batch(str(template.id), [{"user_id": f"b{i}"} for i in range(EMAILS)])
+            SimpleWorker(queues, connection=app.extensions["redis"]).work(burst=True, logging_level="WARNING")
+            ours = EMAILS / (_last_acceptance(maildir) - started)
+            delivered = _sink_count(maildir)
+            sent = EmailQueue.objects(status="sent").count()
+            assert delivered == sent == EMAILS, (delivered, sent)
+            ensure_maildir(maildir).clear()
+
+            after = _plain_loop(smtp.port, prerendered)
+        anchor = (before + after) / 2
+        print(f"   pipeline {ours:,.0f} emails/s; plain smtplib {before:,.0f} / {after:,.0f} emails/s")
+    finally:
+        smtp.stop()
+        redis.stop()
+        mongo.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return [Row(f"batch of {EMAILS:,}: enqueue → last SMTP acceptance, one worker (emails/s)", ours,
+                "plain smtplib loop, one connection, pre-rendered (emails/s)", anchor, ">= 0.5")]
