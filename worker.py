@@ -9,7 +9,8 @@ from __future__ import annotations
 import logging
 import sys
 
-from rq import SimpleWorker
+import redis
+from rq import Queue, SimpleWorker
 
 from console import create_app
 from console.queues import QUEUE_NAMES
@@ -22,8 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     with app.app_context():
         for hook in app.extensions.get("worker_startup", []):
             hook(app)
-        queues = [app.extensions["queues"][name] for name in QUEUE_NAMES]
-        worker = SimpleWorker(queues, connection=app.extensions["redis"])
+        # The worker blocks on BLPOP for minutes: its connection must not have the app's short socket timeout.
+        connection = redis.Redis.from_url(app.config["REDIS_URL"], socket_connect_timeout=5,
+                                          health_check_interval=30)
+        queues = [Queue(name, connection=connection, default_timeout=app.config["JOB_TIMEOUT"])
+                  for name in QUEUE_NAMES]
+        worker = SimpleWorker(queues, connection=connection)
         logging.getLogger("rq.worker").setLevel(logging.INFO)
         worker.work(with_scheduler=True, burst=burst, logging_level="INFO")
     return 0
