@@ -30,7 +30,7 @@ def templates_page():
     templates = list(mail_templates.list_templates(category, q).order_by("category", "name").limit(500))
     categories = sorted(set(mail_templates.list_templates().distinct("category")))
     return render_template("communication/templates.html", templates=templates, categories=categories,
-                           category=category, q=q or "")
+                           category=category, q=q or "", can_manage=has_permission("templates.manage"))
 
 
 def _form_data() -> tuple[dict, list[dict]]:
@@ -98,7 +98,7 @@ def template_save(template_id: str | None):
             template = mail_templates.update_template(str(template.id), data, version, current_user.email)
             flash(f"Saved version {template.version}.", "success")
     except ApiError as error:
-        return _editor(template, data, error.errors or [{"field": "", "message": error.detail}], error.status)
+        return _editor(template, data, [{"field": "", "message": error.detail}, *error.errors], error.status)
     return redirect(url_for("communication.template_edit", template_id=template.id))
 
 
