@@ -48,6 +48,8 @@ class ActivityRollup(Document):
 
     user_id = StringField(required=True, max_length=200)
     day = DateTimeField(required=True)
+    week = DateTimeField()  # Monday of the ISO week
+    month = DateTimeField()  # first of the month
     events = IntField(default=0)
     sessions = IntField(default=0)
     session_seconds = IntField(default=0)

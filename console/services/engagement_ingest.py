@@ -17,6 +17,7 @@ from pymongo.errors import BulkWriteError
 from console.apikit import operator_keys, pydantic_errors
 from console.models.engagement import ActivityRollup, EngagementCache, RetentionCache, UserActivity
 from console.models.member import Member
+from console.services.engagement_periods import period_fields
 from console.timeutil import as_utc, utcnow
 
 MAX_BATCH = 1000
@@ -237,7 +238,8 @@ def _update(group: dict, merged: dict, sessions: int, seconds: int) -> dict:
     fields = {"sessions": sessions, "session_seconds": seconds, "sid": merged["sid"]}
     if group["ts"]:
         fields["ts"] = pack_seconds(merged["ts"])
-    return {"$inc": inc, "$min": {"first_at": group["first"]}, "$max": {"last_at": group["last"]}, "$set": fields}
+    return {"$inc": inc, "$min": {"first_at": group["first"]}, "$max": {"last_at": group["last"]}, "$set": fields,
+            "$setOnInsert": period_fields(day_start(group["first"]))}
 
 
 ROLLUP_STATE = {"user_id": 1, "day": 1, "ts": 1, "sid": 1, "sessions": 1, "session_seconds": 1, "v": 1}
@@ -373,7 +375,7 @@ def rollup_documents(docs: list[dict], previous: dict | None = None) -> list[dic
         out.append({"user_id": user_id, "day": day, "events": group["events"], "sessions": sessions,
                     "session_seconds": seconds, "features": dict(group["features"]), "names": dict(group["names"]),
                     "ts": pack_seconds(merged[(user_id, day)]["ts"]), "sid": merged[(user_id, day)]["sid"],
-                    "first_at": group["first"], "last_at": group["last"], "v": 1})
+                    "first_at": group["first"], "last_at": group["last"], "v": 1, **period_fields(day)})
     return out
 
 

@@ -8,7 +8,7 @@ from flask import current_app
 
 from console.models.engagement import ActivityRollup
 from console.models.member import Member
-from console.services.engagement_periods import add_periods, as_day, label, period_start, trunc
+from console.services.engagement_periods import add_periods, as_day, label, period_field, period_start
 from console.timeutil import as_utc, utcnow
 
 STAGES = ("new", "returning", "resurrecting", "dormant")
@@ -25,7 +25,7 @@ def member_lifecycle(user_id: str, interval: str = "week", now: datetime | None 
                                                                        "created_at": 1})
     rows = list(ActivityRollup._get_collection().aggregate([
         {"$match": {"user_id": user_id, "day": {"$lte": as_day(now)}}},
-        {"$group": {"_id": trunc("$day", interval), "events": {"$sum": "$events"},
+        {"$group": {"_id": period_field(interval), "events": {"$sum": "$events"},
                     "first": {"$min": "$first_at"}, "last": {"$max": "$last_at"}}},
         {"$sort": {"_id": 1}},
     ]))
@@ -66,7 +66,7 @@ def lifecycle_chart(interval: str = "week", periods: int = 12, now: datetime | N
         interval, {"unit": "day", "amount": 1})
     rows = ActivityRollup._get_collection().aggregate([
         {"$match": {"day": {"$lte": as_day(now)}}},
-        {"$group": {"_id": {"u": "$user_id", "p": trunc("$day", interval)}}},
+        {"$group": {"_id": {"u": "$user_id", "p": period_field(interval)}}},
         {"$setWindowFields": {"partitionBy": "$_id.u", "sortBy": {"_id.p": 1}, "output": {
             "prev": {"$shift": {"output": "$_id.p", "by": -1}},
             "next": {"$shift": {"output": "$_id.p", "by": 1}},

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from console.models.engagement import ActivityRollup, EngagementCache
 from console.models.member import Member
 from console.services.engagement_ingest import unescape_key
-from console.services.engagement_periods import as_day, label, periods_between, trunc
+from console.services.engagement_periods import as_day, label, period_field, periods_between, trunc
 from console.timeutil import as_utc, utcnow
 
 DAY = timedelta(days=1)
@@ -47,14 +47,10 @@ def _compute_metrics(start_day: datetime, end_day: datetime, interval: str) -> d
     in_range = {"day": {"$gte": start_day, "$lte": end_day}}
     facets = rollups.aggregate([
         {"$match": in_range},
-        {"$project": {"user_id": 1, "day": 1, "events": 1, "sessions": 1, "session_seconds": 1, "features": 1}},
+        {"$project": {"user_id": 1, "day": 1, "week": 1, "month": 1, "events": 1, "sessions": 1,
+                      "session_seconds": 1, "features": 1}},
         {"$facet": {
-            "series": [
-                {"$group": {"_id": {"p": trunc("$day", interval), "u": "$user_id"},
-                            "events": {"$sum": "$events"}, "sessions": {"$sum": "$sessions"}}},
-                {"$group": {"_id": "$_id.p", "active": {"$sum": 1}, "events": {"$sum": "$events"},
-                            "sessions": {"$sum": "$sessions"}}},
-            ],
+            "series": _series_stages(interval),
             "totals": [
                 {"$group": {"_id": "$user_id", "sessions": {"$sum": "$sessions"},
                             "seconds": {"$sum": "$session_seconds"}, "events": {"$sum": "$events"}}},
@@ -102,6 +98,15 @@ def _compute_metrics(start_day: datetime, end_day: datetime, interval: str) -> d
         "avg_session_minutes": totals.get("seconds", 0) / sessions / 60 if sessions else 0.0,
         "feature_usage": features,
     }
+
+
+def _series_stages(interval: str) -> list[dict]:
+    """Active members, events and sessions per period; a rollup is one member-day, so days need one group."""
+    totals = {"events": {"$sum": "$events"}, "sessions": {"$sum": "$sessions"}}
+    if interval == "day":
+        return [{"$group": {"_id": "$day", "active": {"$sum": 1}, **totals}}]
+    return [{"$group": {"_id": {"p": period_field(interval), "u": "$user_id"}, **totals}},
+            {"$group": {"_id": "$_id.p", "active": {"$sum": 1}, **totals}}]
 
 
 def active_counts(end_day: datetime) -> dict:

@@ -56,3 +56,13 @@ def trunc(field: str, interval: str) -> dict:
     if interval == "week":
         spec["startOfWeek"] = "monday"
     return {"$dateTrunc": spec}
+
+
+def period_field(interval: str) -> str:
+    """The rollup field holding the start of the member-day's period (stored at write time, so grouping by
+    week or month costs no date arithmetic per document)."""
+    return {"day": "$day", "week": "$week", "month": "$month"}[interval]
+
+
+def period_fields(day: datetime) -> dict:
+    return {"week": period_start(day, "week"), "month": period_start(day, "month")}

@@ -7,7 +7,7 @@ from datetime import datetime
 from console.models.engagement import ActivityRollup, RetentionCache
 from console.services.engagement_ingest import escape_key
 from console.services.engagement_metrics import cached
-from console.services.engagement_periods import add_periods, as_day, label, period_start, trunc
+from console.services.engagement_periods import add_periods, as_day, label, period_field, period_start
 from console.timeutil import as_utc, utcnow
 
 
@@ -47,7 +47,7 @@ def _compute(period, cohorts, periods, start_event, return_event, mode, current,
                            "in": {"$cond": [{"$gt": [{"$size": "$$s"}, 0]}, [{"$min": "$$s"}], []]}}}
     pipeline = [
         {"$match": match},
-        {"$project": {"user_id": 1, "p": trunc("$day", period), "s": _did(start_event), "r": _did(return_event)}},
+        {"$project": {"user_id": 1, "p": period_field(period), "s": _did(start_event), "r": _did(return_event)}},
         {"$group": {"_id": {"u": "$user_id", "p": "$p"}, "s": {"$max": "$s"}, "r": {"$max": "$r"}}},
         {"$group": {"_id": "$_id.u", "starts": {"$push": {"$cond": ["$s", "$_id.p", None]}},
                     "returns": {"$push": {"$cond": ["$r", "$_id.p", None]}}}},
