@@ -214,3 +214,20 @@ def test_nav_shows_communication_by_permission(login):
     analyst = login("analyst").get("/").data
     assert b"Mail queue" in analyst and b"Email templates" in analyst
     assert b"Mail queue" not in login("content_manager", email="cm2@x.example.com").get("/").data
+
+
+def test_demo_seeder_is_idempotent(app):
+    import random
+
+    from console.services.demo import seed_members
+    from console.services.mail_demo import seed_communication
+    from console.timeutil import utcnow
+
+    seed_members(random.Random(1))
+    first = seed_communication(random.Random(2), utcnow())
+    assert first.startswith("5 templates added") and "emails of history" in first
+    assert sorted(EmailTemplate.objects.distinct("category")) == ["digest", "events", "marketing", "product",
+                                                                    "security"]
+    count = EmailQueue.objects.count()
+    assert seed_communication(random.Random(2), utcnow()) == "0 templates added; history already there"
+    assert EmailQueue.objects.count() == count > 0

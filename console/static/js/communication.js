@@ -14,6 +14,14 @@
     });
   });
 
+  // Mailbox: the message list keeps the clicked message highlighted (htmx swaps only the reading pane).
+  document.addEventListener("click", function (evt) {
+    var item = evt.target.closest && evt.target.closest(".mailbox-item");
+    if (!item) return;
+    document.querySelectorAll(".mailbox-item.active").forEach(function (el) { el.classList.remove("active"); });
+    item.classList.add("active");
+  });
+
   // <form data-confirm="Question?"> asks before submitting.
   document.addEventListener("submit", function (evt) {
     var question = evt.target.getAttribute && evt.target.getAttribute("data-confirm");
