@@ -102,13 +102,16 @@ def _member_days(rng: random.Random, today: datetime):
 
 
 def _events(rng: random.Random, user_id: str, day: datetime, count: int) -> list[dict]:
+    """A member uses the same few features day after day; a busier day is more of the same."""
+    own = random.Random(user_id)
+    favourites = own.sample(FEATURES, own.randint(1, 3))
     start = day + timedelta(hours=rng.randrange(7, 22), minutes=rng.randrange(60))
     with_session = rng.random() < 0.5
     out = []
     for n in range(count):
         stamp = start + timedelta(minutes=n * rng.choice((1, 2, 3, 40)) % 120)
         doc = {"event_id": f"{user_id}-{day:%Y%m%d}-{n}", "user_id": user_id, "event": "page_view",
-               "feature": rng.choice(FEATURES), "timestamp": stamp, "received_at": stamp, "clamped": False}
+               "feature": rng.choice(favourites), "timestamp": stamp, "received_at": stamp, "clamped": False}
         if with_session:
             doc["session_id"] = f"{user_id}-{day:%Y%m%d}"
         out.append(doc)

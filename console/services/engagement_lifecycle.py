@@ -64,8 +64,7 @@ def lifecycle_chart(interval: str = "week", periods: int = 12, now: datetime | N
     first = add_periods(current, interval, -(periods - 1))
     one = {"week": {"unit": "week", "amount": 1}, "month": {"unit": "month", "amount": 1}}.get(
         interval, {"unit": "day", "amount": 1})
-    rows = ActivityRollup._get_collection().aggregate([
-        {"$match": {"day": {"$lte": as_day(now)}}},
+    rows = ActivityRollup._get_collection().aggregate([  # every day: stage "new" needs each member's first period
         {"$group": {"_id": {"u": "$user_id", "p": period_field(interval)}}},
         {"$setWindowFields": {"partitionBy": "$_id.u", "sortBy": {"_id.p": 1}, "output": {
             "prev": {"$shift": {"output": "$_id.p", "by": -1}},

@@ -38,15 +38,14 @@ def retention(period: str = "week", cohorts: int = 8, periods: int | None = None
 
 
 def _compute(period, cohorts, periods, start_event, return_event, mode, current, first, now) -> dict:
-    match: dict = {"day": {"$lte": as_day(now)}}
-    if mode == "recurring":
-        match["day"]["$gte"] = first
+    # first-time cohorts need each member's first start event ever; recurring ones only the window
+    match: dict = {"day": {"$gte": first}} if mode == "recurring" else {}
     starts = {"$filter": {"input": "$starts", "cond": {"$ne": ["$$this", None]}}}
     if mode == "first_time":
         starts = {"$let": {"vars": {"s": starts},
                            "in": {"$cond": [{"$gt": [{"$size": "$$s"}, 0]}, [{"$min": "$$s"}], []]}}}
     pipeline = [
-        {"$match": match},
+        *([{"$match": match}] if match else []),
         {"$project": {"user_id": 1, "p": period_field(period), "s": _did(start_event), "r": _did(return_event)}},
         {"$group": {"_id": {"u": "$user_id", "p": "$p"}, "s": {"$max": "$s"}, "r": {"$max": "$r"}}},
         {"$group": {"_id": "$_id.u", "starts": {"$push": {"$cond": ["$s", "$_id.p", None]}},
