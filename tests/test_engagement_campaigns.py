@@ -51,11 +51,11 @@ def trigger(client, template_id, expect=202, **overrides):
 
 def test_dry_run_counts_and_sends_nothing(sender, template_id, lapsed, servers, run_jobs):
     body = trigger(sender, template_id, dry_run=True)
-    assert body["targeted"] == 20 and body["enqueued"] == 0
+    assert body["targeted"] == 20 and body["enqueued"] == 0 and body["campaign_id"] is None
     assert body["holdout"] + body["treated"] == 20
     assert body["skipped"] == {"opted_out": 0, "suppressed": 0, "frequency_capped": 0, "no_email": 0}
     run_jobs()
-    assert EmailQueue.objects.count() == 0 and servers.messages() == []
+    assert EmailQueue.objects.count() == 0 and servers.messages() == [] and Campaign.objects.count() == 0
 
 
 def test_holdout_is_deterministic_per_salt():
@@ -177,8 +177,8 @@ def test_campaign_pages_preview_then_send(login, template_id, lapsed, run_jobs, 
 
 
 def test_campaign_list(sender, template_id, lapsed):
-    first = trigger(sender, template_id, name="First", dry_run=True)
-    second = trigger(sender, template_id, name="Second", dry_run=True)
+    first = trigger(sender, template_id, name="First", segment={"user_ids": ["c01"]})
+    second = trigger(sender, template_id, name="Second", segment={"user_ids": ["c02"]})
     page = sender.get(f"{BASE}/campaigns?limit=1").get_json()
     assert [item["id"] for item in page["items"]] == [second["campaign_id"]]
     rest = sender.get(f"{BASE}/campaigns?limit=1&cursor={page['next_cursor']}").get_json()

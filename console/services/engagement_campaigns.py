@@ -135,30 +135,31 @@ def trigger(data: dict, actor: str | None = None, now: datetime | None = None) -
     skipped = {reason: 0 for reason in SKIP_REASONS}
     for reason in reasons.values():
         skipped[reason] = skipped.get(reason, 0) + 1
+    counts = {"targeted": len(targeted), "holdout": len(holdout), "treated": len(treated), "skipped": skipped,
+              "category": category}
+    if data.get("dry_run"):  # a preview: nothing stored, nothing sent
+        return {"campaign_id": None, "dry_run": True, "status": "dry_run", "enqueued": 0, "batch_id": None,
+                **counts}
     campaign = Campaign(name=data["name"], segment=segment, template_id=str(template.id), category=category,
-                        holdout_percent=data["holdout_percent"], salt=salt, dry_run=bool(data.get("dry_run")),
-                        status="dry_run" if data.get("dry_run") else "queued", treated=treated, holdout=holdout,
-                        skipped=skipped, skipped_users=reasons_by_kind(reasons), created_at=now, created_by=actor)
-    if not campaign.dry_run:
-        campaign.sent_at = now
-        if treated:
-            campaign.save()
+                        holdout_percent=data["holdout_percent"], salt=salt, status="complete", treated=treated,
+                        holdout=holdout, skipped=skipped, skipped_users=reasons_by_kind(reasons), created_at=now,
+                        sent_at=now, created_by=actor).save()
+    if treated:
+        try:
             batch = mail.create_batch(str(template.id), [{"user_id": uid} for uid in treated],
                                       variables=data.get("variables") or {}, priority="low", category=category,
                                       source={"type": "campaign", "campaign_id": str(campaign.id),
                                               "name": campaign.name})
-            campaign.batch_id = batch["batch_id"]
-            campaign.status = "sending"
-        else:
-            campaign.status = "complete"
-    campaign.save()
-    if not campaign.dry_run:
-        audit.record("engagement.campaign_triggered", f"campaign:{campaign.id}", None,
-                     {"name": campaign.name, "treated": len(treated), "holdout": len(holdout)}, actor=actor,
-                     segment=segment, template_id=str(template.id))
-    return {"campaign_id": str(campaign.id), "dry_run": campaign.dry_run, "status": campaign.status,
-            "targeted": len(targeted), "holdout": len(holdout), "enqueued": 0 if campaign.dry_run else len(treated),
-            "treated": len(treated), "skipped": skipped, "batch_id": campaign.batch_id, "category": category}
+        except Exception:
+            campaign.delete()  # nothing was enqueued, so there is no campaign to report on
+            raise
+        campaign.update(set__batch_id=batch["batch_id"], set__status="sending")
+        campaign.reload()
+    audit.record("engagement.campaign_triggered", f"campaign:{campaign.id}", None,
+                 {"name": campaign.name, "treated": len(treated), "holdout": len(holdout)}, actor=actor,
+                 segment=segment, template_id=str(template.id))
+    return {"campaign_id": str(campaign.id), "dry_run": False, "status": campaign.status,
+            "enqueued": len(treated), "batch_id": campaign.batch_id, **counts}
 
 
 def reasons_by_kind(reasons: dict[str, str]) -> dict[str, list[str]]:
