@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from email import message_from_bytes
 from pathlib import Path
 
 import pytest
@@ -102,7 +103,8 @@ def test_high_priority_is_drained_first(api, run_jobs, servers):
     client.post(f"{API}/send-email", json={"template_id": str(template.id), "to": {"user_id": "u1"},
                                            "priority": "high"})
     run_jobs()
-    order = [d.to_email for d in EmailQueue.objects.order_by("sent_at")]
+    arrived = sorted(servers.maildir.joinpath("new").iterdir(), key=lambda path: path.stat().st_mtime_ns)
+    order = [message_from_bytes(path.read_bytes())["To"] for path in arrived]
     assert order == ["u1@members.example.com", "u0@members.example.com"]
 
 
@@ -214,3 +216,17 @@ def test_a_worker_killed_mid_batch_then_restarted_delivers_every_email_exactly_o
     assert all(d.status == "failed" and d.reason == UNCERTAIN for d in uncertain) and len(uncertain) <= 1
     assert sent <= set(at_sink) and len(sent) >= total - 1
     assert len(at_sink) - len(sent) <= len(uncertain)
+
+
+def test_the_worker_schedules_reconcile_once_per_interval(app, run_jobs):
+    from console.jobs.mail import RECONCILE_JOB, enqueue_reconcile
+    from console.jobs.mail import start_reconcile_schedule as hook
+
+    assert hook in app.extensions["worker_startup"]
+    enqueue_reconcile(app)
+    enqueue_reconcile(app)  # a second worker starting within the interval adds nothing
+    jobs = app.extensions["queues"]["default"].jobs
+    assert [job.func_name for job in jobs] == [RECONCILE_JOB]
+    run_jobs()
+    assert jobs[0].fetch(jobs[0].id, connection=app.extensions["redis"]).return_value() == {
+        "checked": 0, "requeued": 0, "jobs": 0}

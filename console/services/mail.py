@@ -364,7 +364,9 @@ def queue_filter(status: str | None = None, priority: str | None = None, batch_i
     if priority:
         match["priority"] = normalize_priority(priority)
     if batch_id:
-        match["batch_id"] = object_id_or_404(batch_id)
+        if not ObjectId.is_valid(batch_id):
+            raise ApiError(422, "Bad batch id.", [{"field": "batch_id", "message": "not a batch id"}])
+        match["batch_id"] = ObjectId(batch_id)
     if q:
         match["to_email"] = q.strip().lower()
     return match

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 
 from console.apikit import PageQuery, QueryModel, RequestModel
 
@@ -120,7 +120,8 @@ class Channels(RequestModel):
 
 class PreferencesIn(RequestModel):
     channels: Channels = Field(default_factory=Channels)
-    categories: dict[str, bool] = Field(default_factory=dict)
+    categories: dict[Annotated[str, StringConstraints(pattern=SLUG)], bool] = Field(
+        default_factory=dict, description="Category name (lowercase slug) → on/off; security stays on")
     quiet_hours: QuietHours | None = None
     frequency_cap: FrequencyCap | None = None
 
