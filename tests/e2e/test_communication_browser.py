@@ -85,3 +85,18 @@ def test_queue_page_counts_retries_and_refreshes(live, page, sign_in, output_dir
     page.wait_for_selector("#mailbox-message iframe")
     page.screenshot(path=str(output_dir / "communication-mailbox.png"), full_page=True)
     assert not page.js_errors, page.js_errors
+
+
+def test_batch_progress_bar_updates_live(live, page, sign_in):
+    from console.services.mail import create_batch
+
+    template, _ = make_template(), add_members(3)
+    batch = create_batch(str(template.id), [{"user_id": f"u{i}"} for i in range(3)])
+    sign_in("moderator")
+    page.goto(f"{live.live_url}/communication/batches/{batch['batch_id']}")
+    assert page.locator("#batch-progress .badge").inner_text() == "queued"
+    assert page.locator(".progress").get_attribute("aria-valuenow") == "0"
+    _work(live)
+    page.wait_for_selector("#batch-progress .badge-complete", timeout=5000)  # polled every second
+    assert page.locator(".progress").get_attribute("aria-valuenow") == "100"
+    assert not page.js_errors, page.js_errors
