@@ -43,29 +43,35 @@ def metrics(start: datetime | None = None, end: datetime | None = None, interval
 
 
 def _compute_metrics(start_day: datetime, end_day: datetime, interval: str) -> dict:
-    rollups = ActivityRollup._get_collection()
-    in_range = {"day": {"$gte": start_day, "$lte": end_day}}
-    facets = rollups.aggregate([
-        {"$match": in_range},
-        {"$project": {"user_id": 1, "day": 1, "week": 1, "month": 1, "events": 1, "sessions": 1,
-                      "session_seconds": 1, "features": 1}},
+    """One pass over the rollups of [from, to] and the 30 days ending `to` (usually the same days)."""
+    active_from = end_day - 29 * DAY
+    window_start = min(start_day, active_from)
+
+    def within(first: datetime) -> list[dict]:
+        return [{"$match": {"day": {"$gte": first}}}] if first > window_start else []
+
+    facets = ActivityRollup._get_collection().aggregate([
+        {"$match": {"day": {"$gte": window_start, "$lte": end_day}}},
         {"$facet": {
-            "series": _series_stages(interval),
+            "series": within(start_day) + _series_stages(interval),
             "totals": [
+                *within(start_day),
                 {"$group": {"_id": "$user_id", "sessions": {"$sum": "$sessions"},
                             "seconds": {"$sum": "$session_seconds"}, "events": {"$sum": "$events"}}},
                 {"$group": {"_id": None, "users": {"$sum": 1}, "sessions": {"$sum": "$sessions"},
                             "seconds": {"$sum": "$seconds"}, "events": {"$sum": "$events"}}},
             ],
             "features": [
+                *within(start_day),
                 {"$project": {"user_id": 1, "f": {"$objectToArray": {"$ifNull": ["$features", {}]}}}},
                 {"$unwind": "$f"},
                 {"$group": {"_id": {"f": "$f.k", "u": "$user_id"}, "events": {"$sum": "$f.v"}}},
                 {"$group": {"_id": "$_id.f", "events": {"$sum": "$events"}, "users": {"$sum": 1}}},
             ],
+            "active": within(active_from) + _active_stages(end_day),
         }},
     ])
-    facet = next(iter(facets), {"series": [], "totals": [], "features": []})
+    facet = next(iter(facets), {"series": [], "totals": [], "features": [], "active": []})
     new_users = {as_utc(row["_id"]): row["n"] for row in Member._get_collection().aggregate([
         {"$match": {"first_seen": {"$gte": start_day, "$lt": end_day + DAY}}},
         {"$group": {"_id": trunc("$first_seen", interval), "n": {"$sum": 1}}},
@@ -90,7 +96,7 @@ def _compute_metrics(start_day: datetime, end_day: datetime, interval: str) -> d
     return {
         "interval": interval,
         "series": series,
-        **active_counts(end_day),
+        **_active_counts((facet["active"] or [{}])[0]),
         "active_users": active,
         "events": totals.get("events", 0),
         "sessions": sessions,
@@ -109,16 +115,18 @@ def _series_stages(interval: str) -> list[dict]:
             {"$group": {"_id": "$_id.p", "active": {"$sum": 1}, **totals}}]
 
 
-def active_counts(end_day: datetime) -> dict:
-    """DAU (the day of `end_day`), WAU (7 days ending it), MAU (30 days) and stickiness (mean DAU ÷ MAU)."""
-    rows = list(ActivityRollup._get_collection().aggregate([
-        {"$match": {"day": {"$gte": end_day - 29 * DAY, "$lte": end_day}}},
+def _active_stages(end_day: datetime) -> list[dict]:
+    return [
         {"$group": {"_id": "$user_id", "last": {"$max": "$day"}, "days": {"$sum": 1}}},
         {"$group": {"_id": None, "mau": {"$sum": 1}, "user_days": {"$sum": "$days"},
                     "dau": {"$sum": {"$cond": [{"$eq": ["$last", end_day]}, 1, 0]}},
                     "wau": {"$sum": {"$cond": [{"$gte": ["$last", end_day - 6 * DAY]}, 1, 0]}}}},
-    ]))
-    row = rows[0] if rows else {}
+    ]
+
+
+def _active_counts(row: dict) -> dict:
+    """DAU (the day of `to`), WAU (7 days ending it), MAU (30 days) and stickiness (mean DAU over the 30 days
+    divided by MAU)."""
     mau = row.get("mau", 0)
     mean_daily = row.get("user_days", 0) / 30
     return {"dau": row.get("dau", 0), "wau": row.get("wau", 0), "mau": mau,

@@ -37,22 +37,34 @@ def retention(period: str = "week", cohorts: int = 8, periods: int | None = None
     return result
 
 
+def _per_member_stages(period: str, start_event: str | None, return_event: str | None) -> list[dict]:
+    """One document per member with the periods they started in (`starts`) and came back in (`returns`).
+
+    Without event filters every active period counts for both, and no per-document expression is needed."""
+    key = {"u": "$user_id", "p": period_field(period)}
+    if not start_event and not return_event:
+        return [{"$group": {"_id": key}},
+                {"$group": {"_id": "$_id.u", "starts": {"$push": "$_id.p"}}},
+                {"$project": {"starts": 1, "returns": "$starts"}}]
+    return [
+        {"$group": {"_id": key, "s": {"$max": _did(start_event)}, "r": {"$max": _did(return_event)}}},
+        {"$group": {"_id": "$_id.u", "starts": {"$push": {"$cond": ["$s", "$_id.p", None]}},
+                    "returns": {"$push": {"$cond": ["$r", "$_id.p", None]}}}},
+        {"$project": {"starts": {"$filter": {"input": "$starts", "cond": {"$ne": ["$$this", None]}}},
+                      "returns": {"$filter": {"input": "$returns", "cond": {"$ne": ["$$this", None]}}}}},
+    ]
+
+
 def _compute(period, cohorts, periods, start_event, return_event, mode, current, first, now) -> dict:
     # first-time cohorts need each member's first start event ever; recurring ones only the window
     match: dict = {"day": {"$gte": first}} if mode == "recurring" else {}
-    starts = {"$filter": {"input": "$starts", "cond": {"$ne": ["$$this", None]}}}
+    starts = "$starts"
     if mode == "first_time":
-        starts = {"$let": {"vars": {"s": starts},
-                           "in": {"$cond": [{"$gt": [{"$size": "$$s"}, 0]}, [{"$min": "$$s"}], []]}}}
+        starts = {"$cond": [{"$gt": [{"$size": "$starts"}, 0]}, [{"$min": "$starts"}], []]}
     pipeline = [
         *([{"$match": match}] if match else []),
-        {"$project": {"user_id": 1, "p": period_field(period), "s": _did(start_event), "r": _did(return_event)}},
-        {"$group": {"_id": {"u": "$user_id", "p": "$p"}, "s": {"$max": "$s"}, "r": {"$max": "$r"}}},
-        {"$group": {"_id": "$_id.u", "starts": {"$push": {"$cond": ["$s", "$_id.p", None]}},
-                    "returns": {"$push": {"$cond": ["$r", "$_id.p", None]}}}},
-        {"$project": {"starts": starts,
-                      "returns": {"$filter": {"input": "$returns", "cond": {"$ne": ["$$this", None]}}}}},
-        {"$project": {"returns": 1, "starts": {"$filter": {"input": "$starts", "cond": {"$gte": ["$$this", first]}}}}},
+        *_per_member_stages(period, start_event, return_event),
+        {"$project": {"returns": 1, "starts": {"$filter": {"input": starts, "cond": {"$gte": ["$$this", first]}}}}},
         {"$unwind": "$starts"},
         {"$facet": {
             "sizes": [{"$group": {"_id": "$starts", "n": {"$sum": 1}}}],
