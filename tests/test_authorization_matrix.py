@@ -228,16 +228,9 @@ def _normalize(path: str) -> str:
     return re.sub(r"<[^>]+>|\{[^}]+\}", "{}", path)
 
 
-# Reads that CONTRACT.md lists inside a write's row (so under the write's permission); a helper may have chosen
-# the matching view permission instead. Flagged for the lead rather than failing the build.
-ROW_READS = {("GET", "/communication/batches/{id}")}
-
-
 def _contract_params():
     for method, path, permission in CONTRACT_ENDPOINTS:
-        marks = [pytest.mark.xfail(reason="CONTRACT row permission vs. a view permission: lead decides",
-                                   strict=False)] if (method, path) in ROW_READS else []
-        yield pytest.param(method, path, permission, marks=marks, id=f"{method} {path}")
+        yield pytest.param(method, path, permission, id=f"{method} {path}")
 
 
 @pytest.mark.parametrize("method, path, permission", list(_contract_params()))

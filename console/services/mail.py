@@ -6,7 +6,6 @@ The engagement feature relies on `create_batch`, `batch_status` and `deliverabil
 
 from __future__ import annotations
 
-import os
 import uuid
 from datetime import datetime
 from email.utils import parseaddr
@@ -44,11 +43,8 @@ INFLIGHT_MARKER = "mail:inflight:{}"  # Redis: an SMTP transaction for this emai
 
 
 def setting(name: str, default: int) -> int:
-    """An integer knob from the app config, else the environment (the worker reads only the environment)."""
-    value = current_app.config.get(name)
-    if value is None:
-        value = os.environ.get(name, default)
-    return int(value)
+    """An integer knob from the app config (which reads the environment, in the worker too)."""
+    return int(current_app.config.get(name, default))
 
 
 def normalize_priority(priority: str | None) -> str:

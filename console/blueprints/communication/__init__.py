@@ -14,9 +14,6 @@ def init_app(app) -> None:
     from console.services.mail_demo import seed_communication
 
     app.register_blueprint(bp)
-    if "MAIL_SUPPRESS_SEND" not in app.config:
-        # Flask-Mail suppresses sending whenever TESTING is on; our tests and `make run` talk to a real SMTP sink.
-        app.extensions["mail"].suppress = False
     add_nav(app, NavItem("Email templates", "communication.templates_page", "templates.view", "Communication",
                          "✉", order=10))
     add_nav(app, NavItem("Mail queue", "communication.queue_page", "communication.view", "Communication", "⇶",

@@ -161,7 +161,7 @@ def batch_send(body: BatchIn):
     return result
 
 
-@endpoint(bp, f"{PREFIX}/batches/<batch_id>", permission="communication.view", response=BatchStatus, tags=TAGS,
+@endpoint(bp, f"{PREFIX}/batches/<batch_id>", permission="communication.send", response=BatchStatus, tags=TAGS,
           summary="Progress of a batch", responses={404: ""})
 def batch(batch_id: str):
     return mail.batch_status(batch_id)
