@@ -173,6 +173,15 @@ def test_backfill_moves_first_seen_and_feature_names_with_dots(client):
     assert rollup("u", "2026-01-05")["features"] == {"blog%2Eread": 1}
 
 
+def test_names_with_nul_bytes_are_stored_and_pre_epoch_times_rejected(client):
+    """Found by the API fuzzer: a NUL in an event name used to reach MongoDB as a field name (500)."""
+    body = track(client, [ev("u", "2026-01-05T10:00:00Z", event="odd\x00name", feature="f\x00"),
+                          ev("u", "0001-01-01T00:00:00+00:01")])
+    assert body["accepted"] == 1
+    assert body["rejected"][0]["index"] == 1 and "1970" in str(body["rejected"][0]["errors"])
+    assert rollup("u", "2026-01-05")["names"] == {"odd%00name": 1}
+
+
 def test_unknown_member_fields_are_kept(client):
     Member._get_collection().insert_one({"user_id": "keep", "email": "k@example.org", "plan": "gold",
                                          "nested": {"a": 1}})

@@ -50,6 +50,14 @@ class TrackEvent(BaseModel):
     event_id: str | None = Field(None, min_length=1, max_length=200)
     traits: Traits | None = None
 
+    @field_validator("timestamp")
+    @classmethod
+    def _plausible_timestamp(cls, value):
+        # Backfills are welcome; times before the Unix epoch are typos and would overflow UTC arithmetic.
+        if value is not None and value.year < 1970:
+            raise ValueError("timestamp must be after 1970-01-01")
+        return value
+
     @field_validator("properties")
     @classmethod
     def _small_properties(cls, value):
@@ -67,11 +75,11 @@ class TrackEvent(BaseModel):
 
 def escape_key(name: str) -> str:
     """A feature or event name as a safe MongoDB field name (no dots, no leading $)."""
-    return name.replace("%", "%25").replace(".", "%2E").replace("$", "%24")
+    return name.replace("%", "%25").replace(".", "%2E").replace("$", "%24").replace("\x00", "%00")
 
 
 def unescape_key(key: str) -> str:
-    return key.replace("%2E", ".").replace("%24", "$").replace("%25", "%")
+    return key.replace("%00", "\x00").replace("%2E", ".").replace("%24", "$").replace("%25", "%")
 
 
 def session_key(session_id: str) -> str:

@@ -171,7 +171,8 @@ def lifecycle_chart(query: LifecycleChartQuery):
 
 
 @endpoint(bp, f"{PREFIX}/inactive-users", permission="analytics.view", query=InactiveQuery,
-          summary="Members inactive for at least `days` days, oldest first (JSON or CSV)")
+          summary="Members inactive for at least `days` days, oldest first (JSON or CSV)",
+          alt_media_types=("text/csv",))
 def inactive_users(query: InactiveQuery):
     """`days_inactive` counts whole days since the last activity (since joining when there is none)."""
     if query.format == "csv":
