@@ -94,10 +94,10 @@ def track_activity():
         if len(items) > engagement_ingest.MAX_BATCH:
             raise validation_error("events", f"Send at most {engagement_ingest.MAX_BATCH} events per request.")
         return engagement_ingest.ingest(items)
-    event, errors = engagement_ingest.validate_item(data)
-    if event is None:
-        raise ApiError(422, "The event failed validation.", errors)
-    return engagement_ingest.ingest([data])
+    result = engagement_ingest.ingest([data])
+    if result["rejected"]:  # a single event that fails is the request failing
+        raise ApiError(422, "The event failed validation.", result["rejected"][0]["errors"])
+    return result
 
 
 track_activity.__openapi__["body"] = TrackBody  # documented only: items are validated one by one above
