@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import random
 import statistics
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-from bench import Row
-from devtools import services
+from bench import Row, embedded_servers
 
 INGEST_KEY = "bench-ingest-key-0123456789abcdef"
 BASE = "/api/phase14/engagement"
@@ -266,12 +263,8 @@ def main() -> list[Row]:
     from console import create_app
     from console.cli import prepare_database
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-engagement-"))
-    mongo_port, redis_port = services.free_port(), services.free_port()
-    mongo = services.mongo(mongo_port, ":memory:", tmp / "mongo.log").start(timeout=120)
-    redis_server = services.redis(redis_port, log_path=tmp / "redis.log").start()
-    uri, redis_url = f"mongodb://127.0.0.1:{mongo_port}/bench", f"redis://127.0.0.1:{redis_port}/0"
-    try:
+    with embedded_servers("engagement") as env:
+        uri, redis_url = env.mongo_uri, env.redis_url
         app = create_app(_config(uri, redis_url))
         with app.app_context():
             prepare_database()
@@ -279,6 +272,3 @@ def main() -> list[Row]:
             print("   ingestion done", flush=True)
             rows += dashboard_rows(app)
         return rows
-    finally:
-        redis_server.stop()
-        mongo.stop()

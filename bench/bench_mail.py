@@ -7,14 +7,11 @@ a machine that slows down during the run does not favour either side.
 
 from __future__ import annotations
 
-import shutil
 import smtplib
-import tempfile
 import time
 from pathlib import Path
 
-from bench import Row
-from devtools import services
+from bench import Row, embedded_servers
 from devtools.smtp_sink import ensure_maildir
 
 EMAILS = 2000
@@ -51,16 +48,12 @@ def main() -> list[Row]:
     from console.services.mail_demo import DEMO_TEMPLATES
     from console.services.mail_templates import create_template
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-mail-"))
-    maildir = tmp / "mailbox"
-    mongo = services.mongo(services.free_port(), ":memory:", tmp / "mongo.log").start(timeout=120)
-    redis = services.redis(services.free_port(), log_path=tmp / "redis.log").start()
-    smtp = services.smtp(services.free_port(), maildir, tmp / "smtp.log").start()
-    try:
+    with embedded_servers("mail", smtp=True) as env:
+        maildir = env.maildir
         app = create_app({"TESTING": True, "SECRET_KEY": "bench-secret-key-0123456789abcdef0123456789",
-                          "MONGODB_URI": f"mongodb://127.0.0.1:{mongo.port}/bench",
-                          "REDIS_URL": f"redis://127.0.0.1:{redis.port}/0", "INGEST_KEYS": "bench",
-                          "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": smtp.port, "PUBLIC_BASE_URL": "http://bench"})
+                          "MONGODB_URI": env.mongo_uri,
+                          "REDIS_URL": env.redis_url, "INGEST_KEYS": "bench",
+                          "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": env.smtp_port, "PUBLIC_BASE_URL": "http://bench"})
         with app.app_context():
             prepare_database()
             Member._get_collection().insert_many(
@@ -75,7 +68,7 @@ def main() -> list[Row]:
             EmailQueue._get_collection().delete_many({})
             app.extensions["redis"].flushdb()
 
-            before = _plain_loop(smtp.port, prerendered)
+            before = _plain_loop(env.smtp_port, prerendered)
             ensure_maildir(maildir).clear()
 
             queues = [app.extensions["queues"][name] for name in QUEUE_NAMES]
@@ -88,13 +81,8 @@ def main() -> list[Row]:
             assert delivered == sent == EMAILS, (delivered, sent)
             ensure_maildir(maildir).clear()
 
-            after = _plain_loop(smtp.port, prerendered)
+            after = _plain_loop(env.smtp_port, prerendered)
         anchor = (before + after) / 2
         print(f"   pipeline {ours:,.0f} emails/s; plain smtplib {before:,.0f} / {after:,.0f} emails/s")
-    finally:
-        smtp.stop()
-        redis.stop()
-        mongo.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
     return [Row(f"batch of {EMAILS:,}: enqueue → last SMTP acceptance, one worker (emails/s)", ours,
                 "plain smtplib loop, one connection, pre-rendered (emails/s)", anchor, ">= 0.5")]

@@ -7,12 +7,9 @@ Starts its own SecantusDB and Redis; runs the app in-process with the test clien
 
 from __future__ import annotations
 
-import tempfile
 import time
-from pathlib import Path
 
-from bench import Row
-from devtools import services
+from bench import Row, embedded_servers
 
 REQUESTS = 300
 ASSIGNMENTS = 60
@@ -32,13 +29,10 @@ def main() -> list[Row]:
     from console.security import hash_password, issue_token
     from console.services import roles
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-roles-"))
-    mongo = services.mongo(services.free_port(), ":memory:", tmp / "mongo.log").start(timeout=120)
-    redis = services.redis(services.free_port(), log_path=tmp / "redis.log").start()
-    try:
+    with embedded_servers("roles") as env:
         app = create_app({"TESTING": True, "SECRET_KEY": "bench-secret-key-0123456789abcdef0123456789",
-                          "MONGODB_URI": f"mongodb://127.0.0.1:{mongo.port}/bench",
-                          "REDIS_URL": f"redis://127.0.0.1:{redis.port}/0", "INGEST_KEYS": "bench"})
+                          "MONGODB_URI": env.mongo_uri,
+                          "REDIS_URL": env.redis_url, "INGEST_KEYS": "bench"})
         with app.app_context():
             prepare_database()
             hashed = hash_password("bench-password-123")
@@ -70,9 +64,6 @@ def main() -> list[Row]:
 
             bare_rate = _rate(ASSIGNMENTS, bare)
             guarded_rate = _rate(ASSIGNMENTS, guarded)
-    finally:
-        redis.stop()
-        mongo.stop()
     return [
         Row("guarded API request, role cache warm (req/s)", cached_rate,
             "same request, role cache dropped each time (req/s)", uncached_rate, ">= 1.0"),

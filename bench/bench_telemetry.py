@@ -8,12 +8,9 @@ MongoDB command and the background flusher's bulk writes (it flushes every 500 r
 from __future__ import annotations
 
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
-from bench import Row
-from devtools import services
+from bench import Row, embedded_servers
 
 BLOCKS = 24  # alternating on/off blocks: the machine is shared, so drift must hit both sides alike
 REQUESTS = 60
@@ -47,12 +44,8 @@ def main() -> list[Row]:
     from console.models.admin import Admin
     from console.security import hash_password, issue_token
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-telemetry-"))
-    mongo_port, redis_port = services.free_port(), services.free_port()
-    mongo = services.mongo(mongo_port, ":memory:", tmp / "mongo.log").start(timeout=120)
-    redis_server = services.redis(redis_port, log_path=tmp / "redis.log").start()
-    mongo_uri, redis_url = f"mongodb://127.0.0.1:{mongo_port}/bench", f"redis://127.0.0.1:{redis_port}/0"
-    try:
+    with embedded_servers("telemetry") as env:
+        mongo_uri, redis_url = env.mongo_uri, env.redis_url
         setup = create_app(_config(mongo_uri, redis_url, False))
         with setup.app_context():
             prepare_database()
@@ -85,9 +78,6 @@ def main() -> list[Row]:
             rows.append(Row(f"{label}, telemetry on (CPU ms/request)", cpu_on, "telemetry off (CPU ms/request)",
                             cpu_off, "info", higher_is_better=False))
         return rows
-    finally:
-        redis_server.stop()
-        mongo.stop()
 
 
 if __name__ == "__main__":
