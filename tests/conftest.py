@@ -196,19 +196,22 @@ def api(app, create_admin):
     return client_for
 
 
-@pytest.fixture
-def run_jobs(app):
+def work_queued_jobs(app, with_scheduler: bool = False) -> None:
     """Work every queued RQ job in this process, like `python worker.py --burst`."""
     from rq import SimpleWorker
 
     from console.queues import QUEUE_NAMES
 
-    def work(with_scheduler: bool = False) -> None:
+    with app.app_context():
         queues = [app.extensions["queues"][name] for name in QUEUE_NAMES]
         SimpleWorker(queues, connection=app.extensions["redis"]).work(burst=True, with_scheduler=with_scheduler,
                                                                        logging_level="WARNING")
 
-    return work
+
+@pytest.fixture
+def run_jobs(app):
+    """`run_jobs()` works every queued job of the test's app."""
+    return lambda with_scheduler=False: work_queued_jobs(app, with_scheduler)
 
 
 @pytest.fixture(scope="session")

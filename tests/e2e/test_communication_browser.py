@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import re
 
-from rq import SimpleWorker
-
 from tests.communication_helpers import add_members, make_template
-
-
-def _work(live) -> None:
-    queues = [live.extensions["queues"][name] for name in ("high", "default", "low")]
-    SimpleWorker(queues, connection=live.extensions["redis"]).work(burst=True, logging_level="WARNING")
+from tests.conftest import work_queued_jobs as _work
 
 
 def test_editor_preview_follows_typing(live, page, sign_in, output_dir):

@@ -94,9 +94,7 @@ def test_members_and_member_detail(live, page, sign_in, demo, output_dir):
 
 
 def test_inactive_list_to_campaign_results(live, page, sign_in, demo, output_dir):
-    from rq import SimpleWorker
-
-    from console.queues import QUEUE_NAMES
+    from tests.conftest import work_queued_jobs
 
     sign_in("admin")
     page.goto(f"{live.live_url}/engagement/at-risk?tier=all")
@@ -122,9 +120,7 @@ def test_inactive_list_to_campaign_results(live, page, sign_in, demo, output_dir
     page.click("#campaign-send")
     page.wait_for_url("**/engagement/campaigns/*")
     page.wait_for_selector("#campaign-status[data-status=sending] .progress")
-    with live.app_context():
-        queues = [live.extensions["queues"][name] for name in QUEUE_NAMES]
-        SimpleWorker(queues, connection=live.extensions["redis"]).work(burst=True, logging_level="WARNING")
+    work_queued_jobs(live)
     page.wait_for_selector("#campaign-status[data-status=complete]", timeout=10000)
     page.wait_for_selector("#campaign-results")
     assert "Reactivated" in page.locator("#campaign-results").inner_text()

@@ -6,9 +6,7 @@ from console import telemetry
 
 
 def test_system_page_end_to_end(live, page, sign_in, output_dir):
-    from rq import SimpleWorker
-
-    from console.queues import QUEUE_NAMES
+    from tests.conftest import work_queued_jobs
 
     sign_in("super_admin")
     for path in ("/", "/api/phase14/hardening/security-audit", "/nope-404"):
@@ -40,9 +38,7 @@ def test_system_page_end_to_end(live, page, sign_in, output_dir):
     page.on("dialog", lambda dialog: dialog.accept())
     page.click("button[data-task=purge_expired]")
     page.wait_for_selector("#optimize-jobs .sys-job[data-status=queued]")
-    with live.app_context():
-        queues = [live.extensions["queues"][name] for name in QUEUE_NAMES]
-        SimpleWorker(queues, connection=live.extensions["redis"]).work(burst=True, logging_level="WARNING")
+    work_queued_jobs(live)
     page.wait_for_selector("#optimize-jobs .sys-job[data-status=finished]", timeout=10000)
     assert "purge_expired" in page.locator("#optimize-jobs .sys-results").inner_text()
     page.screenshot(path=str(output_dir / "hardening-system.png"), full_page=True)
