@@ -33,6 +33,9 @@ worker: $(STAMP)
 fuzz: $(STAMP)  ## schemathesis over every /api operation, many examples each
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} $(BIN)/python -m pytest tests/test_api_fuzz.py -q
 
+faults: $(STAMP)  ## fault-injection tests, including the long ones (a 30 s SMTP outage)
+	LONG_FAULTS=1 $(BIN)/python -m pytest -m slow -q
+
 load: $(STAMP)  ## 32 concurrent clients against ingestion + dashboards for 60 s; nothing lost, no 5xx
 	$(BIN)/python -m bench.load
 

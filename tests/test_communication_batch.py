@@ -159,12 +159,12 @@ def test_a_claim_whose_worker_died_is_taken_over_without_sending_twice(app, run_
     assert sorted(m["To"] for m in servers.messages()) == [f"u{i}@members.example.com" for i in (1, 2, 3)]
 
 
-def _worker(servers, log_path) -> subprocess.Popen:
+def _worker(servers, log_path, **settings) -> subprocess.Popen:
     env = {**os.environ, "MONGODB_URI": servers.mongo_uri, "REDIS_URL": servers.redis_url,
            "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(servers.smtp_port), "MAILBOX_DIR": str(servers.maildir),
            "INGEST_KEYS": "test-ingest-key", "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
            "PUBLIC_BASE_URL": "http://localhost", "CONSOLE_ENV": "development", "MAIL_CLAIM_LEASE": "2",
-           "MAIL_RECONCILE_INTERVAL": "1", "MAIL_RECONCILE_GRACE": "1", "LOG_LEVEL": "WARNING"}
+           "MAIL_RECONCILE_INTERVAL": "1", "MAIL_RECONCILE_GRACE": "1", "LOG_LEVEL": "WARNING", **settings}
     return subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT, env=env,
                             stdout=log_path.open("ab"), stderr=subprocess.STDOUT)
 
@@ -230,3 +230,42 @@ def test_the_worker_schedules_reconcile_once_per_interval(app, run_jobs):
     run_jobs()
     assert jobs[0].fetch(jobs[0].id, connection=app.extensions["redis"]).return_value() == {
         "checked": 0, "requeued": 0, "jobs": 0}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("LONG_FAULTS"), reason="long fault test: `make faults` runs it")
+def test_a_30_second_smtp_outage_defers_then_delivers_every_email_once(app, servers, tmp_path):
+    """The sink refuses (421) for 30 s: a real worker defers and retries with backoff, then delivers all."""
+    from console.services.mail import create_batch
+
+    total = 40
+    template, _ = make_template(), add_members(total)
+    servers.refuse_mail()
+    batch_id = create_batch(str(template.id), [{"user_id": f"u{i}"} for i in range(total)])["batch_id"]
+    log_path = tmp_path / "worker.log"
+    worker = _worker(servers, log_path, MAIL_RETRY_INTERVALS="4,8,12,16", MAIL_MAX_ATTEMPTS="8")
+    try:
+        outage_ends = time.monotonic() + 30
+        deferred_seen = 0
+        while time.monotonic() < outage_ends:
+            assert worker.poll() is None, log_path.read_text()[-2000:]
+            deferred_seen = max(deferred_seen, EmailQueue.objects(batch_id=batch_id, status="deferred").count())
+            time.sleep(0.5)
+        assert deferred_seen == total and _sink_count(servers) == 0
+        servers.refuse_mail(False)
+        deadline = time.monotonic() + 90
+        while EmailQueue.objects(batch_id=batch_id, status="sent").count() < total and time.monotonic() < deadline:
+            assert worker.poll() is None, log_path.read_text()[-2000:]
+            time.sleep(0.5)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+    docs = list(EmailQueue.objects(batch_id=batch_id))
+    statuses = Counter((d.status, d.attempts, d.reason) for d in docs)
+    assert {d.status for d in docs} == {"sent"}, (statuses.most_common(5), log_path.read_text()[-1500:])
+    assert all(d.attempts >= 2 for d in docs)
+    at_sink = Counter(m["Message-ID"] for m in servers.messages())
+    assert len(at_sink) == total and set(at_sink.values()) == {1}
