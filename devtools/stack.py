@@ -27,7 +27,12 @@ def _env_file_values() -> dict:
     return {k: v for k, v in dotenv_values(path).items() if v is not None} if path.exists() else {}
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops the stack as cleanly as Ctrl-C
     VAR.mkdir(exist_ok=True)
     (VAR / "log").mkdir(exist_ok=True)
     env = {**_env_file_values(), **os.environ}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -165,8 +166,23 @@ def _worker(servers, log_path, **settings) -> subprocess.Popen:
            "INGEST_KEYS": "test-ingest-key", "SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
            "PUBLIC_BASE_URL": "http://localhost", "CONSOLE_ENV": "development", "MAIL_CLAIM_LEASE": "2",
            "MAIL_RECONCILE_INTERVAL": "1", "MAIL_RECONCILE_GRACE": "1", "LOG_LEVEL": "WARNING", **settings}
+    # Its own process group: RQ runs the scheduler as a child process, which must die with the worker.
     return subprocess.Popen([sys.executable, str(ROOT / "worker.py")], cwd=ROOT, env=env,
-                            stdout=log_path.open("ab"), stderr=subprocess.STDOUT)
+                            stdout=log_path.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(worker: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Signal the worker and its scheduler; whatever is left after 15 s is killed."""
+    try:
+        os.killpg(worker.pid, sig)
+        worker.wait(15)
+    except subprocess.TimeoutExpired:
+        pass
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait(5)
 
 
 def _sink_count(servers) -> int:
@@ -188,8 +204,7 @@ def test_a_worker_killed_mid_batch_then_restarted_delivers_every_email_exactly_o
         while _sink_count(servers) < 60 and time.monotonic() < deadline:
             assert worker.poll() is None, log_path.read_text()[-2000:]
             time.sleep(0.005)
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(10)
+        _stop(worker, signal.SIGKILL)  # the whole process group, as a crashed machine would
         at_kill = _sink_count(servers)
         assert 0 < at_kill < total, "the worker should die mid-batch"
         worker = _worker(servers, log_path)
@@ -199,11 +214,7 @@ def test_a_worker_killed_mid_batch_then_restarted_delivers_every_email_exactly_o
             assert worker.poll() is None, log_path.read_text()[-2000:]
             time.sleep(0.25)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        _stop(worker)
     from console.services.mail_delivery import UNCERTAIN
 
     at_sink = Counter(m["Message-ID"] for m in servers.messages())
@@ -258,11 +269,7 @@ def test_a_30_second_smtp_outage_defers_then_delivers_every_email_once(app, serv
             assert worker.poll() is None, log_path.read_text()[-2000:]
             time.sleep(0.5)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(15)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        _stop(worker)
     docs = list(EmailQueue.objects(batch_id=batch_id))
     statuses = Counter((d.status, d.attempts, d.reason) for d in docs)
     assert {d.status for d in docs} == {"sent"}, (statuses.most_common(5), log_path.read_text()[-1500:])
