@@ -122,6 +122,13 @@ def test_preferences_defaults_then_stored(api):
     assert partial["channels"]["sms"] is False and partial["quiet_hours"]  # merge, not replace
 
 
+def test_quiet_hours_without_a_time_zone_are_utc(api):
+    """Found by the API fuzzer: the schema's default time zone never reached the service (500)."""
+    saved = api("admin").post(f"{API}/preferences/u1", json={"quiet_hours": {"start": "23:37", "end": "22:39"}})
+    assert saved.status_code == 200
+    assert saved.json["quiet_hours"] == {"start": "23:37", "end": "22:39", "timezone": "UTC"}
+
+
 @pytest.mark.parametrize(("body", "field"), [
     ({"categories": {"security": False}}, "categories.security"),
     ({"quiet_hours": {"start": "25:00", "end": "07:00"}}, "quiet_hours.start"),

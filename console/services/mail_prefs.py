@@ -66,9 +66,11 @@ def save_preferences(user_id: str, data: dict, actor: str | None = None) -> dict
                        [{"field": f"categories.{ALWAYS_ON}", "message": "security notices cannot be turned off"}])
     quiet = data.get("quiet_hours")
     if quiet:
+        quiet = {**quiet, "timezone": quiet.get("timezone") or "UTC"}  # the schema's default, when not sent
+        data = {**data, "quiet_hours": quiet}
         try:
             ZoneInfo(quiet["timezone"])
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             message = f"unknown time zone {quiet['timezone']!r}"
             raise ApiError(422, "Unknown time zone.", [{"field": "quiet_hours.timezone", "message": message}]) from None
     update = {"updated_at": utcnow(), "updated_by": actor}
