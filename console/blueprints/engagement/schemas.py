@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field, RootModel, model_validator
@@ -20,9 +20,10 @@ class MetricsQuery(QueryModel):
 
     @model_validator(mode="after")
     def _ordered(self):
-        if self.start and self.end and _as_date(self.start) > _as_date(self.end):
+        end = _as_date(self.end) if self.end else datetime.now(UTC).date()  # `to` defaults to today
+        if self.start and _as_date(self.start) > end:
             raise ValueError("`from` must not be after `to`")
-        if self.start and self.end and (_as_date(self.end) - _as_date(self.start)).days > 3660:
+        if self.start and (end - _as_date(self.start)).days > 3660:
             raise ValueError("the range may span at most 10 years")
         return self
 
