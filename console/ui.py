@@ -57,9 +57,14 @@ def visible_nav() -> list[tuple[str, list[dict]]]:
     return grouped
 
 
+def _visible(key: str) -> list:
+    """Registered items (widgets, member panels) the current admin may see, in display order."""
+    items = current_app.extensions.get(key, [])
+    return sorted((item for item in items if has_permission(item.permission)), key=lambda i: (i.order, i.title))
+
+
 def visible_widgets() -> list[Widget]:
-    widgets = current_app.extensions.get("console_widgets", [])
-    return sorted((w for w in widgets if has_permission(w.permission)), key=lambda w: (w.order, w.title))
+    return _visible("console_widgets")
 
 
 @dataclass(frozen=True)
@@ -77,5 +82,4 @@ def add_member_panel(app, panel: MemberPanel) -> None:
 
 
 def visible_member_panels() -> list[MemberPanel]:
-    panels = current_app.extensions.get("console_member_panels", [])
-    return sorted((p for p in panels if has_permission(p.permission)), key=lambda p: (p.order, p.title))
+    return _visible("console_member_panels")

@@ -300,10 +300,22 @@ def batch_status(batch_id: str) -> dict:
     batch = EmailBatch._get_collection().find_one({"_id": oid})
     if batch is None:
         raise ApiError(404, f"No batch has the id {batch_id}.")
-    counts = {status: 0 for status in STATUSES}
-    for row in EmailQueue._get_collection().aggregate([{"$match": {"batch_id": oid}},
-                                                       {"$group": {"_id": "$status", "n": {"$sum": 1}}}]):
-        counts[row["_id"]] = row["n"]
+    return batch_statuses([batch])[0]
+
+
+def batch_statuses(batches: list[dict]) -> list[dict]:
+    """Progress of several batch documents, counted in one aggregation over their queue documents."""
+    counts = {batch["_id"]: dict.fromkeys(STATUSES, 0) for batch in batches}
+    if counts:
+        for row in EmailQueue._get_collection().aggregate([
+                {"$match": {"batch_id": {"$in": list(counts)}}},
+                {"$group": {"_id": {"batch": "$batch_id", "status": "$status"}, "n": {"$sum": 1}}}]):
+            counts[row["_id"]["batch"]][row["_id"]["status"]] = row["n"]
+    return [_batch_summary(batch, counts[batch["_id"]]) for batch in batches]
+
+
+def _batch_summary(batch: dict, counts: dict) -> dict:
+    oid = batch["_id"]
     total = batch["total"]
     done = counts["sent"] + counts["failed"] + counts["skipped"]
     if total and done >= total:

@@ -190,26 +190,25 @@ def _queue_rows(args: dict, cursor: str | None, limit: int = 25) -> tuple[list[d
     return [mail.email_summary(doc) for doc in docs[:limit]], next_cursor
 
 
+def _queue_context() -> dict:
+    """What the queue page and its auto-refreshing table share."""
+    args = _queue_args()
+    rows, next_cursor = _queue_rows(args, request.args.get("cursor"))
+    return {"args": args, "rows": rows, "next_cursor": next_cursor, "counts": mail.queue_counts(),
+            "statuses": mail.STATUSES, "can_send": has_permission("communication.send")}
+
+
 @bp.route("/communication/queue")
 @permission_required("communication.view")
 def queue_page():
-    args = _queue_args()
-    rows, next_cursor = _queue_rows(args, request.args.get("cursor"))
-    return render_template("communication/queue.html", args=args, rows=rows, next_cursor=next_cursor,
-                           counts=mail.queue_counts(), batches=[mail.batch_status(str(b["_id"]))
-                                                                for b in mail.recent_batches(5)],
-                           statuses=mail.STATUSES, priorities=mail.PRIORITIES,
-                           can_send=has_permission("communication.send"))
+    return render_template("communication/queue.html", **_queue_context(), priorities=mail.PRIORITIES,
+                           batches=mail.batch_statuses(mail.recent_batches(5)))
 
 
 @bp.route("/communication/queue/table")
 @permission_required("communication.view")
 def queue_table():
-    args = _queue_args()
-    rows, next_cursor = _queue_rows(args, request.args.get("cursor"))
-    return render_template("communication/_queue_table.html", args=args, rows=rows, next_cursor=next_cursor,
-                           counts=mail.queue_counts(), statuses=mail.STATUSES,
-                           can_send=has_permission("communication.send"))
+    return render_template("communication/_queue_table.html", **_queue_context())
 
 
 @bp.route("/communication/emails/<email_id>")
