@@ -50,14 +50,17 @@ def operator_keys(value: Any, path: str = "") -> list[str]:
     """Paths of keys that look like MongoDB operators or field paths (`$x`, `a.b`)."""
     found = []
     if isinstance(value, dict):
-        for key, item in value.items():
-            where = f"{path}.{key}" if path else str(key)
-            if not isinstance(key, str) or key.startswith("$") or "." in key or "\x00" in key:
-                found.append(where)
-            found.extend(operator_keys(item, where))
+        items = value.items()
     elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found.extend(operator_keys(item, f"{path}.{index}" if path else str(index)))
+        items = enumerate(value)
+    else:
+        return found
+    for key, item in items:
+        if isinstance(value, dict) and (not isinstance(key, str) or key.startswith("$") or "." in key
+                                        or "\x00" in key):
+            found.append(f"{path}.{key}" if path else str(key))
+        if isinstance(item, dict | list):  # scalars cannot hold keys: skip the call (hot on ingestion)
+            found.extend(operator_keys(item, f"{path}.{key}" if path else str(key)))
     return found
 
 

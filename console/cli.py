@@ -23,7 +23,18 @@ def add_demo_seeder(app, name: str, func, order: int = 100) -> None:
     app.extensions.setdefault("demo_seeders", []).append((order, name, func))
 
 
+def add_migration(app, name: str, func) -> None:
+    """Features contribute data migrations: func() -> a summary string when it changed something, else None.
+
+    They run on every `init-db` (and app start-up through prepare_database), so each must be idempotent."""
+    app.extensions.setdefault("migrations", []).append((name, func))
+
+
 def prepare_database() -> None:
+    for name, func in current_app.extensions.get("migrations", []):
+        summary = func()
+        if summary:
+            current_app.logger.warning("migration %s: %s", name, summary)
     db.ensure_indexes()
     seed_roles()
 

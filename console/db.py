@@ -50,3 +50,17 @@ def ensure_indexes() -> list[str]:
         cls.ensure_indexes()
         done.append(cls._get_collection_name())
     return done
+
+
+IN_SLICE = 25
+
+
+def find_in(collection, field: str, values, projection: dict | None = None, extra: dict | None = None, **options):
+    """Documents whose `field` is one of `values`, asked for in small slices.
+
+    SecantusDB matches each candidate against the whole `$in` list, so one `$in` of n values costs about n²:
+    300 ids in one query take four times as long as twelve queries of 25."""
+    unique = list(dict.fromkeys(values))
+    for start in range(0, len(unique), IN_SLICE):
+        yield from collection.find({field: {"$in": unique[start:start + IN_SLICE]}, **(extra or {})}, projection,
+                                   **options)

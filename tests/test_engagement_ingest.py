@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta
 
 import pytest
@@ -219,29 +220,44 @@ def test_rebuild_matches_incremental_rollups(client):
     assert _rollups() == incremental
 
 
-def test_a_lost_race_is_redone_and_recounted(client, monkeypatch):
-    """A write whose read was stale (another request got in between) is retried from the stored state."""
+def test_concurrent_requests_on_one_member_day_lose_nothing(app, client, monkeypatch):
+    """Two requests read the same day, then both write it: the server refuses one write (a conflict in the
+    transaction), that request is redone from a fresh read, and the day holds both requests' events."""
     from console.services import engagement_ingest
+    from console.services.engagement_ingest import rebuild_rollups
 
     track(client, ev("r", "2026-01-05T10:00:00Z"))
-    real = engagement_ingest.ActivityRollup._get_collection()
+    barrier, reads = threading.Barrier(2, timeout=10), []
+    real_find_in = engagement_ingest.find_in
 
-    class StaleReads:
-        reads = 0
+    def reads_in_step(collection, *args, **kwargs):
+        rows = list(real_find_in(collection, *args, **kwargs))
+        if "session" in kwargs:  # the rollup read, inside the transaction
+            reads.append(collection.name)
+            if len(reads) <= 2:
+                barrier.wait()  # both requests have read before either writes
+        return rows
 
-        def find(self, *args, **kwargs):
-            StaleReads.reads += 1
-            return [] if StaleReads.reads == 1 else real.find(*args, **kwargs)
+    monkeypatch.setattr(engagement_ingest, "find_in", reads_in_step)
 
-        def __getattr__(self, name):
-            return getattr(real, name)
+    def post(stamps, session_id):
+        with app.test_client() as own:
+            track(own, [ev("r", stamp, session_id=session_id) for stamp in stamps])
 
-    monkeypatch.setattr(engagement_ingest.ActivityRollup, "_get_collection", classmethod(lambda cls: StaleReads()))
-    track(client, ev("r", "2026-01-05T12:00:00Z"))
+    threads = [threading.Thread(target=post, args=(["2026-01-05T12:00:00Z", "2026-01-05T12:10:00Z"], None)),
+               threading.Thread(target=post, args=(["2026-01-05T11:00:00Z", "2026-01-05T18:00:00Z"], "s1"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
     monkeypatch.undo()
-    assert StaleReads.reads == 2  # the stale read, then a fresh one for the retried write
+    assert len(reads) == 3  # two reads in step, then the refused request read again
     day = rollup("r", "2026-01-05")
-    assert day["events"] == 2 and day["sessions"] == 2 and unpack_seconds(day["ts"]) == [36000, 43200]
+    assert day["events"] == 5 and unpack_seconds(day["ts"]) == [36000, 43200, 43800]
+    assert day["sessions"] == 3  # 10:00, 12:00-12:10 (gap sessions) and s1
+    incremental = _rollups()
+    rebuild_rollups()
+    assert _rollups() == incremental
 
 
 def test_jobs_rebuild_and_warm(client, app, run_jobs):
@@ -265,3 +281,23 @@ def test_body_limits(client):
     huge = client.post(TRACK, data=b'{"events": [' + b'"' + b"x" * (9 * 1024 * 1024) + b'"]}',
                        headers={**headers, "Content-Type": "application/json"})
     assert huge.status_code == 413 and huge.mimetype == "application/problem+json"
+
+
+def test_init_db_migrates_rollups_from_before_member_day_ids(client):
+    """A database written by the earlier layout (ObjectId ids, unique user_id+day index) is rebuilt once."""
+    from console.cli import prepare_database
+    from console.models.engagement import ActivityRollup
+
+    track(client, [ev("m", "2026-01-05T10:00:00Z"), ev("m", "2026-01-06T10:00:00Z")])
+    collection = ActivityRollup._get_collection()
+    old = [{k: v for k, v in row.items() if k != "_id"} for row in collection.find()]
+    collection.delete_many({})
+    collection.insert_many(old)  # ObjectId ids, as the earlier layout had
+    collection.create_index([("user_id", 1), ("day", 1)], unique=True)
+    prepare_database()
+    assert "user_id_1_day_1" not in collection.index_information()
+    assert sorted(row["_id"] for row in collection.find()) == ["m|2026-01-05", "m|2026-01-06"]
+    track(client, ev("m", "2026-01-06T11:00:00Z"))
+    assert rollup("m", "2026-01-06")["events"] == 2
+    prepare_database()  # idempotent
+    assert collection.count_documents({}) == 2

@@ -46,6 +46,7 @@ class ActivityRollup(Document):
     day's `sessions` and `session_seconds` can be recomputed exactly whatever order events arrive in.
     """
 
+    id = StringField(primary_key=True)  # "<user_id>|<YYYY-MM-DD>", see engagement_ingest.rollup_id
     user_id = StringField(required=True, max_length=200)
     day = DateTimeField(required=True)
     week = DateTimeField()  # Monday of the ISO week
@@ -59,11 +60,12 @@ class ActivityRollup(Document):
     sid = DictField()
     first_at = DateTimeField()
     last_at = DateTimeField()
-    v = IntField(default=0)  # bumped on every write; session recounts only land on the version they read
+    v = IntField(default=0)  # how many times the day was rewritten
 
     meta = {
         "collection": "activity_rollups",
-        "indexes": [{"fields": ["user_id", "day"], "unique": True}, ("day", "user_id")],
+        # Only one secondary index: every index costs each ingestion write; member-days are read by `_id`.
+        "indexes": [("day", "user_id")],
     }
 
 

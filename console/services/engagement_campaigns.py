@@ -12,6 +12,7 @@ from bson.errors import InvalidId
 from flask import current_app
 
 from console.apikit import object_id_or_404
+from console.db import find_in
 from console.errors import ApiError
 from console.models.engagement import ActivityRollup, Campaign
 from console.models.member import Member
@@ -102,15 +103,15 @@ def skip_reasons(user_ids: list[str], category: str, now: datetime) -> dict[str,
 
     reasons = dict(mail.deliverability(user_ids, category))
     cap_days = setting("CAMPAIGN_FREQUENCY_CAP_DAYS", 7)
-    recent = Campaign._get_collection().aggregate([
-        {"$match": {"dry_run": False, "sent_at": {"$gte": now - timedelta(days=cap_days)},
-                    "treated": {"$in": user_ids}}},
-        {"$unwind": "$treated"}, {"$match": {"treated": {"$in": user_ids}}}, {"$group": {"_id": "$treated"}},
-    ]) if user_ids else []
-    for row in recent:
-        reasons.setdefault(row["_id"], "frequency_capped")
-    with_email = {doc["user_id"] for doc in Member._get_collection().find(
-        {"user_id": {"$in": user_ids}, "email": {"$regex": "@"}}, {"user_id": 1})}
+    wanted = set(user_ids)
+    # Recent campaigns are few and their member lists are intersected here: the server would match every
+    # member of every list against a long $in.
+    for campaign in Campaign._get_collection().find(
+            {"dry_run": False, "sent_at": {"$gte": now - timedelta(days=cap_days)}}, {"treated": 1}):
+        for uid in wanted.intersection(campaign.get("treated") or ()):
+            reasons.setdefault(uid, "frequency_capped")
+    with_email = {doc["user_id"] for doc in find_in(Member._get_collection(), "user_id", user_ids,
+                                                    {"user_id": 1}, {"email": {"$regex": "@"}})}
     for uid in user_ids:
         if uid not in with_email:
             reasons.setdefault(uid, "no_email")
@@ -180,9 +181,10 @@ def reactivated(user_ids: list[str], sent_at: datetime, until: datetime) -> set[
     """Members with any activity after `sent_at` and no later than `until`."""
     if not user_ids:
         return set()
-    return set(ActivityRollup._get_collection().distinct("user_id", {
-        "user_id": {"$in": user_ids}, "day": {"$gte": as_day(sent_at), "$lte": as_day(until)},
-        "last_at": {"$gt": sent_at}, "first_at": {"$lte": until}}))
+    active = ActivityRollup._get_collection().distinct("user_id", {
+        "day": {"$gte": as_day(sent_at), "$lte": as_day(until)}, "last_at": {"$gt": sent_at},
+        "first_at": {"$lte": until}})
+    return set(active) & set(user_ids)  # intersected here: a long $in list costs the server its square
 
 
 def lift(treated_hits: int, treated_n: int, holdout_hits: int, holdout_n: int) -> dict:

@@ -6,15 +6,16 @@ import hashlib
 import json
 import struct
 import uuid
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pymongo import UpdateOne
+from pymongo import ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError
 
 from console.apikit import operator_keys, pydantic_errors
+from console.db import find_in
 from console.models.engagement import ActivityRollup, EngagementCache, RetentionCache, UserActivity
 from console.models.member import Member
 from console.services.engagement_periods import period_fields
@@ -144,7 +145,7 @@ def ingest(items: list[Any], *, now: datetime | None = None) -> dict:
     docs, traits, rejected = prepare(items, now)
     inserted = store_events(docs)
     if inserted:
-        apply_rollups(inserted)
+        apply_rollups(inserted, now=now)
     touch_members(inserted, traits, now)
     return {
         "accepted": len(inserted),
@@ -160,15 +161,15 @@ def backfill(items: list[Any], *, now: datetime | None = None) -> dict:
     docs, traits, rejected = prepare(items, now)
     inserted = store_events(docs)
     users = sorted({doc["user_id"] for doc in inserted})
-    collection = ActivityRollup._get_collection()
-    known = set(collection.distinct("user_id", {"user_id": {"$in": users}})) if users else set()
+    # A member has rollups exactly when they have a first_seen: both are written for every stored event.
+    known = set(Member._get_collection().distinct("user_id", {"user_id": {"$in": users}, "first_seen": {"$ne": None}}))
     fresh = [doc for doc in inserted if doc["user_id"] not in known]
     if fresh:
-        collection.insert_many(rollup_documents(fresh), ordered=False)
+        ActivityRollup._get_collection().insert_many(rollup_documents(fresh), ordered=False)
         invalidate_caches(min(day_start(doc["timestamp"]) for doc in fresh))
     rest = [doc for doc in inserted if doc["user_id"] in known]
     if rest:
-        apply_rollups(rest)
+        apply_rollups(rest, now=now)
     touch_members(inserted, traits, now)
     return {"accepted": len(inserted), "duplicates": len(docs) - len(inserted), "rejected": rejected}
 
@@ -239,59 +240,69 @@ def _merged(row: dict | None, group: dict | None) -> dict:
     return {"ts": sorted(stamps), "sid": sid}
 
 
-def _update(group: dict, merged: dict, sessions: int, seconds: int) -> dict:
-    inc = {"events": group["events"], "v": 1}
-    inc.update({f"features.{key}": n for key, n in group["features"].items()})
-    inc.update({f"names.{key}": n for key, n in group["names"].items()})
-    fields = {"sessions": sessions, "session_seconds": seconds, "sid": merged["sid"]}
-    if group["ts"]:
-        fields["ts"] = pack_seconds(merged["ts"])
-    return {"$inc": inc, "$min": {"first_at": group["first"]}, "$max": {"last_at": group["last"]}, "$set": fields,
-            "$setOnInsert": period_fields(day_start(group["first"]))}
+def rollup_id(user_id: str, day: datetime) -> str:
+    """A rollup's `_id`: the member and the UTC day, so reads and writes by member-day need no secondary index."""
+    return f"{user_id}|{as_utc(day):%Y-%m-%d}"
 
 
-ROLLUP_STATE = {"user_id": 1, "day": 1, "ts": 1, "sid": 1, "sessions": 1, "session_seconds": 1, "v": 1}
-MAX_ATTEMPTS = 5
+def _next_version(row: dict | None, group: dict, merged: dict, sessions: int, seconds: int) -> dict:
+    """The whole rollup document after adding `group` (events of one member-day) to the stored `row`."""
+    row = row or {}
+    features, names = Counter(row.get("features") or {}), Counter(row.get("names") or {})
+    features.update(group["features"])
+    names.update(group["names"])
+    first, last = as_utc(row.get("first_at")), as_utc(row.get("last_at"))
+    day = day_start(group["first"])
+    return {
+        "user_id": group["user_id"], "day": day, **period_fields(day),
+        "events": row.get("events", 0) + group["events"], "sessions": sessions, "session_seconds": seconds,
+        "features": dict(features), "names": dict(names), "ts": pack_seconds(merged["ts"]), "sid": merged["sid"],
+        "first_at": min(first, group["first"]) if first else group["first"],
+        "last_at": max(last, group["last"]) if last else group["last"], "v": row.get("v", 0) + 1,
+    }
 
 
-def apply_rollups(docs: list[dict]) -> None:
-    """Upsert the per-member-day rollups for stored events, with exact session counts, in one bulk write.
+def apply_rollups(docs: list[dict], *, now: datetime | None = None) -> None:
+    """Write the per-member-day rollups for stored events, with exact session counts, in one transaction.
 
-    The touched days (and their neighbours) are read first; each write only lands on the version it read
-    (`v`), and writes that lost a race with another request are recomputed from a fresh read and retried.
+    The touched days (and the neighbours sessions depend on) are read and rewritten whole inside one
+    multi-document transaction: a concurrent request that changed one of them makes the write conflict, and
+    the transaction is redone from a fresh read. Whole documents addressed by `_id` are the cheapest write the
+    server has, which is what lets ingestion keep pace with raw inserts.
     """
     groups = _group(docs)
-    pending = dict(groups)
-    for _attempt in range(MAX_ATTEMPTS):
-        lost = _write_rollups(pending)
-        if not lost:
-            break
-        pending = {key: groups[key] for key in lost}
-    else:
-        raise RuntimeError(f"rollups of {len(pending)} member-days kept changing under this request")
+    today = day_start(now or utcnow())
+    collection = ActivityRollup._get_collection()
+    with collection.database.client.start_session() as session:
+        session.with_transaction(lambda s: _write_rollups(collection, groups, today, s))
     invalidate_caches(min(day for _, day in groups))
 
 
-def _write_rollups(groups: dict[tuple[str, datetime], dict]) -> list[tuple[str, datetime]]:
-    """One read and one unordered bulk write; returns the member-days whose write lost a race."""
-    users = sorted({user_id for user_id, _ in groups})
-    days = [day for _, day in groups]
-    collection = ActivityRollup._get_collection()
-    stored = {(row["user_id"], as_utc(row["day"])): row for row in collection.find(
-        {"user_id": {"$in": users}, "day": {"$gte": min(days) - DAY, "$lte": max(days) + DAY}}, ROLLUP_STATE)}
+def _needed_keys(groups: dict[tuple[str, datetime], dict], today: datetime) -> set[tuple[str, datetime]]:
+    """The member-days to read: the touched ones, the day before (sessions continue across midnight) and the
+    day after when it may already hold a session that continues one of these days."""
+    keys = set(groups)
+    for user_id, day in groups:
+        keys.add((user_id, day - DAY))
+        if day < today:
+            keys.add((user_id, day + DAY))
+    return keys
+
+
+def _write_rollups(collection, groups: dict[tuple[str, datetime], dict], today: datetime, session) -> None:
+    """One snapshot read and one unordered bulk write, inside the caller's transaction."""
+    ids = [rollup_id(user_id, day) for user_id, day in _needed_keys(groups, today)]
+    stored = {(row["user_id"], as_utc(row["day"])): row for row in find_in(collection, "_id", ids, session=session)}
     merged = {key: _merged(stored.get(key), group) for key, group in groups.items()}
 
     def state(key):
         return merged.get(key) or stored.get(key)
 
-    ops, keys = [], []
+    ops = []
     for key, group in groups.items():
-        row = stored.get(key)
         sessions, seconds = count_sessions(merged[key], state((key[0], key[1] - DAY)))
-        version = {"v": row.get("v", 0)} if row else {"v": {"$exists": False}}
-        ops.append(UpdateOne({"user_id": key[0], "day": key[1], **version},
-                             _update(group, merged[key], sessions, seconds), upsert=True))
-        keys.append(key)
+        doc = _next_version(stored.get(key), {**group, "user_id": key[0]}, merged[key], sessions, seconds)
+        ops.append(ReplaceOne({"_id": rollup_id(*key)}, doc, upsert=True))
     for user_id, day in groups:  # the next day may continue one of today's sessions
         after = (user_id, day + DAY)
         row = stored.get(after)
@@ -299,18 +310,9 @@ def _write_rollups(groups: dict[tuple[str, datetime], dict]) -> list[tuple[str, 
             continue
         sessions, seconds = count_sessions(row, merged[(user_id, day)])
         if sessions != row.get("sessions") or seconds != row.get("session_seconds"):
-            ops.append(UpdateOne({"_id": row["_id"], "v": row.get("v", 0)},
+            ops.append(UpdateOne({"_id": row["_id"]},
                                  {"$set": {"sessions": sessions, "session_seconds": seconds}, "$inc": {"v": 1}}))
-    try:
-        collection.bulk_write(ops, ordered=False)
-    except BulkWriteError as error:
-        lost = []
-        for write_error in error.details.get("writeErrors", []):
-            if write_error.get("code") != 11000 or write_error["index"] >= len(keys):
-                raise
-            lost.append(keys[write_error["index"]])
-        return lost
-    return []
+    collection.bulk_write(ops, ordered=False, session=session)
 
 
 def count_sessions(doc: dict, previous: dict | None) -> tuple[int, int]:
@@ -343,25 +345,42 @@ def count_sessions(doc: dict, previous: dict | None) -> tuple[int, int]:
 
 
 def touch_members(docs: list[dict], traits: dict[str, dict], now: datetime) -> None:
-    """Create members on first sight, widen first_seen/last_seen, apply traits (email, name, others)."""
+    """Create members on first sight, widen first_seen/last_seen, apply traits (email, name, others).
+
+    Members are read first and only written when something changes: backfills and late, out-of-order batches
+    then cost a read instead of a write per member."""
     seen: dict[str, list[datetime]] = {}
     for doc in docs:
         span = seen.setdefault(doc["user_id"], [doc["timestamp"], doc["timestamp"]])
         span[0], span[1] = min(span[0], doc["timestamp"]), max(span[1], doc["timestamp"])
+    users = sorted(set(seen) | set(traits))
+    if not users:
+        return
+    collection = Member._get_collection()
+    stored = {row["user_id"]: row for row in find_in(
+        collection, "user_id", users, {"user_id": 1, "first_seen": 1, "last_seen": 1})}
     ops = []
-    for user_id in sorted(set(seen) | set(traits)):
-        update: dict = {"$setOnInsert": {"created_at": now}}
+    for user_id in users:
+        row = stored.get(user_id)
+        update: dict = {}
         if user_id in seen:
-            update["$min"] = {"first_seen": seen[user_id][0]}
-            update["$max"] = {"last_seen": seen[user_id][1]}
+            first, last = seen[user_id]
+            if row is None or not row.get("first_seen") or first < as_utc(row["first_seen"]):
+                update["$min"] = {"first_seen": first}
+            if row is None or not row.get("last_seen") or last > as_utc(row["last_seen"]):
+                update["$max"] = {"last_seen": last}
         fields = {}
         for key, value in traits.get(user_id, {}).items():
             fields[key if key in {"email", "name"} else f"traits.{key}"] = value
         if fields:
             update["$set"] = fields
-        ops.append(UpdateOne({"user_id": user_id}, update, upsert=True))
+        if row is None:
+            update["$setOnInsert"] = {"created_at": now}
+            ops.append(UpdateOne({"user_id": user_id}, update, upsert=True))
+        elif update:  # by _id: the server's cheapest path
+            ops.append(UpdateOne({"_id": row["_id"]}, update))
     if ops:
-        Member._get_collection().bulk_write(ops, ordered=False)
+        collection.bulk_write(ops, ordered=False)
 
 
 def invalidate_caches(since: datetime) -> None:
@@ -380,10 +399,8 @@ def rollup_documents(docs: list[dict], previous: dict | None = None) -> list[dic
     for (user_id, day), group in groups.items():
         before = merged.get((user_id, day - DAY)) or (previous or {}).get((user_id, day - DAY))
         sessions, seconds = count_sessions(merged[(user_id, day)], before)
-        out.append({"user_id": user_id, "day": day, "events": group["events"], "sessions": sessions,
-                    "session_seconds": seconds, "features": dict(group["features"]), "names": dict(group["names"]),
-                    "ts": pack_seconds(merged[(user_id, day)]["ts"]), "sid": merged[(user_id, day)]["sid"],
-                    "first_at": group["first"], "last_at": group["last"], "v": 1, **period_fields(day)})
+        out.append({"_id": rollup_id(user_id, day), **_next_version(
+            None, {**group, "user_id": user_id}, merged[(user_id, day)], sessions, seconds)})
     return out
 
 
@@ -398,6 +415,9 @@ def rebuild_rollups(start: datetime | None = None, end: datetime | None = None, 
     last = day_start(end) if end else None
     targets = user_ids or sorted(events.distinct("user_id"))
     fields = {"user_id": 1, "event": 1, "feature": 1, "session_id": 1, "timestamp": 1}
+    everything = not (user_ids or first or last)
+    if everything:
+        rollups.delete_many({})
     total = 0
     for offset in range(0, len(targets), chunk):
         members = {"$in": targets[offset: offset + chunk]}
@@ -411,11 +431,25 @@ def rebuild_rollups(start: datetime | None = None, end: datetime | None = None, 
             doc["timestamp"] = as_utc(doc["timestamp"])
         previous = {}
         if first:
-            previous = {(row["user_id"], first - DAY): row for row in rollups.find(
-                {"user_id": members, "day": first - DAY}, {"user_id": 1, "ts": 1, "sid": 1})}
-        rollups.delete_many({"user_id": members, **({"day": days} if days else {})})
+            ids = [rollup_id(user_id, first - DAY) for user_id in members["$in"]]
+            previous = {(row["user_id"], first - DAY): row
+                        for row in find_in(rollups, "_id", ids, {"user_id": 1, "ts": 1, "sid": 1})}
+        if not everything:
+            rollups.delete_many({"user_id": members, **({"day": days} if days else {})})
         if docs:
             rollups.insert_many(rollup_documents(docs, previous), ordered=False)
         total += len(docs)
     invalidate_caches(first or datetime.min.replace(tzinfo=UTC))
     return total
+
+
+OLD_ROLLUP_INDEX = "user_id_1_day_1"
+
+
+def migrate_rollup_ids() -> str | None:
+    """Databases from before rollups were keyed by member-day: rebuild them from events, drop the old index."""
+    collection = ActivityRollup._get_collection()
+    if OLD_ROLLUP_INDEX not in collection.index_information():
+        return None
+    collection.drop_index(OLD_ROLLUP_INDEX)
+    return f"rollups rebuilt from {rebuild_rollups()} events, keyed by member-day"

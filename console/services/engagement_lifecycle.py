@@ -6,8 +6,10 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 
+from console.db import find_in
 from console.models.engagement import ActivityRollup
 from console.models.member import Member
+from console.services.engagement_ingest import rollup_id
 from console.services.engagement_periods import add_periods, as_day, label, period_field, period_start
 from console.timeutil import as_utc, utcnow
 
@@ -18,17 +20,28 @@ def churn_after_days() -> int:
     return int(current_app.config.get("CHURN_AFTER_DAYS", 30))
 
 
+def _periods_of(user_id: str, first_seen: datetime | None, now: datetime, interval: str) -> list[dict]:
+    """The member's events, first and last time per period, read by `_id` from first_seen to today."""
+    if first_seen is None:
+        return []
+    days = (as_day(now) - as_day(first_seen)).days + 1
+    ids = [rollup_id(user_id, as_day(now) - timedelta(days=n)) for n in range(max(days, 0))]
+    periods: dict[datetime, dict] = {}
+    for row in find_in(ActivityRollup._get_collection(), "_id", ids, {"day": 1, "events": 1, "first_at": 1,
+                                                                     "last_at": 1}):
+        period = periods.setdefault(period_start(as_utc(row["day"]), interval),
+                                    {"events": 0, "first": row["first_at"], "last": row["last_at"]})
+        period["events"] += row["events"]
+        period["first"], period["last"] = min(period["first"], row["first_at"]), max(period["last"], row["last_at"])
+    return [{"_id": key, **value} for key, value in sorted(periods.items())]
+
+
 def member_lifecycle(user_id: str, interval: str = "week", now: datetime | None = None) -> dict | None:
     """The member's current stage and per-period timeline; None when the member is unknown."""
     now = now or utcnow()
     member = Member._get_collection().find_one({"user_id": user_id}, {"first_seen": 1, "last_seen": 1,
                                                                        "created_at": 1})
-    rows = list(ActivityRollup._get_collection().aggregate([
-        {"$match": {"user_id": user_id, "day": {"$lte": as_day(now)}}},
-        {"$group": {"_id": period_field(interval), "events": {"$sum": "$events"},
-                    "first": {"$min": "$first_at"}, "last": {"$max": "$last_at"}}},
-        {"$sort": {"_id": 1}},
-    ]))
+    rows = _periods_of(user_id, as_utc((member or {}).get("first_seen")), now, interval)
     if member is None and not rows:
         return None
     events = {as_utc(row["_id"]): row["events"] for row in rows}

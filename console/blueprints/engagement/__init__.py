@@ -2,7 +2,7 @@
 
 from flask import Blueprint
 
-from console.cli import add_demo_seeder
+from console.cli import add_demo_seeder, add_migration
 from console.ui import NavItem, Widget, add_nav, add_widget
 
 bp = Blueprint("engagement", __name__)
@@ -11,6 +11,7 @@ bp = Blueprint("engagement", __name__)
 def init_app(app) -> None:
     from console.blueprints.engagement import api, pages  # noqa: F401  (routes)
     from console.services.engagement_demo import seed_activity
+    from console.services.engagement_ingest import migrate_rollup_ids
 
     app.register_blueprint(bp)
     for label, endpoint, icon, order in (
@@ -22,3 +23,4 @@ def init_app(app) -> None:
     add_nav(app, NavItem("Campaigns", "engagement.campaigns", "campaigns.send", "Engagement", "✉", 70))
     add_widget(app, Widget("Engagement", "engagement.widget", "analytics.view", order=20, width=2))
     add_demo_seeder(app, "activity", seed_activity, order=10)
+    add_migration(app, "rollup ids", migrate_rollup_ids)
