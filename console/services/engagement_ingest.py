@@ -162,7 +162,8 @@ def backfill(items: list[Any], *, now: datetime | None = None) -> dict:
     inserted = store_events(docs)
     users = sorted({doc["user_id"] for doc in inserted})
     # A member has rollups exactly when they have a first_seen: both are written for every stored event.
-    known = set(Member._get_collection().distinct("user_id", {"user_id": {"$in": users}, "first_seen": {"$ne": None}}))
+    known = {row["user_id"] for row in find_in(Member._get_collection(), "user_id", users, {"user_id": 1},
+                                               {"first_seen": {"$ne": None}})}
     fresh = [doc for doc in inserted if doc["user_id"] not in known]
     if fresh:
         ActivityRollup._get_collection().insert_many(rollup_documents(fresh), ordered=False)
