@@ -48,19 +48,17 @@ def pydantic_errors(error: ValidationError, prefix: str = "") -> list[dict]:
 
 def operator_keys(value: Any, path: str = "") -> list[str]:
     """Paths of keys that look like MongoDB operators or field paths (`$x`, `a.b`)."""
-    found = []
+    found: list[str] = []
     if isinstance(value, dict):
-        items = value.items()
+        for key, item in value.items():
+            if not isinstance(key, str) or key.startswith("$") or "." in key or "\x00" in key:
+                found.append(f"{path}.{key}" if path else str(key))
+            if isinstance(item, (dict, list)):
+                found.extend(operator_keys(item, f"{path}.{key}" if path else key))
     elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return found
-    for key, item in items:
-        if isinstance(value, dict) and (not isinstance(key, str) or key.startswith("$") or "." in key
-                                        or "\x00" in key):
-            found.append(f"{path}.{key}" if path else str(key))
-        if isinstance(item, dict | list):  # scalars cannot hold keys: skip the call (hot on ingestion)
-            found.extend(operator_keys(item, f"{path}.{key}" if path else str(key)))
+        for index, item in enumerate(value):
+            if isinstance(item, (dict, list)):
+                found.extend(operator_keys(item, f"{path}.{index}" if path else str(index)))
     return found
 
 

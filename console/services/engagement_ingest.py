@@ -8,10 +8,11 @@ import struct
 import uuid
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pymongo import ReplaceOne, UpdateOne
+from pymongo import InsertOne, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError
 
 from console.apikit import operator_keys, pydantic_errors
@@ -74,6 +75,7 @@ class TrackEvent(BaseModel):
         return value
 
 
+@lru_cache(maxsize=4096)  # the same few event and feature names, thousands of times a second
 def escape_key(name: str) -> str:
     """A feature or event name as a safe MongoDB field name (no dots, no leading $)."""
     return name.replace("%", "%25").replace(".", "%2E").replace("$", "%24").replace("\x00", "%00")
@@ -302,8 +304,10 @@ def _write_rollups(collection, groups: dict[tuple[str, datetime], dict], today: 
     ops = []
     for key, group in groups.items():
         sessions, seconds = count_sessions(merged[key], state((key[0], key[1] - DAY)))
-        doc = _next_version(stored.get(key), {**group, "user_id": key[0]}, merged[key], sessions, seconds)
-        ops.append(ReplaceOne({"_id": rollup_id(*key)}, doc, upsert=True))
+        row = stored.get(key)
+        doc = _next_version(row, {**group, "user_id": key[0]}, merged[key], sessions, seconds)
+        # The snapshot says which days exist; another request creating or changing one meanwhile is a conflict.
+        ops.append(ReplaceOne({"_id": row["_id"]}, doc) if row else InsertOne({"_id": rollup_id(*key), **doc}))
     for user_id, day in groups:  # the next day may continue one of today's sessions
         after = (user_id, day + DAY)
         row = stored.get(after)
