@@ -147,7 +147,11 @@ def run(clients: int, seconds: float, timeout: float) -> int:
     finally:
         if web:
             web.terminate()
-            web.wait(20)
+            try:
+                web.wait(20)
+            except subprocess.TimeoutExpired:  # requests still running past the deadline: report, do not hang
+                web.kill()
+                web.wait()
         redis.stop()
         mongo.stop()
 

@@ -60,7 +60,7 @@ class ActivityRollup(Document):
     sid = DictField()
     first_at = DateTimeField()
     last_at = DateTimeField()
-    v = IntField(default=0)  # how many times the day was rewritten
+    v = IntField(default=0)  # bumped on every write; a write only lands on the version it read
 
     meta = {
         "collection": "activity_rollups",

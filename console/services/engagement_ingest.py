@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import struct
+import time
 import uuid
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
@@ -265,19 +267,28 @@ def _next_version(row: dict | None, group: dict, merged: dict, sessions: int, se
     }
 
 
-def apply_rollups(docs: list[dict], *, now: datetime | None = None) -> None:
-    """Write the per-member-day rollups for stored events, with exact session counts, in one transaction.
+MAX_ATTEMPTS = 8
 
-    The touched days (and the neighbours sessions depend on) are read and rewritten whole inside one
-    multi-document transaction: a concurrent request that changed one of them makes the write conflict, and
-    the transaction is redone from a fresh read. Whole documents addressed by `_id` are the cheapest write the
-    server has, which is what lets ingestion keep pace with raw inserts.
+
+def apply_rollups(docs: list[dict], *, now: datetime | None = None) -> None:
+    """Write the per-member-day rollups for stored events, with exact session counts, in one bulk write.
+
+    The touched days (and the neighbours sessions depend on) are read, then rewritten whole, each only over
+    the version it read (`v`); a write that lost a race with another request collides on `_id`, and just those
+    member-days are recomputed from a fresh read and written again. Whole documents addressed by `_id` are the
+    cheapest write the server has, and redoing only what collided keeps busy members from stalling everyone.
     """
     groups = _group(docs)
     today = day_start(now or utcnow())
-    collection = ActivityRollup._get_collection()
-    with collection.database.client.start_session() as session:
-        session.with_transaction(lambda s: _write_rollups(collection, groups, today, s))
+    pending = dict(groups)
+    for attempt in range(MAX_ATTEMPTS):
+        lost = _write_rollups(pending, today)
+        if not lost:
+            break
+        pending = {key: groups[key] for key in lost}
+        time.sleep(random.uniform(0, 0.005 * 2 ** attempt))  # let the request that won finish its round
+    else:
+        raise RuntimeError(f"rollups of {len(pending)} member-days kept changing under this request")
     invalidate_caches(min(day for _, day in groups))
 
 
@@ -292,22 +303,26 @@ def _needed_keys(groups: dict[tuple[str, datetime], dict], today: datetime) -> s
     return keys
 
 
-def _write_rollups(collection, groups: dict[tuple[str, datetime], dict], today: datetime, session) -> None:
-    """One snapshot read and one unordered bulk write, inside the caller's transaction."""
+def _write_rollups(groups: dict[tuple[str, datetime], dict], today: datetime) -> list[tuple[str, datetime]]:
+    """One read and one unordered bulk write; returns the member-days whose write lost a race."""
+    collection = ActivityRollup._get_collection()
     ids = [rollup_id(user_id, day) for user_id, day in _needed_keys(groups, today)]
-    stored = {(row["user_id"], as_utc(row["day"])): row for row in find_in(collection, "_id", ids, session=session)}
+    stored = {(row["user_id"], as_utc(row["day"])): row for row in find_in(collection, "_id", ids)}
     merged = {key: _merged(stored.get(key), group) for key, group in groups.items()}
 
     def state(key):
         return merged.get(key) or stored.get(key)
 
-    ops = []
+    ops, keys = [], []
     for key, group in groups.items():
-        sessions, seconds = count_sessions(merged[key], state((key[0], key[1] - DAY)))
         row = stored.get(key)
+        sessions, seconds = count_sessions(merged[key], state((key[0], key[1] - DAY)))
         doc = _next_version(row, {**group, "user_id": key[0]}, merged[key], sessions, seconds)
-        # The snapshot says which days exist; another request creating or changing one meanwhile is a conflict.
-        ops.append(ReplaceOne({"_id": row["_id"]}, doc) if row else InsertOne({"_id": rollup_id(*key), **doc}))
+        if row is None:  # another request creating the day meanwhile makes this collide on _id
+            ops.append(InsertOne({"_id": rollup_id(*key), **doc}))
+        else:  # a version that moved on makes the upsert collide on _id
+            ops.append(ReplaceOne({"_id": row["_id"], "v": row.get("v")}, doc, upsert=True))
+        keys.append(key)
     for user_id, day in groups:  # the next day may continue one of today's sessions
         after = (user_id, day + DAY)
         row = stored.get(after)
@@ -315,9 +330,18 @@ def _write_rollups(collection, groups: dict[tuple[str, datetime], dict], today: 
             continue
         sessions, seconds = count_sessions(row, merged[(user_id, day)])
         if sessions != row.get("sessions") or seconds != row.get("session_seconds"):
-            ops.append(UpdateOne({"_id": row["_id"]},
+            ops.append(UpdateOne({"_id": row["_id"], "v": row.get("v")},
                                  {"$set": {"sessions": sessions, "session_seconds": seconds}, "$inc": {"v": 1}}))
-    collection.bulk_write(ops, ordered=False, session=session)
+    try:
+        collection.bulk_write(ops, ordered=False)
+    except BulkWriteError as error:
+        lost = []
+        for write_error in error.details.get("writeErrors", []):
+            if write_error.get("code") != 11000 or write_error["index"] >= len(keys):
+                raise
+            lost.append(keys[write_error["index"]])
+        return lost
+    return []
 
 
 def count_sessions(doc: dict, previous: dict | None) -> tuple[int, int]:
