@@ -52,7 +52,7 @@ def operator_keys(value: Any, path: str = "") -> list[str]:
     if isinstance(value, dict):
         for key, item in value.items():
             where = f"{path}.{key}" if path else str(key)
-            if not isinstance(key, str) or key.startswith("$") or "." in key or "\x00" in key:
+            if not isinstance(key, str) or not key or key.startswith("$") or "." in key or "\x00" in key:
                 found.append(where)
             found.extend(operator_keys(item, where))
     elif isinstance(value, list):
@@ -76,7 +76,7 @@ def parse_body(model: type[BaseModel], data: Any, *, check_operators: bool = Tru
     if check_operators:
         bad = operator_keys(data)
         if bad:
-            raise ApiError(422, "Keys may not start with '$' or contain '.'.",
+            raise ApiError(422, "Keys may not be empty, start with '$' or contain '.'.",
                            [{"field": path, "message": "operator-like key not allowed"} for path in bad])
     try:
         return model.model_validate(data)
