@@ -46,7 +46,7 @@ class WriteRecorder(monitoring.CommandListener):
     def started(self, event):
         if event.command_name in WRITE_COMMANDS:
             collection = event.command.get(event.command_name)
-            if collection not in TELEMETRY:
+            if collection not in TELEMETRY and not _is_lease(collection, event.command):
                 with self._lock:
                     self._pending[event.request_id] = (event.command_name, collection)
 
@@ -59,6 +59,15 @@ class WriteRecorder(monitoring.CommandListener):
     def failed(self, event):
         with self._lock:
             self._pending.pop(event.request_id, None)
+
+
+def _is_lease(collection: str, command: dict) -> bool:
+    """The role-assignment lock: taken and given back within the request that checks the rules, so even a
+    refused assignment writes it; it holds no data."""
+    from console.services.roles import LOCK_KEY
+
+    updates = command.get("updates") or []
+    return collection == "authz_state" and bool(updates) and all(u["q"].get("_id") == LOCK_KEY for u in updates)
 
 
 def _changed(command: str, reply: dict) -> bool:
