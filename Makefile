@@ -30,7 +30,7 @@ fmt: $(STAMP)
 worker: $(STAMP)
 	$(BIN)/python worker.py
 
-fuzz: $(STAMP)  ## schemathesis over every /api operation, many examples each
+fuzz: $(STAMP)  ## schemathesis over every /api operation and the linked workflows, many examples each
 	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-300} $(BIN)/python -m pytest tests/test_api_fuzz.py -q
 
 faults: $(STAMP)  ## fault-injection tests, including the long ones (a 30 s SMTP outage)

@@ -51,7 +51,7 @@ def operator_keys(value: Any, path: str = "") -> list[str]:
     found: list[str] = []
     if isinstance(value, dict):
         for key, item in value.items():
-            if not isinstance(key, str) or key.startswith("$") or "." in key or "\x00" in key:
+            if not isinstance(key, str) or not key or key.startswith("$") or "." in key or "\x00" in key:
                 found.append(f"{path}.{key}" if path else str(key))
             if isinstance(item, (dict, list)):
                 found.extend(operator_keys(item, f"{path}.{key}" if path else key))
@@ -77,7 +77,7 @@ def parse_body(model: type[BaseModel], data: Any, *, check_operators: bool = Tru
     if check_operators:
         bad = operator_keys(data)
         if bad:
-            raise ApiError(422, "Keys may not start with '$' or contain '.'.",
+            raise ApiError(422, "Keys may not be empty, start with '$' or contain '.'.",
                            [{"field": path, "message": "operator-like key not allowed"} for path in bad])
     try:
         return model.model_validate(data)
@@ -107,6 +107,16 @@ def get_or_404(model, object_id: str, **filters):
     return doc
 
 
+def link(operation_id: str, body: dict | None = None, **parameters: str) -> dict:
+    """An OpenAPI link to `operation_id`; values are runtime expressions such as `$response.body#/id`."""
+    out: dict = {"operationId": operation_id}
+    if parameters:
+        out["parameters"] = parameters
+    if body is not None:
+        out["requestBody"] = body
+    return out
+
+
 def _to_response(result, status: int) -> Response:
     if isinstance(result, Response):
         return result
@@ -129,7 +139,7 @@ def _to_response(result, status: int) -> Response:
 def endpoint(bp, rule: str, *, methods=("GET",), permission: str | None, summary: str, body=None, query=None,
              response=None, status: int = 200, tags=None, allow_ingest_key: bool = False,
              max_body: int | None = None, check_operators: bool = True, responses: dict | None = None,
-             csrf: bool = True, rate_limit=None, alt_media_types: tuple[str, ...] = ()):
+             csrf: bool = True, rate_limit=None, alt_media_types: tuple[str, ...] = (), links: dict | None = None):
     """Register a JSON endpoint on `bp`.
 
     The view receives `body=` and `query=` (validated models) when declared, and returns a dict, a pydantic
@@ -137,6 +147,8 @@ def endpoint(bp, rule: str, *, methods=("GET",), permission: str | None, summary
     `permission=LOGIN` allows any signed-in admin.
     `rate_limit` is a `limiter.limit(...)` decorator; it must wrap the registered view to take effect.
     `alt_media_types` documents other success bodies the view can send (e.g. "text/csv" for exports).
+    `links` are OpenAPI links from the success response: name → {"operationId", "parameters"?, "requestBody"?},
+    telling clients (and the stateful fuzzer) which operation takes an id this one returns.
     """
 
     def decorator(view):
@@ -164,6 +176,7 @@ def endpoint(bp, rule: str, *, methods=("GET",), permission: str | None, summary
             "summary": summary, "description": (view.__doc__ or "").strip(), "body": body, "query": query,
             "response": response, "status": status, "tags": tags or [bp.name], "permission": permission,
             "ingest_key": allow_ingest_key, "responses": responses or {}, "alt_media_types": alt_media_types,
+            "links": links or {},
         }
         bp.add_url_rule(rule, view_func=guarded, methods=list(methods))
         return guarded

@@ -64,6 +64,18 @@ def _permission_note(permission: str | None) -> str:
     return f"\n\nPermission: `{permission}`"
 
 
+def _check_links(paths: dict) -> None:
+    """Fail at build time when a link names an operation that does not exist (a renamed view)."""
+    operations = {op["operationId"] for methods in paths.values() for op in methods.values()}
+    for methods in paths.values():
+        for op in methods.values():
+            for response in op["responses"].values():
+                for name, link in response.get("links", {}).items():
+                    if link["operationId"] not in operations:
+                        raise ValueError(f"link {name} of {op['operationId']} names no operation: "
+                                         f"{link['operationId']}")
+
+
 def build_spec(app=None) -> dict:
     app = app or current_app
     components: dict = {"Problem": PROBLEM_SCHEMA}
@@ -97,6 +109,8 @@ def build_spec(app=None) -> dict:
                     "application/json": {"schema": _response_schema(meta["response"], components)}}}
                 for media_type in meta.get("alt_media_types", ()):
                     operation["responses"][status]["content"][media_type] = {"schema": {"type": "string"}}
+            if meta.get("links"):
+                operation["responses"][status]["links"] = meta["links"]
             codes = [400, 401, 403, 413, 415, 422, 429] if meta["body"] is not None else [401, 403, 422, 429]
             if rule.arguments:
                 codes.append(404)
@@ -107,6 +121,7 @@ def build_spec(app=None) -> dict:
             elif meta["ingest_key"]:
                 operation["security"] = [{"bearer": []}, {"ingestKey": []}, {"cookie": []}]
             paths.setdefault(path, {})[method.lower()] = operation
+    _check_links(paths)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Community Console API (Phase 14)", "version": "1.0.0",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -226,3 +227,10 @@ def scratch_dir():
     path = Path(tempfile.mkdtemp(prefix="console-test-"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """After a run that fuzzed the API: how many operations, cases and linked calls (tests/fuzz_helpers.py)."""
+    fuzz = sys.modules.get("tests.fuzz_helpers")
+    for line in fuzz.summary_lines() if fuzz else []:
+        terminalreporter.write_line(line)

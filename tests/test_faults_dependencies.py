@@ -66,12 +66,10 @@ def test_login_page_with_redis_down_still_works(app, create_admin, stopped, make
     assert ready.status_code == 503 and ready.json["checks"]["redis"] == "down"
 
 
-def test_requests_during_a_restart_of_the_disk_backed_store_get_a_retryable_error(servers, tmp_path):
-    """The same data directory, restarted: clients see 503 + Retry-After meanwhile, never a 500, and the
-    data is there when it is back."""
-    import threading
-    import time
-
+@pytest.fixture
+def disk_store(servers, tmp_path):
+    """A SecantusDB of its own with a data directory (not :memory:), and an app on it that gives up on MongoDB
+    after 300 ms; yields (service, app)."""
     from console import create_app
     from console.cli import prepare_database
     from devtools import services
@@ -80,36 +78,127 @@ def test_requests_during_a_restart_of_the_disk_backed_store_get_a_retryable_erro
     port = services.free_port()
     store = services.mongo(port, tmp_path / "data", tmp_path / "mongo.log").start(timeout=120)
     try:
-        app = create_app(base_config(servers, MONGODB_URI=f"mongodb://127.0.0.1:{port}/restart",
-                                     MONGO_TIMEOUT_MS=300, TOKEN_RATE_LIMIT="10000 per minute"))
+        app = create_app(base_config(servers, MONGODB_URI=f"mongodb://127.0.0.1:{port}/restart", MONGO_TIMEOUT_MS=300,
+                                     TOKEN_RATE_LIMIT="10000 per minute", INGEST_RATE_LIMIT="100000 per minute"))
         with app.app_context():
             prepare_database()
-            app.test_cli_runner().invoke(args=["create-admin", "ops@example.com", "--role", "analyst",
+            app.test_cli_runner().invoke(args=["create-admin", "ops@example.com", "--role", "super_admin",
                                                "--password", TEST_PASSWORD])
-        client = app.test_client()
-        login = {"email": "ops@example.com", "password": TEST_PASSWORD}
-        assert client.post("/api/auth/token", json=login).status_code == 200
-
-        stopped = threading.Event()
-
-        def restart_store():
-            store.stop()
-            stopped.set()
-            time.sleep(2)  # a restart that takes a while (recovery on a big data directory)
-            store.start(timeout=120)
-
-        restart = threading.Thread(target=restart_store)
-        restart.start()
-        stopped.wait(60)
-        statuses = []
-        while restart.is_alive():
-            response = client.post("/api/auth/token", json=login)
-            statuses.append(response.status_code)
-            if response.status_code == 503:
-                assert response.mimetype == "application/problem+json"
-                assert int(response.headers["Retry-After"]) > 0
-        restart.join()
-        assert 503 in statuses and set(statuses) <= {200, 503}, sorted(set(statuses))
-        assert client.post("/api/auth/token", json=login).status_code == 200  # the data survived the restart
+        yield store, app
     finally:
         store.stop()
+
+
+def _in_background(*steps):
+    """Run the steps one after another in a thread; returns the started thread."""
+    import threading
+
+    def run():
+        for step in steps:
+            step()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def _retryable_or_ok(response, elapsed: float, ok: int) -> bool:
+    """True for a success; asserts that anything else is a quick 503 problem with Retry-After."""
+    assert elapsed < CLIENT_TIMEOUT, f"{response.status_code} after {elapsed:.1f}s"
+    if response.status_code == ok:
+        return True
+    assert response.status_code == 503, response.get_data(as_text=True)[:300]
+    assert response.mimetype == "application/problem+json" and int(response.headers["Retry-After"]) > 0
+    assert "Traceback" not in response.get_data(as_text=True)
+    return False
+
+
+CLIENT_TIMEOUT = 10.0  # seconds: what a client of this API waits before it gives up
+
+
+def test_requests_during_a_restart_of_the_disk_backed_store_get_a_retryable_error(disk_store):
+    """Sign-in, reads and writes while the same data directory is stopped and started again: each answers
+    at once, either as usual or 503 + Retry-After, never a 500; afterwards the data is all there."""
+    import time
+
+    store, app = disk_store
+    client = app.test_client()
+    login = {"email": "ops@example.com", "password": TEST_PASSWORD}
+    token = client.post("/api/auth/token", json=login).json["token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    template = {"name": "before", "subject": "s", "html_body": "<p>x</p>", "category": "news"}
+    assert client.post("/api/phase14/communication/templates", json=template, headers=bearer).status_code == 201
+    requests = [
+        (lambda: client.post("/api/auth/token", json=login), 200),
+        (lambda: client.get("/api/phase14/communication/templates", headers=bearer), 200),
+        (lambda: client.post("/api/phase14/engagement/track-activity", headers={"X-Ingest-Key": INGEST_KEY},
+                             json={"user_id": "u1", "event": "restart"}), 202),
+    ]
+    restart = _in_background(store.stop, lambda: time.sleep(2), lambda: store.start(timeout=120))
+    outcomes = []
+    while restart.is_alive():
+        for request, ok in requests:
+            started = time.monotonic()
+            response = request()
+            outcomes.append(_retryable_or_ok(response, time.monotonic() - started, ok))
+    restart.join()
+    assert False in outcomes, "no request reached the store while it was down"
+
+    assert client.post("/api/auth/token", json=login).status_code == 200
+    names = [item["name"] for item in client.get("/api/phase14/communication/templates", headers=bearer).json["items"]]
+    assert names == ["before"]  # written before the restart, still there
+
+
+def _stream_through_an_outage(store, app) -> tuple[int, list[int]]:
+    """Stream batches of 50 events, retrying each 503 with the same event ids, while MongoDB is stopped and
+    started again; returns how many batches went in and every status seen."""
+    import time
+
+    client = app.test_client()
+    headers = {"X-Ingest-Key": INGEST_KEY}
+    sent, answers, outage = 0, [], None
+
+    def send(number: int):
+        batch = [{"user_id": f"u{i % 7}", "event": "stream", "event_id": f"b{number}-{i}"} for i in range(50)]
+        while True:
+            started = time.monotonic()
+            response = client.post("/api/phase14/engagement/track-activity", json={"events": batch},
+                                   headers=headers)
+            answers.append(response.status_code)
+            if _retryable_or_ok(response, time.monotonic() - started, 202):
+                return
+            time.sleep(0.2)
+
+    while outage is None or outage.is_alive() or answers[-5:] != [202] * 5:
+        if sent == 5:  # the stream is flowing: pull the store out from under it
+            outage = _in_background(store.stop, lambda: time.sleep(2), lambda: store.start(timeout=120))
+        send(sent)
+        sent += 1
+    outage.join()
+    return sent, answers
+
+
+def test_stopping_mongodb_during_an_ingestion_stream_is_503_then_recovers(disk_store):
+    """While MongoDB is stopped every answer is a quick 503 problem, once it is back the stream goes on, and
+    every event is stored exactly once."""
+    from console.models.engagement import UserActivity
+
+    store, app = disk_store
+    sent, answers = _stream_through_an_outage(store, app)
+    assert 503 in answers and set(answers) == {202, 503}
+    with app.app_context():
+        assert UserActivity.objects.count() == sent * 50
+        assert len(UserActivity.objects.distinct("event_id")) == sent * 50
+
+
+@pytest.mark.xfail(strict=False, reason="engagement_ingest.ingest stores the events, then rolls them up; a batch "
+                   "cut off between the two is answered 503, and its retry counts the events as duplicates and "
+                   "never rolls them up (the dashboards undercount until `rebuild_rollups`)")
+def test_a_batch_cut_off_by_the_outage_is_rolled_up_when_retried(disk_store):
+    from console import db
+    from tests.fuzz_helpers import store_problems
+
+    store, app = disk_store
+    _stream_through_an_outage(store, app)
+    with app.app_context():
+        assert store_problems(db.get_db()) == []

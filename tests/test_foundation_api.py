@@ -83,3 +83,35 @@ def test_api_docs_page_renders_for_people(client):
     page = client.get("/api/docs")
     assert page.status_code == 200
     assert "/api/auth/token" in page.get_data(as_text=True)
+
+
+def _resolve(expression: str, body: dict):
+    """A `$response.body#/a/0/b` runtime expression against a response body."""
+    value = body
+    for part in expression.removeprefix("$response.body#/").split("/"):
+        value = value[int(part)] if isinstance(value, list) else value[part]
+    return value
+
+
+def test_openapi_links_of_a_new_template_lead_to_working_requests(api):
+    """Clients (and the stateful fuzzer) follow these: read, edit with the version, restore, delete."""
+    client = api("super_admin")
+    spec = client.get("/api/openapi.json").json
+    by_id = {op["operationId"]: (path, method) for path, ops in spec["paths"].items() for method, op in ops.items()}
+    template = {"name": "welcome", "subject": "Hi", "html_body": "<p>Hi {{ name }}</p>", "category": "news"}
+    created = client.post("/api/phase14/communication/templates", json=template).json
+    links = spec["paths"]["/api/phase14/communication/templates"]["post"]["responses"]["201"]["links"]
+
+    def follow(name: str, body: dict | None = None):
+        path, method = by_id[links[name]["operationId"]]
+        for parameter, expression in links[name].get("parameters", {}).items():
+            path = path.replace("{" + parameter + "}", str(_resolve(expression, created)))
+        extra = {key: _resolve(value, created) for key, value in links[name].get("requestBody", {}).items()}
+        return client.open(path, method=method.upper(), json={**body, **extra} if body is not None else None)
+
+    assert follow("GetTemplate").json["id"] == created["id"]
+    assert follow("UpdateTemplate", {**template, "subject": "Hello"}).json["version"] == 2
+    assert follow("UpdateTemplate", template).status_code == 409  # the link carried version 1, now stale
+    assert follow("SendEmail", {"to": {"email": "m@example.org"}}).status_code == 202
+    assert follow("DeleteTemplate").status_code == 204
+    assert follow("GetTemplate").status_code == 404

@@ -2,7 +2,7 @@
 
 from flask_login import current_user
 
-from console.apikit import PageQuery, endpoint, paginate
+from console.apikit import PageQuery, endpoint, link, paginate
 from console.blueprints.communication import bp
 from console.blueprints.communication.schemas import (
     BatchIn,
@@ -27,6 +27,19 @@ from console.services.audit import record
 
 PREFIX = "/api/phase14/communication"
 TAGS = ["communication"]
+_ID = "$response.body#/id"
+# From a template just saved: read, edit (with its version for optimistic locking), delete, restore, send it.
+TEMPLATE_LINKS = {
+    "GetTemplate": link("communication_get_template_get", template_id=_ID),
+    "UpdateTemplate": link("communication_update_template_put", {"version": "$response.body#/version"},
+                           template_id=_ID),
+    "DeleteTemplate": link("communication_delete_template_delete", template_id=_ID),
+    "RestoreVersion": link("communication_restore_template_version_post", template_id=_ID,
+                           version="$response.body#/versions/0/version"),
+    "SendEmail": link("communication_send_email_post", {"template_id": _ID}),
+    "BatchSend": link("communication_batch_send_post", {"template_id": _ID}),
+    "TriggerCampaign": link("engagement_trigger_campaign_post", {"template_id": _ID}),
+}
 
 
 def _actor() -> str | None:
@@ -35,7 +48,7 @@ def _actor() -> str | None:
 
 @endpoint(bp, f"{PREFIX}/templates", methods=["POST"], permission="templates.manage", body=TemplateIn,
           response=TemplateOut, status=201, tags=TAGS, summary="Create an email template",
-          responses={409: "", 422: ""})
+          responses={409: "", 422: ""}, links=TEMPLATE_LINKS)
 def create_template(body: TemplateIn):
     """Bad syntax or unsafe constructs answer 422 with the line. `variables` lists what the template uses."""
     template = mail_templates.create_template(body.model_dump(), _actor())
@@ -57,7 +70,10 @@ def get_template(template_id: str):
 
 @endpoint(bp, f"{PREFIX}/templates/<template_id>", methods=["PUT"], permission="templates.manage",
           body=TemplateUpdate, response=TemplateOut, tags=TAGS, summary="Update a template (keeps the old version)",
-          responses={404: "", 409: "", 422: ""})
+          responses={404: "", 409: "", 422: ""},
+          links={**TEMPLATE_LINKS, "RestoreVersion": link("communication_restore_template_version_post",
+                                                          template_id=_ID,
+                                                          version="$response.body#/versions/1/version")})
 def update_template(template_id: str, body: TemplateUpdate):
     """Send the `version` you edited for optimistic locking: a stale one answers 409."""
     data = body.model_dump(exclude={"version"})
@@ -75,7 +91,7 @@ def delete_template(template_id: str):
 
 @endpoint(bp, f"{PREFIX}/templates/<template_id>/versions/<int:version>/restore", methods=["POST"],
           permission="templates.manage", response=TemplateOut, tags=TAGS, summary="Restore an old template version",
-          responses={404: "", 409: ""})
+          responses={404: "", 409: ""}, links=TEMPLATE_LINKS)
 def restore_template_version(template_id: str, version: int):
     """The old content becomes a new version; nothing is lost."""
     template = mail_templates.restore_version(template_id, version, _actor())
@@ -83,7 +99,9 @@ def restore_template_version(template_id: str, version: int):
 
 
 @endpoint(bp, f"{PREFIX}/send-email", methods=["POST"], permission="communication.send", body=SendEmailIn,
-          response=SendEmailOut, status=202, tags=TAGS, summary="Queue one email", responses={422: ""})
+          response=SendEmailOut, status=202, tags=TAGS, summary="Queue one email", responses={422: ""},
+          links={"Tracking": link("communication_tracking_get", email_id="$response.body#/email_id"),
+                 "Retry": link("communication_retry_email_post", email_id="$response.body#/email_id")})
 def send_email(body: SendEmailIn):
     """The same `idempotency_key` again answers with the first email's id and sends nothing new."""
     result = mail.send_email(body.template_id, body.to.model_dump(exclude_none=True), variables=body.variables,
@@ -116,7 +134,9 @@ def retry_email(email_id: str):
 
 @endpoint(bp, f"{PREFIX}/preferences/<user_id>", methods=["POST"], permission="communication.manage_preferences",
           body=PreferencesIn, response=PreferencesOut, tags=TAGS, summary="Set a member's notification preferences",
-          responses={422: ""})
+          responses={422: ""},
+          links={"GetPreferences": link("communication_get_preferences_get", user_id="$response.body#/user_id"),
+                 "History": link("communication_history_get", user_id="$response.body#/user_id")})
 def set_preferences(user_id: str, body: PreferencesIn):
     """Channels and categories merge with what is stored; security notices cannot be turned off."""
     data = body.model_dump(exclude_unset=True)
@@ -151,7 +171,9 @@ def history(user_id: str, query: PageQuery):
 
 @endpoint(bp, f"{PREFIX}/batch-send", methods=["POST"], permission="communication.send", body=BatchIn,
           response=BatchOut, status=202, tags=TAGS, summary="Send a template to up to 10,000 recipients",
-          responses={422: ""}, max_body=8 * 1024 * 1024)
+          responses={422: ""}, max_body=8 * 1024 * 1024,
+          links={"BatchStatus": link("communication_batch_get", batch_id="$response.body#/batch_id"),
+                 "BatchQueue": link("communication_email_queue_get", batch_id="$response.body#/batch_id")})
 def batch_send(body: BatchIn):
     """Every recipient is validated first; one bad recipient refuses the whole batch with per-item errors."""
     recipients = [r.model_dump(exclude_none=True) for r in body.recipients]

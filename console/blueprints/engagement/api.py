@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time
 from flask import Response, current_app, request
 from flask_login import current_user
 
-from console.apikit import PageQuery, decode_cursor, encode_cursor, endpoint, read_json
+from console.apikit import PageQuery, decode_cursor, encode_cursor, endpoint, link, read_json
 from console.blueprints.engagement import bp
 from console.blueprints.engagement.schemas import (
     ActivityQuery,
@@ -77,7 +77,9 @@ def _after(cursor: str | None) -> list | None:
 @endpoint(bp, f"{PREFIX}/track-activity", methods=["POST"], permission="engagement.track", allow_ingest_key=True,
           max_body=INGEST_MAX_BODY, check_operators=False, status=202, response=TrackResult,
           summary="Track one activity event or a batch of up to 1000", responses={413: "", 415: "", 422: "", 429: ""},
-          rate_limit=limiter.limit(_ingest_limit, key_func=_ingest_caller))
+          rate_limit=limiter.limit(_ingest_limit, key_func=_ingest_caller),
+          links={"UserActivity": link("engagement_user_activity_get", user_id="$request.body#/user_id"),
+                 "Lifecycle": link("engagement_lifecycle_get", user_id="$request.body#/user_id")})
 def track_activity():
     """Body: one event `{user_id, event, feature?, session_id?, properties?, timestamp?, event_id?, traits?}` or
     `{"events": [...]}`. Bad items are rejected individually (index and reasons) while good ones are stored;
@@ -203,7 +205,8 @@ def csv_safe(value) -> str:
 
 
 @endpoint(bp, f"{PREFIX}/campaigns/trigger", methods=["POST"], permission="campaigns.send", body=CampaignTrigger,
-          status=202, summary="Start (or preview with dry_run) a re-engagement campaign", responses={422: ""})
+          status=202, summary="Start (or preview with dry_run) a re-engagement campaign", responses={422: ""},
+          links={"Campaign": link("engagement_campaign_detail_get", campaign_id="$response.body#/campaign_id")})
 def trigger_campaign(body: CampaignTrigger):
     """Selects the segment, sets aside a deterministic holdout, skips opted-out, suppressed and recently mailed
     members, and enqueues one email per remaining member through the mail pipeline."""

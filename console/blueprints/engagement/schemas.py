@@ -5,18 +5,28 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field, RootModel, model_validator
+from pydantic import BaseModel, Field, RootModel, field_validator, model_validator
 
 from console.apikit import PageQuery, QueryModel, RequestModel
 from console.services.engagement_ingest import MAX_BATCH, TrackEvent
 
 Interval = Literal["day", "week", "month"]
+# No event predates the epoch (ingestion refuses them), and windows computed around a day near year 1 or 9999
+# leave the calendar: outside these bounds a day is a typo.
+EARLIEST, LATEST = date(1970, 1, 1), date(2999, 12, 31)
 
 
 class MetricsQuery(QueryModel):
     start: date | datetime | None = Field(None, alias="from", description="First day (UTC), default `to` minus 29 days")
     end: date | datetime | None = Field(None, alias="to", description="Last day (UTC), default today")
     interval: Interval = "day"
+
+    @field_validator("start", "end")
+    @classmethod
+    def _on_the_calendar(cls, value):
+        if value is not None and not EARLIEST <= _as_date(value) <= LATEST:
+            raise ValueError(f"must be between {EARLIEST} and {LATEST}")
+        return value
 
     @model_validator(mode="after")
     def _ordered(self):

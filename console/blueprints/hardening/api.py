@@ -5,7 +5,7 @@ import re
 from flask import current_app
 from flask_login import current_user
 
-from console.apikit import endpoint
+from console.apikit import endpoint, link
 from console.blueprints.hardening import API, bp
 from console.blueprints.hardening.schemas import (
     ChecklistOut,
@@ -77,7 +77,8 @@ def checklist_view():
 
 @endpoint(bp, f"{API}/optimize", methods=["POST"], permission="hardening.optimize", body=OptimizeRequest,
           response=OptimizeAccepted, status=202, tags=TAGS, responses={422: "unknown task or missing confirm"},
-          summary="Run maintenance tasks as a background job")
+          summary="Run maintenance tasks as a background job",
+          links={"OptimizeStatus": link("hardening_optimize_status_view_get", job_id="$response.body#/job_id")})
 def optimize_view(body: OptimizeRequest):
     """Tasks: ensure_indexes, purge_expired, rebuild_rollups (start/end), compact_caches. Destructive tasks need
     `"confirm": true`. Poll `GET /optimize/{job_id}` for progress."""

@@ -2,7 +2,7 @@
 
 from flask_login import current_user
 
-from console.apikit import endpoint, paginate
+from console.apikit import endpoint, link, paginate
 from console.blueprints.roles import bp
 from console.blueprints.roles.schemas import (
     AdminList,
@@ -25,6 +25,8 @@ from console.timeutil import as_utc
 
 PREFIX = "/api/phase14"
 TAGS = ["roles"]
+_ROLE = "$response.body#/name"
+_ADMIN = "$response.body#/id"
 
 
 @endpoint(bp, f"{PREFIX}/roles", permission="roles.view", response=RoleList, tags=TAGS,
@@ -59,7 +61,11 @@ def update_role_permissions(role: str, body: RolePermissionsUpdate):
 
 
 @endpoint(bp, f"{PREFIX}/roles", methods=["POST"], permission="roles.manage", body=RoleCreate, response=RoleOut,
-          status=201, tags=TAGS, summary="Create a custom role", responses={409: "", 422: ""})
+          status=201, tags=TAGS, summary="Create a custom role", responses={409: "", 422: ""},
+          links={"RolePermissions": link("roles_role_permissions_get", role=_ROLE),
+                 "UpdateRolePermissions": link("roles_update_role_permissions_put", role=_ROLE),
+                 "DeleteRole": link("roles_delete_role_delete", role=_ROLE),
+                 "AdminsWithRole": link("roles_list_admins_get", role=_ROLE)})
 def create_role(body: RoleCreate):
     """A taken name is 409; you can only grant permissions you hold."""
     return roles.create_role(body.name, body.description, body.permissions, current_permissions())
@@ -75,7 +81,10 @@ def delete_role(role: str):
 
 @endpoint(bp, f"{PREFIX}/admin/<admin_id>/assign-role", methods=["POST"], permission="roles.assign",
           body=AssignRole, response=AdminOut, tags=TAGS, summary="Add a role to an admin or replace their roles",
-          responses={403: "", 404: "", 409: "", 422: ""})
+          responses={403: "", 404: "", 409: "", 422: ""},
+          links={"AdminPermissions": link("roles_admin_permissions_get", admin_id=_ADMIN),
+                 "AssignAgain": link("roles_assign_role_post", admin_id=_ADMIN),
+                 "DeleteAssignedRole": link("roles_delete_role_delete", role="$response.body#/roles/0")})
 def assign_role(admin_id: str, body: AssignRole):
     """`{"role"}` adds one role, `{"roles": [...]}` replaces the set. Refused (403) when it would grant or
     remove a role with permissions you do not hold, change your own roles, or leave no active super_admin."""
@@ -89,7 +98,9 @@ def admin_permissions(admin_id: str):
 
 
 @endpoint(bp, f"{PREFIX}/admins", permission="roles.view", query=AdminsQuery, response=AdminList, tags=TAGS,
-          summary="List admins with their roles and last login")
+          summary="List admins with their roles and last login",
+          links={"AssignRole": link("roles_assign_role_post", admin_id="$response.body#/items/0/id"),
+                 "AdminPermissions": link("roles_admin_permissions_get", admin_id="$response.body#/items/0/id")})
 def list_admins(query: AdminsQuery):
     """Sorted by email; `q` matches part of an email or name, `role` filters by role."""
     return paginate(roles.admins_queryset(query.q, query.role), query, sort_field="email", descending=False,
