@@ -301,3 +301,61 @@ def test_init_db_migrates_rollups_from_before_member_day_ids(client):
     assert rollup("m", "2026-01-06")["events"] == 2
     prepare_database()  # idempotent
     assert collection.count_documents({}) == 2
+
+
+def _events_of_one_batch():
+    return [ev("w", f"2026-01-05T10:{minute:02d}:00Z", event_id=f"w-{minute}") for minute in range(0, 50, 5)]
+
+
+def test_a_retry_rolls_up_what_a_failed_attempt_stored(client, monkeypatch):
+    """The database goes away after the events are stored and before the rollup: the client gets a
+    retryable 503, and its retry (all duplicates now) still rolls the stored events up, once."""
+    from pymongo.errors import AutoReconnect
+
+    from console.services import engagement_ingest
+
+    real_apply = engagement_ingest.apply_rollups
+
+    def cut_off(*args, **kwargs):
+        raise AutoReconnect("connection closed")
+
+    monkeypatch.setattr(engagement_ingest, "apply_rollups", cut_off)
+    first = client.post(TRACK, json={"events": _events_of_one_batch()}, headers={"X-Ingest-Key": "test-ingest-key"})
+    assert first.status_code == 503 and first.mimetype == "application/problem+json"
+    assert UserActivity.objects(user_id="w").count() == 10 and rollup("w", "2026-01-05") is None
+    monkeypatch.setattr(engagement_ingest, "apply_rollups", real_apply)
+    for _retry in range(2):
+        assert track(client, _events_of_one_batch()) == {"accepted": 0, "duplicates": 10, "rejected": [],
+                                                         "clamped": 0}
+        day = rollup("w", "2026-01-05")
+        assert day["events"] == 10 and day["sessions"] == 1 and len(day["applied"]) == 1
+
+
+def test_a_retry_overtaking_its_slow_first_attempt_adds_nothing_twice(app, client, monkeypatch):
+    """The first attempt is slow (its client timed out and retried): the retry rolls the events up first,
+    and the first attempt, arriving later, sees its batch already applied."""
+    from console.services import engagement_ingest
+
+    real_apply, retried = engagement_ingest.apply_rollups, threading.Event()
+
+    def slow_first(docs, **kwargs):
+        if not retried.is_set() and threading.current_thread() is not threading.main_thread():
+            assert retried.wait(10)
+        return real_apply(docs, **kwargs)
+
+    monkeypatch.setattr(engagement_ingest, "apply_rollups", slow_first)
+    results = []
+
+    def first_attempt():
+        with app.test_client() as own:
+            results.append(track(own, _events_of_one_batch()))
+
+    thread = threading.Thread(target=first_attempt)
+    thread.start()
+    while UserActivity.objects(user_id="w").count() < 10:  # the first attempt has stored its events
+        threading.Event().wait(0.01)
+    assert track(client, _events_of_one_batch())["duplicates"] == 10
+    retried.set()
+    thread.join(timeout=30)
+    assert results[0]["accepted"] == 10
+    assert rollup("w", "2026-01-05")["events"] == 10

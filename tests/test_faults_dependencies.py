@@ -191,9 +191,6 @@ def test_stopping_mongodb_during_an_ingestion_stream_is_503_then_recovers(disk_s
         assert len(UserActivity.objects.distinct("event_id")) == sent * 50
 
 
-@pytest.mark.xfail(strict=False, reason="engagement_ingest.ingest stores the events, then rolls them up; a batch "
-                   "cut off between the two is answered 503, and its retry counts the events as duplicates and "
-                   "never rolls them up (the dashboards undercount until `rebuild_rollups`)")
 def test_a_batch_cut_off_by_the_outage_is_rolled_up_when_retried(disk_store):
     from console import db
     from tests.fuzz_helpers import store_problems

@@ -22,6 +22,7 @@ class UserActivity(Document):
     """One tracked event. `event_id` is unique (client-sent or server-made) so retries never store twice."""
 
     event_id = StringField(required=True, unique=True, max_length=200)
+    batch = StringField()  # the request that stored it; rollups name the batches they applied
     user_id = StringField(required=True, max_length=200)
     event = StringField(required=True, max_length=200)
     feature = StringField(max_length=200)
@@ -61,6 +62,7 @@ class ActivityRollup(Document):
     first_at = DateTimeField()
     last_at = DateTimeField()
     v = IntField(default=0)  # bumped on every write; a write only lands on the version it read
+    applied = DictField()  # batch -> when its events were added, for the last 15 minutes (retries add nothing)
 
     meta = {
         "collection": "activity_rollups",

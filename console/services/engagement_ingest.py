@@ -108,10 +108,11 @@ def validate_item(item: Any) -> tuple[TrackEvent | None, list[dict]]:
         return None, pydantic_errors(error)
 
 
-def build_document(event: TrackEvent, now: datetime) -> dict:
+def build_document(event: TrackEvent, now: datetime, batch: str = "") -> dict:
     timestamp = as_utc(event.timestamp) if event.timestamp else now
     doc = {
         "event_id": event.event_id or uuid.uuid4().hex,
+        "batch": batch,  # the request that stored it: its rollup writes name it (see apply_rollups)
         "user_id": event.user_id,
         "event": event.event,
         "timestamp": timestamp,
@@ -132,31 +133,50 @@ def build_document(event: TrackEvent, now: datetime) -> dict:
 def prepare(items: list[Any], now: datetime) -> tuple[list[dict], dict[str, dict], list[dict]]:
     """Documents to store, traits per member, and the rejected items with their reasons."""
     rejected, docs, traits = [], [], {}
+    batch = uuid.uuid4().hex[:16]
     for index, item in enumerate(items):
         event, errors = validate_item(item)
         if event is None:
             rejected.append({"index": index, "errors": errors})
             continue
-        docs.append(build_document(event, now))
+        docs.append(build_document(event, now, batch))
         if event.traits:
             traits.setdefault(event.user_id, {}).update(event.traits.model_dump(exclude_none=True))
     return docs, traits, rejected
 
 
 def ingest(items: list[Any], *, now: datetime | None = None) -> dict:
-    """Validate, store and roll up a batch. Returns accepted/duplicates/rejected counts (rejected with reasons)."""
+    """Validate, store and roll up a batch. Returns accepted/duplicates/rejected counts (rejected with reasons).
+
+    A retried batch whose first attempt stored its events but failed before rolling them up (the database
+    went away between the two) has its duplicates rolled up now: rollup writes name the batches they applied.
+    """
     now = now or utcnow()
     docs, traits, rejected = prepare(items, now)
     inserted = store_events(docs)
-    if inserted:
-        apply_rollups(inserted, now=now)
-    touch_members(inserted, traits, now)
+    stored = inserted
+    if len(inserted) < len(docs):
+        stored = inserted + earlier_attempts(docs, inserted, now)
+    if stored:
+        apply_rollups(stored, now=now)
+    touch_members(stored, traits, now)
     return {
         "accepted": len(inserted),
         "duplicates": len(docs) - len(inserted),
         "rejected": rejected,
         "clamped": sum(1 for doc in inserted if doc["clamped"]),
     }
+
+
+def earlier_attempts(docs: list[dict], inserted: list[dict], now: datetime) -> list[dict]:
+    """The stored events behind this batch's duplicates, from other batches recent enough to be retries;
+    apply_rollups skips those whose batch its member-day already names."""
+    duplicates = {doc["event_id"] for doc in docs} - {doc["event_id"] for doc in inserted}
+    fields = {"_id": 0, "event_id": 1, "batch": 1, "user_id": 1, "event": 1, "feature": 1, "session_id": 1,
+              "timestamp": 1, "clamped": 1}
+    found = find_in(UserActivity._get_collection(), "event_id", sorted(duplicates), fields,
+                    {"received_at": {"$gte": now - RETRY_WINDOW}, "batch": {"$exists": True}})
+    return [{**doc, "timestamp": as_utc(doc["timestamp"])} for doc in found]
 
 
 def backfill(items: list[Any], *, now: datetime | None = None) -> dict:
@@ -268,6 +288,8 @@ def _next_version(row: dict | None, group: dict, merged: dict, sessions: int, se
 
 
 MAX_ATTEMPTS = 8
+RETRY_WINDOW = timedelta(minutes=15)  # how long a rollup remembers the batches it applied
+MAX_APPLIED = 500
 
 
 def apply_rollups(docs: list[dict], *, now: datetime | None = None) -> None:
@@ -277,19 +299,30 @@ def apply_rollups(docs: list[dict], *, now: datetime | None = None) -> None:
     the version it read (`v`); a write that lost a race with another request collides on `_id`, and just those
     member-days are recomputed from a fresh read and written again. Whole documents addressed by `_id` are the
     cheapest write the server has, and redoing only what collided keeps busy members from stalling everyone.
+    Each write also records the batches it applied (`applied`, for RETRY_WINDOW), so events of a batch are
+    added to a member-day once, however many requests carry them.
     """
-    groups = _group(docs)
-    today = day_start(now or utcnow())
-    pending = dict(groups)
+    now = now or utcnow()
+    parts: dict[tuple[str, datetime], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for doc in docs:
+        parts[(doc["user_id"], day_start(doc["timestamp"]))][doc.get("batch") or ""].append(doc)
+    pending = dict(parts)
     for attempt in range(MAX_ATTEMPTS):
-        lost = _write_rollups(pending, today)
+        lost = _write_rollups(pending, day_start(now), now)
         if not lost:
             break
-        pending = {key: groups[key] for key in lost}
+        pending = {key: parts[key] for key in lost}
         time.sleep(random.uniform(0, 0.005 * 2 ** attempt))  # let the request that won finish its round
     else:
         raise RuntimeError(f"rollups of {len(pending)} member-days kept changing under this request")
-    invalidate_caches(min(day for _, day in groups))
+    invalidate_caches(min(day for _, day in parts))
+
+
+def _applied(row: dict | None, batches, now: datetime) -> dict:
+    """The batches a rollup names after this write: recent ones, the newest MAX_APPLIED at most."""
+    kept = {batch: at for batch, at in ((row or {}).get("applied") or {}).items() if as_utc(at) >= now - RETRY_WINDOW}
+    kept.update({batch: now for batch in batches if batch})
+    return dict(sorted(kept.items(), key=lambda item: item[1])[-MAX_APPLIED:])
 
 
 def _needed_keys(groups: dict[tuple[str, datetime], dict], today: datetime) -> set[tuple[str, datetime]]:
@@ -303,11 +336,19 @@ def _needed_keys(groups: dict[tuple[str, datetime], dict], today: datetime) -> s
     return keys
 
 
-def _write_rollups(groups: dict[tuple[str, datetime], dict], today: datetime) -> list[tuple[str, datetime]]:
+def _write_rollups(parts: dict[tuple[str, datetime], dict[str, list[dict]]], today: datetime,
+                   now: datetime) -> list[tuple[str, datetime]]:
     """One read and one unordered bulk write; returns the member-days whose write lost a race."""
     collection = ActivityRollup._get_collection()
-    ids = [rollup_id(user_id, day) for user_id, day in _needed_keys(groups, today)]
+    ids = [rollup_id(user_id, day) for user_id, day in _needed_keys(parts, today)]
     stored = {(row["user_id"], as_utc(row["day"])): row for row in find_in(collection, "_id", ids)}
+    groups, batches = {}, {}
+    for key, by_batch in parts.items():
+        named = (stored.get(key) or {}).get("applied") or {}
+        fresh = [batch for batch in by_batch if not batch or batch not in named]
+        if fresh:
+            groups[key] = _group([doc for batch in fresh for doc in by_batch[batch]])[key]
+            batches[key] = fresh
     merged = {key: _merged(stored.get(key), group) for key, group in groups.items()}
 
     def state(key):
@@ -318,6 +359,7 @@ def _write_rollups(groups: dict[tuple[str, datetime], dict], today: datetime) ->
         row = stored.get(key)
         sessions, seconds = count_sessions(merged[key], state((key[0], key[1] - DAY)))
         doc = _next_version(row, {**group, "user_id": key[0]}, merged[key], sessions, seconds)
+        doc["applied"] = _applied(row, batches[key], now)
         if row is None:  # another request creating the day meanwhile makes this collide on _id
             ops.append(InsertOne({"_id": rollup_id(*key), **doc}))
         else:  # a version that moved on makes the upsert collide on _id
@@ -332,6 +374,8 @@ def _write_rollups(groups: dict[tuple[str, datetime], dict], today: datetime) ->
         if sessions != row.get("sessions") or seconds != row.get("session_seconds"):
             ops.append(UpdateOne({"_id": row["_id"], "v": row.get("v")},
                                  {"$set": {"sessions": sessions, "session_seconds": seconds}, "$inc": {"v": 1}}))
+    if not ops:
+        return []
     try:
         collection.bulk_write(ops, ordered=False)
     except BulkWriteError as error:
@@ -424,12 +468,18 @@ def rollup_documents(docs: list[dict], previous: dict | None = None) -> list[dic
     `previous` maps (user_id, day) to stored rollups of days just before, for sessions crossing midnight."""
     groups = _group(docs)
     merged = {key: _merged(None, group) for key, group in groups.items()}
+    now = utcnow()
+    batches = defaultdict(set)  # recent batches are named, so their retries are not added twice
+    for doc in docs:
+        if doc.get("batch") and as_utc(doc.get("received_at") or now) >= now - RETRY_WINDOW:
+            batches[(doc["user_id"], day_start(doc["timestamp"]))].add(doc["batch"])
     out = []
     for (user_id, day), group in groups.items():
         before = merged.get((user_id, day - DAY)) or (previous or {}).get((user_id, day - DAY))
         sessions, seconds = count_sessions(merged[(user_id, day)], before)
         out.append({"_id": rollup_id(user_id, day), **_next_version(
-            None, {**group, "user_id": user_id}, merged[(user_id, day)], sessions, seconds)})
+            None, {**group, "user_id": user_id}, merged[(user_id, day)], sessions, seconds),
+            "applied": _applied(None, batches[(user_id, day)], now)})
     return out
 
 
@@ -443,7 +493,7 @@ def rebuild_rollups(start: datetime | None = None, end: datetime | None = None, 
     first = day_start(start) if start else None
     last = day_start(end) if end else None
     targets = user_ids or sorted(events.distinct("user_id"))
-    fields = {"user_id": 1, "event": 1, "feature": 1, "session_id": 1, "timestamp": 1}
+    fields = {"user_id": 1, "event": 1, "feature": 1, "session_id": 1, "timestamp": 1, "batch": 1, "received_at": 1}
     everything = not (user_ids or first or last)
     if everything:
         rollups.delete_many({})
