@@ -67,7 +67,7 @@ class ActivityRollup(Document):
     meta = {
         "collection": "activity_rollups",
         # Only one secondary index: every index costs each ingestion write; member-days are read by `_id`.
-        "indexes": [("day", "user_id")],
+        "indexes": ["day"],
     }
 
 

@@ -362,8 +362,8 @@ def _write_rollups(parts: dict[tuple[str, datetime], dict[str, list[dict]]], tod
         doc["applied"] = _applied(row, batches[key], now)
         if row is None:  # another request creating the day meanwhile makes this collide on _id
             ops.append(InsertOne({"_id": rollup_id(*key), **doc}))
-        else:  # a version that moved on makes the upsert collide on _id
-            ops.append(ReplaceOne({"_id": row["_id"], "v": row.get("v")}, doc, upsert=True))
+        else:  # a version that moved on matches nothing: see _lost
+            ops.append(ReplaceOne({"_id": row["_id"], "v": row.get("v")}, doc))
         keys.append(key)
     for user_id, day in groups:  # the next day may continue one of today's sessions
         after = (user_id, day + DAY)
@@ -376,16 +376,29 @@ def _write_rollups(parts: dict[tuple[str, datetime], dict[str, list[dict]]], tod
                                  {"$set": {"sessions": sessions, "session_seconds": seconds}, "$inc": {"v": 1}}))
     if not ops:
         return []
+    lost = []
     try:
-        collection.bulk_write(ops, ordered=False)
+        result = collection.bulk_write(ops, ordered=False).bulk_api_result
     except BulkWriteError as error:
-        lost = []
-        for write_error in error.details.get("writeErrors", []):
+        result = error.details
+        for write_error in result.get("writeErrors", []):
             if write_error.get("code") != 11000 or write_error["index"] >= len(keys):
                 raise
             lost.append(keys[write_error["index"]])
-        return lost
-    return []
+    replaced = [key for key in keys if key in stored]
+    if result.get("nMatched", 0) < len(ops) - len(keys) + len(replaced):  # some update matched nothing
+        lost += _lost(collection, replaced, batches)
+    return lost
+
+
+def _lost(collection, keys: list[tuple[str, datetime]], batches: dict) -> list[tuple[str, datetime]]:
+    """Of the member-days just replaced, those that do not name this write's batches: the version had moved on.
+
+    (Cheaper than upserts that collide: the server's plain replace is its fastest write, and races are rare.)"""
+    found = {(row["user_id"], as_utc(row["day"])): row.get("applied") or {}
+             for row in find_in(collection, "_id", [rollup_id(*key) for key in keys],
+                                {"user_id": 1, "day": 1, "applied": 1})}
+    return [key for key in keys if not all(batch in found.get(key, {}) for batch in batches[key] if batch)]
 
 
 def count_sessions(doc: dict, previous: dict | None) -> tuple[int, int]:
@@ -523,12 +536,17 @@ def rebuild_rollups(start: datetime | None = None, end: datetime | None = None, 
 
 
 OLD_ROLLUP_INDEX = "user_id_1_day_1"
+RETIRED_ROLLUP_INDEXES = ("day_1_user_id_1",)
 
 
 def migrate_rollup_ids() -> str | None:
-    """Databases from before rollups were keyed by member-day: rebuild them from events, drop the old index."""
+    """Databases from before rollups were keyed by member-day: rebuild them from events, drop the old indexes."""
     collection = ActivityRollup._get_collection()
-    if OLD_ROLLUP_INDEX not in collection.index_information():
+    present = collection.index_information()
+    for name in RETIRED_ROLLUP_INDEXES:
+        if name in present:
+            collection.drop_index(name)
+    if OLD_ROLLUP_INDEX not in present:
         return None
     collection.drop_index(OLD_ROLLUP_INDEX)
     return f"rollups rebuilt from {rebuild_rollups()} events, keyed by member-day"
