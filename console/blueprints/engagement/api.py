@@ -14,6 +14,9 @@ from console.apikit import PageQuery, decode_cursor, encode_cursor, endpoint, li
 from console.blueprints.engagement import bp
 from console.blueprints.engagement.schemas import (
     ActivityQuery,
+    CampaignPage,
+    CampaignReport,
+    CampaignStarted,
     CampaignTrigger,
     ChurnQuery,
     InactiveQuery,
@@ -205,7 +208,8 @@ def csv_safe(value) -> str:
 
 
 @endpoint(bp, f"{PREFIX}/campaigns/trigger", methods=["POST"], permission="campaigns.send", body=CampaignTrigger,
-          status=202, summary="Start (or preview with dry_run) a re-engagement campaign", responses={422: ""},
+          status=202, response=CampaignStarted, responses={422: ""},
+          summary="Start (or preview with dry_run) a re-engagement campaign",
           links={"Campaign": link("engagement_campaign_detail_get", campaign_id="$response.body#/campaign_id")})
 def trigger_campaign(body: CampaignTrigger):
     """Selects the segment, sets aside a deterministic holdout, skips opted-out, suppressed and recently mailed
@@ -213,13 +217,13 @@ def trigger_campaign(body: CampaignTrigger):
     return engagement_campaigns.trigger(body.model_dump(), actor=getattr(current_user, "email", None))
 
 
-@endpoint(bp, f"{PREFIX}/campaigns/<campaign_id>", permission="campaigns.send",
+@endpoint(bp, f"{PREFIX}/campaigns/<campaign_id>", permission="campaigns.send", response=CampaignReport,
           summary="A campaign's progress, counts and results (reactivation, lift, 95% CI)", responses={404: ""})
 def campaign_detail(campaign_id: str):
     return engagement_campaigns.campaign_report(engagement_campaigns.get_campaign(campaign_id))
 
 
-@endpoint(bp, f"{PREFIX}/campaigns", permission="campaigns.send", query=PageQuery,
+@endpoint(bp, f"{PREFIX}/campaigns", permission="campaigns.send", query=PageQuery, response=CampaignPage,
           summary="Campaigns, newest first")
 def campaign_list(query: PageQuery):
     values = decode_cursor(query.cursor)

@@ -111,3 +111,74 @@ class TrackResult(BaseModel):
 
 def _as_date(value: date | datetime) -> date:
     return value.date() if isinstance(value, datetime) else value
+
+
+class CampaignCounts(BaseModel):
+    targeted: int = Field(description="members the segment selected")
+    holdout: int = Field(description="set aside, not mailed: the comparison group")
+    treated: int = Field(description="mailed (or to be mailed)")
+    skipped: dict[str, int] | None = Field(description="members not mailed, by reason (opted_out, suppressed, …)")
+    category: str
+
+
+class CampaignStarted(CampaignCounts):
+    campaign_id: str | None = Field(description="null for a dry run: nothing is stored")
+    dry_run: bool
+    status: str
+    enqueued: int
+    batch_id: str | None
+
+
+class Reactivation(BaseModel):
+    members: int
+    reactivated: int
+
+
+class CampaignResults(BaseModel):
+    window_days: int
+    window_ends: datetime
+    final: bool = Field(description="the reactivation window has closed")
+    treated: Reactivation
+    holdout: Reactivation
+    treated_rate: float | None
+    holdout_rate: float | None
+    lift: float | None = Field(description="treated rate minus holdout rate")
+    relative_lift: float | None
+    ci95: list[float] | None = Field(description="95% confidence interval of the lift")
+    significant: bool | None
+
+
+class CampaignReport(CampaignCounts):
+    campaign_id: str
+    id: str
+    name: str
+    status: str
+    dry_run: bool
+    segment: dict
+    template_id: str | None
+    holdout_percent: float
+    created_at: datetime | None
+    created_by: str | None
+    sent_at: datetime | None
+    enqueued: int
+    batch_id: str | None
+    progress: float = Field(description="percent of the campaign's emails settled")
+    delivery: dict | None = Field(description="the mail batch's status, while and after sending")
+    results: CampaignResults | None
+
+
+class CampaignSummary(BaseModel):
+    id: str
+    name: str
+    status: str
+    dry_run: bool
+    created_at: datetime | None
+    sent_at: datetime | None
+    treated: int
+    holdout: int
+    category: str | None
+
+
+class CampaignPage(BaseModel):
+    items: list[CampaignSummary]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last")
