@@ -349,10 +349,6 @@ def init_app(app: Flask) -> None:
     if not telemetry.enabled:
         return
     app.extensions.setdefault("command_listeners", []).append(telemetry.listener)
-    if app.testing:
-        # tests build app after app on one database, emptied per test: an earlier app's buffered leftovers
-        # must not land in the next test's clean database
-        _flusher.instances.clear()
     _flusher.add(telemetry)
 
     def start_timer():

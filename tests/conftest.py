@@ -88,6 +88,15 @@ def base_config(servers: Servers, **overrides) -> dict:
     return config
 
 
+@pytest.fixture(autouse=True)
+def _no_telemetry_from_earlier_tests():
+    """Tests build app after app on one database, emptied per test: an earlier app's buffered telemetry must
+    not be flushed into this test's clean database."""
+    from console import telemetry
+
+    telemetry._flusher.instances.clear()
+
+
 @pytest.fixture
 def make_app(servers):
     """Build an app with extra config; the database is already clean."""

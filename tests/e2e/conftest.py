@@ -40,10 +40,11 @@ def chromium():
 @pytest.fixture(scope="session")
 def live_server(servers):
     """The console on a free port in a background thread, sharing the test servers."""
-    from console import create_app
+    from console import create_app, telemetry
     from devtools.services import free_port
 
     port = free_port()
+    telemetry._flusher.instances.clear()  # as make_app: no earlier app flushes into this one's database
     app = create_app(base_config(servers, PUBLIC_BASE_URL=f"http://127.0.0.1:{port}"))
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
