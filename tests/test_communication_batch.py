@@ -285,7 +285,6 @@ def test_the_worker_schedules_reconcile_once_per_interval(app, run_jobs):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("LONG_FAULTS"), reason="long fault test: `make faults` runs it")
 def test_a_30_second_smtp_outage_defers_then_delivers_every_email_once(app, servers, tmp_path):
     """The sink refuses (421) for 30 s: a real worker defers and retries with backoff, then delivers all."""
     from console.services.mail import create_batch
