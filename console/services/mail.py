@@ -240,7 +240,7 @@ def create_batch(template_id: str, recipients: list[dict], *, variables: dict | 
     now = utcnow()
     batch_id = ObjectId()
     decisions = decide(resolved, category, now=now)
-    chunk = setting("MAIL_CHUNK_SIZE", 100)
+    chunk = setting("MAIL_CHUNK_SIZE", 500)
     docs, histories, render_errors = [], [], []
     source = dict(source or {})
     for index, (recipient, decision) in enumerate(zip(resolved, decisions, strict=True)):

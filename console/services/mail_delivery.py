@@ -24,6 +24,7 @@ import base64
 import logging
 import smtplib
 import socket
+import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -217,6 +218,10 @@ def deliver(email_ids: list[str]) -> Outcome:
 
     records = []
     smtp, journal = EmailChannel(), None  # one SMTP connection for the whole chunk
+    switch = sys.getswitchinterval()
+    # With the default 5 ms, each SMTP reply could wait that long for the GIL while the mail-db thread runs
+    # Python (BSON, building messages): a worker runs one job at a time, so this is the job's own setting.
+    sys.setswitchinterval(0.0005)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mail-db") as db:
         try:
             preparing = db.submit(in_app, _prepare, slices[0], ids, lease) if slices else None
@@ -234,6 +239,7 @@ def deliver(email_ids: list[str]) -> Outcome:
                     records.append(db.submit(in_app, _record, part.outcome, part.token))
                 total.merge(part.outcome)
         finally:
+            sys.setswitchinterval(switch)
             smtp.close()
             if journal is not None:
                 journal.close()
@@ -484,7 +490,7 @@ def reconcile(min_age_seconds: int | None = None) -> dict:
     for doc in stuck:
         if doc["status"] == "sending" or doc.get("job_id") not in alive:
             lost.setdefault(doc.get("priority") or "normal", []).append(doc["_id"])
-    chunk = setting("MAIL_CHUNK_SIZE", 100)
+    chunk = setting("MAIL_CHUNK_SIZE", 500)
     jobs = 0
     for priority, ids in lost.items():
         for start in range(0, len(ids), chunk):
