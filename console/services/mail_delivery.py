@@ -162,11 +162,10 @@ def build_message(doc: dict) -> Message:
     return message
 
 
-def _claim(ids: list, lease: int) -> tuple[str, list[dict], set]:
+def _claim(ids: list, lease: int, token: str) -> tuple[list[dict], set]:
     """Claim what is claimable of `ids`; also returns the ids taken over from a claim whose worker died."""
     coll = EmailQueue._get_collection()
     now = utcnow()
-    token = uuid.uuid4().hex
     claim = {"$set": {"status": "sending", "claim": token, "lease_until": now + timedelta(seconds=lease),
                       "updated_at": now}, "$inc": {"attempts": 1}}
     # Two updates rather than one $or: SecantusDB scans the collection for `_id $in` combined with `$or`.
@@ -178,7 +177,7 @@ def _claim(ids: list, lease: int) -> tuple[str, list[dict], set]:
         if expired:
             coll.update_many({**lapsed, "_id": {"$in": expired}}, claim)
     docs = list(coll.find({"_id": {"$in": ids}, "claim": token}))
-    return token, docs, {doc["_id"] for doc in docs} & set(expired)
+    return docs, {doc["_id"] for doc in docs} & set(expired)
 
 
 def _slices(ids: list, size: int) -> list[list]:
@@ -193,7 +192,6 @@ def _slices(ids: list, size: int) -> list[list]:
 
 @dataclass
 class _Slice:
-    token: str
     outcome: Outcome
     to_send: list  # (doc, message, serialised message)
 
@@ -207,6 +205,7 @@ def deliver(email_ids: list[str]) -> Outcome:
     from bson import ObjectId
 
     ids = [ObjectId(i) for i in email_ids]
+    token = uuid.uuid4().hex  # this call's claim, renewed for every email it holds
     lease = setting("MAIL_CLAIM_LEASE", 60)
     app = current_app._get_current_object()
     slices = _slices(ids, setting("MAIL_SLICE_SIZE", 50)) if ids else []
@@ -224,19 +223,19 @@ def deliver(email_ids: list[str]) -> Outcome:
     sys.setswitchinterval(0.0005)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mail-db") as db:
         try:
-            preparing = db.submit(in_app, _prepare, slices[0], ids, lease) if slices else None
+            preparing = db.submit(in_app, _prepare, slices[0], ids, lease, token) if slices else None
             for index in range(len(slices)):
                 part = preparing.result()
                 if index + 1 < len(slices):
-                    preparing = db.submit(in_app, _prepare, slices[index + 1], ids, lease)
+                    preparing = db.submit(in_app, _prepare, slices[index + 1], ids, lease, token)
                 if part.to_send and journal is None:
                     journal = Journal(get_redis())
                 try:
-                    _send_all(part.to_send, part.outcome, part.token, lease, smtp, journal)
+                    _send_all(part.to_send, part.outcome, ids, token, lease, smtp, journal)
                 finally:
                     if journal is not None:
                         journal.flush()  # before the record drops the entries
-                    records.append(db.submit(in_app, _record, part.outcome, part.token))
+                    records.append(db.submit(in_app, _record, part.outcome, token))
                 total.merge(part.outcome)
         finally:
             sys.setswitchinterval(switch)
@@ -248,9 +247,9 @@ def deliver(email_ids: list[str]) -> Outcome:
     return total
 
 
-def _prepare(slice_ids: list, chunk_ids: list, lease: int) -> _Slice:
+def _prepare(slice_ids: list, chunk_ids: list, lease: int, token: str) -> _Slice:
     """Claim a slice, settle what a dead worker's journal says, apply preferences, serialise the rest."""
-    token, docs, taken_over = _claim(slice_ids, lease)
+    docs, taken_over = _claim(slice_ids, lease, token)
     outcome = Outcome(claimed=len(docs))
     journal = {}
     if taken_over:
@@ -283,7 +282,7 @@ def _prepare(slice_ids: list, chunk_ids: list, lease: int) -> _Slice:
         else:
             message = build_message(doc)
             to_send.append((doc, message, message.as_bytes()))
-    return _Slice(token, outcome, to_send)
+    return _Slice(outcome, to_send)
 
 
 class Journal:
@@ -353,21 +352,21 @@ class Journal:
         self.conn.disconnect()  # unread replies must not answer later commands; it reconnects on next use
 
 
-def _send_all(items: list[tuple], outcome: Outcome, token: str, lease: int, smtp: EmailChannel,
-              journal: Journal) -> None:
+def _send_all(items: list[tuple], outcome: Outcome, chunk_ids: list, token: str, lease: int,
+              smtp: EmailChannel, journal: Journal) -> None:
     """Send a slice over the chunk's connection, journaling each hand-over. A broken connection defers the
     rest of the slice; the next slice connects again."""
     max_attempts = int(current_app.config["MAIL_MAX_ATTEMPTS"])
     intervals = [int(x) for x in str(current_app.config["MAIL_RETRY_INTERVALS"]).split(",") if x.strip()] or [60]
     renewed = time.monotonic()
     connection_down: str | None = None
-    for index, (doc, message, data) in enumerate(items):
+    for doc, message, data in items:
         if connection_down:
             _defer_or_fail(outcome, doc, connection_down, max_attempts, intervals)
             continue
-        if time.monotonic() - renewed > lease / 3:
+        if time.monotonic() - renewed > lease / 3:  # the next slice is claimed already: renew it too
             EmailQueue._get_collection().update_many(
-                {"_id": {"$in": [d["_id"] for d, *_ in items[index:]]}, "claim": token, "status": "sending"},
+                {"_id": {"$in": chunk_ids}, "claim": token, "status": "sending"},
                 {"$set": {"lease_until": utcnow() + timedelta(seconds=lease)}})
             renewed = time.monotonic()
         journal.begin(doc["_id"])
