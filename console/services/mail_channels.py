@@ -66,6 +66,7 @@ def sendmail_with_hand_over(smtp: smtplib.SMTP, sender: str, to: str, data: byte
         raise smtplib.SMTPDataError(code, reply)
     body = _LEADING_DOT.sub(b"..", data)
     smtp.send(body if body.endswith(b"\r\n") else body + b"\r\n")
+    cork(smtp.sock, True)  # the dot stays in the kernel until the journal's writes are out (see cork)
     try:
         hand_over.before_dot()
     except Exception:
@@ -73,10 +74,18 @@ def sendmail_with_hand_over(smtp: smtplib.SMTP, sender: str, to: str, data: byte
         raise
     smtp.send(b".\r\n")
     hand_over.after_dot()
+    cork(smtp.sock, False)
     code, reply = smtp.getreply()
     if code != 250:
         _abandon(smtp, code)
         raise smtplib.SMTPDataError(code, reply)
+
+
+def cork(sock: socket.socket | None, on: bool) -> None:
+    """Hold a socket's writes in the kernel (TCP_CORK), or send them. Writes to corked sockets wake no reader,
+    so a process cannot be preempted between them; and a process that dies flushes them on close."""
+    if sock is not None and hasattr(socket, "TCP_CORK"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, int(on))
 
 
 def _abandon(smtp: smtplib.SMTP, code: int) -> None:

@@ -5,16 +5,17 @@ Exactly once, whatever crashes. A document is claimed (`queued|deferred → send
 lease ran out) before it is sent, and each SMTP hand-over is journaled in Redis around the one moment that
 decides it, the final dot of DATA (a server discards a transaction whose dot never came):
 
-1. "c" is written, and acknowledged by Redis, while the server holds the message without its dot;
+1. "c" is written while the server holds the message without its dot;
 2. the dot is written to the SMTP socket;
-3. "h<time>" (handed over) is written at once, before the server's reply is read; its 250 turns the entry
-   into "a<time>" (accepted), a refusal deletes it.
+3. "h<time>" (handed over) is written, before any reply is read: the three writes follow each other
+   without a wait. The server's 250 turns the entry into "a<time>" (accepted), a refusal deletes it. The
+   journal's replies are read before the next hand-over: should Redis refuse a write, sending stops.
 
 When a worker dies before recording its outcomes in Mongo, the claim that takes its documents over reads
 the journal: no entry → never handed over, send it; "h" or "a" → the server has it: recorded as sent (a
-note says when the reply was never read), never sent again; "c" → the worker died between the commit and
-the "h" write, a window of two socket writes (microseconds), with the dot gone or not: that email fails with
-UNCERTAIN for a person to decide. Mongo's recorded outcome wins over the journal, which only speaks for
+note says when the reply was never read), never sent again; "c" → the worker died between the "c" and the
+"h" writes, a window of a few microseconds, with the dot gone or not: that email fails with UNCERTAIN for a
+person to decide. Mongo's recorded outcome wins over the journal, which only speaks for
 emails taken over from a dead claim.
 """
 
@@ -42,7 +43,7 @@ from redis.exceptions import RedisError
 from console.models.communication import EmailQueue, EmailTracking, NotificationHistory
 from console.queues import get_redis
 from console.services.mail import HANDOVER_KEY, enqueue_delivery, history_entry, message_id, setting
-from console.services.mail_channels import EmailChannel
+from console.services.mail_channels import EmailChannel, cork
 from console.services.mail_prefs import decide, suppress
 from console.timeutil import utcnow
 
@@ -286,34 +287,39 @@ def _prepare(slice_ids: list, chunk_ids: list, lease: int, token: str) -> _Slice
 
 
 class Journal:
-    """The hand-over journal (see the module docstring), on a Redis connection of its own so that the "h"
-    write goes out without waiting for its reply; replies are read in order, later."""
+    """The hand-over journal (see the module docstring), on a Redis connection of its own: its writes go out
+    without waiting for replies, which are read in order later (before the next hand-over, so a journal that
+    stopped working stops the sending)."""
 
     def __init__(self, redis):
         self.pool = redis.connection_pool
         self.conn = self.pool.get_connection()
-        self.key = None
         self.state = None  # None, "c" or "h" for the current email
         self.handed_at = None
         self.unread = 0
-        self.pending: list[tuple] = []  # commands that can ride on the next round trip
+        self.pending: list[tuple] = []  # commands that can ride on the next write
 
     def begin(self, email_id) -> None:
         self.key, self.state, self.handed_at = HANDOVER_KEY.format(email_id), None, None
 
     def before_dot(self) -> None:
-        self._call(*self.pending, ("SET", self.key, b"c", "EX", JOURNAL_TTL))
+        self._settle()  # nothing unread may stay behind: a socket closed with unread data drops its writes
+        if self.conn._sock is None:
+            self.conn.connect()
+        cork(self.conn._sock, True)  # "c", the dot and "h" go out back to back (see mail_channels.cork)
+        self.handed_at = time.time()
+        commit = self.conn.pack_commands([*self.pending, ("SET", self.key, b"c", "EX", JOURNAL_TTL)])
+        self.handed = self.conn.pack_command("SET", self.key, b"h%.6f" % self.handed_at, "EX", JOURNAL_TTL)
+        self._send(commit, len(self.pending) + 1)  # no wait for the reply: the dot follows at once
         self.pending = []
         self.state = "c"
 
     def after_dot(self) -> None:
-        self.handed_at = time.time()
         self.state = "h"
         try:
-            self.conn.send_packed_command(self.conn.pack_command("SET", self.key, b"h%.6f" % self.handed_at,
-                                                                 "EX", JOURNAL_TTL))
-            self.unread += 1
-        except RedisError:  # the entry stays "c": should this worker die now, the email fails visibly
+            self._send(self.handed, 1)
+            cork(self.conn._sock, False)
+        except (RedisError, OSError):  # the entry stays "c": should this worker die now, the email fails visibly
             log.warning("mail journal: could not record a hand-over", exc_info=True)
             self._reset()
 
@@ -327,7 +333,9 @@ class Journal:
     def flush(self) -> None:
         """Write what is pending; the outcome goes to Mongo anyway, so a Redis failure here only logs."""
         try:
-            self._call(*self.pending)
+            if self.pending:
+                self._send(self.conn.pack_commands(self.pending), len(self.pending))
+            self._settle()
         except RedisError:
             log.warning("mail journal: could not flush", exc_info=True)
         self.pending = []
@@ -336,13 +344,20 @@ class Journal:
         self.flush()
         self.pool.release(self.conn)
 
-    def _call(self, *commands: tuple) -> None:
+    def _send(self, packed, replies: int) -> None:
         try:
-            if commands:
-                self.conn.send_packed_command(self.conn.pack_commands(commands))
-            for _ in range(self.unread + len(commands)):
+            self.conn.send_packed_command(packed, check_health=False)  # a health check would read a reply
+        except RedisError:
+            self._reset()
+            raise
+        self.unread += replies
+
+    def _settle(self) -> None:
+        """Read the replies of earlier writes (long arrived); an error reply raises."""
+        try:
+            while self.unread:
+                self.unread -= 1
                 self.conn.read_response()
-            self.unread = 0
         except RedisError:
             self._reset()
             raise
