@@ -27,7 +27,7 @@ DEFAULTS = {
     "MAIL_CLAIM_LEASE": 60,
     "MAIL_RECONCILE_INTERVAL": 60,
     "MAIL_RECONCILE_GRACE": 30,
-    "MAIL_CHUNK_SIZE": 100,
+    "MAIL_CHUNK_SIZE": 500,  # emails per delivery job (and SMTP connection); each job has fixed costs
     "MAIL_SLICE_SIZE": 50,
     "INGEST_KEYS": DEV_INGEST_KEY,
     "PUBLIC_BASE_URL": "http://127.0.0.1:5000",

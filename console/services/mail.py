@@ -38,8 +38,7 @@ TERMINAL = ("sent", "failed", "skipped")
 PRIORITIES = ("high", "normal", "low")
 MAX_BATCH = 10_000
 DELIVER_JOB = "console.jobs.mail.deliver"
-SENT_MARKER = "mail:sent:{}"  # Redis: the SMTP server accepted this email
-INFLIGHT_MARKER = "mail:inflight:{}"  # Redis: an SMTP transaction for this email is under way
+HANDOVER_KEY = "mail:handover:{}"  # Redis: the journal of this email's SMTP hand-over (see mail_delivery)
 
 
 def setting(name: str, default: int) -> int:
@@ -241,7 +240,7 @@ def create_batch(template_id: str, recipients: list[dict], *, variables: dict | 
     now = utcnow()
     batch_id = ObjectId()
     decisions = decide(resolved, category, now=now)
-    chunk = setting("MAIL_CHUNK_SIZE", 100)
+    chunk = setting("MAIL_CHUNK_SIZE", 500)
     docs, histories, render_errors = [], [], []
     source = dict(source or {})
     for index, (recipient, decision) in enumerate(zip(resolved, decisions, strict=True)):
@@ -427,7 +426,7 @@ def retry_email(email_id: str) -> dict:
     if not result.modified_count:
         raise ApiError(409, "The email changed meanwhile; reload.")
     NotificationHistory._get_collection().delete_many({"email_id": doc["_id"]})  # a new outcome will follow
-    get_redis().delete(INFLIGHT_MARKER.format(doc["_id"]))  # a person decided to send it again
+    get_redis().delete(HANDOVER_KEY.format(doc["_id"]))  # a person decided to send it again
     enqueue_delivery([doc["_id"]], doc.get("priority") or "normal", job_id)
     return {"email_id": str(doc["_id"]), "status": "queued"}
 

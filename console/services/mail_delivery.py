@@ -1,11 +1,22 @@
 """The worker's side of mail: claim queue documents atomically, send them over one SMTP connection,
 record every outcome, and reconcile documents whose job was lost.
 
-Once, or a visible failure: a document is claimed (`queued|deferred → sending`, or a `sending` one whose lease
-ran out) before it is sent. Around each SMTP transaction two Redis markers say "in flight" and "accepted", so a
-worker that dies before writing to Mongo leaves a trace the next claim reads: accepted mail is recorded as sent,
-never sent again; mail that was in flight when the worker died may or may not have reached the server (SMTP has
-no two-phase commit), so it is failed with that reason for a person to decide, instead of risking a duplicate.
+Exactly once, whatever crashes. A document is claimed (`queued|deferred → sending`, or a `sending` one whose
+lease ran out) before it is sent, and each SMTP hand-over is journaled in Redis around the one moment that
+decides it, the final dot of DATA (a server discards a transaction whose dot never came):
+
+1. "c" is written while the server holds the message without its dot;
+2. the dot is written to the SMTP socket;
+3. "h<time>" (handed over) is written, before any reply is read: the three writes follow each other
+   without a wait. The server's 250 turns the entry into "a<time>" (accepted), a refusal deletes it. The
+   journal's replies are read before the next hand-over: should Redis refuse a write, sending stops.
+
+When a worker dies before recording its outcomes in Mongo, the claim that takes its documents over reads
+the journal: no entry → never handed over, send it; "h" or "a" → the server has it: recorded as sent (a
+note says when the reply was never read), never sent again; "c" → the worker died between the "c" and the
+"h" writes, a window of a few microseconds, with the dot gone or not: that email fails with UNCERTAIN for a
+person to decide. Mongo's recorded outcome wins over the journal, which only speaks for
+emails taken over from a dead claim.
 """
 
 from __future__ import annotations
@@ -14,6 +25,7 @@ import base64
 import logging
 import smtplib
 import socket
+import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -26,24 +38,21 @@ from functools import lru_cache
 from flask import current_app
 from flask_mail import Message, sanitize_address, sanitize_addresses
 from pymongo import UpdateMany, UpdateOne
+from redis.exceptions import RedisError
 
 from console.models.communication import EmailQueue, EmailTracking, NotificationHistory
 from console.queues import get_redis
-from console.services.mail import (
-    INFLIGHT_MARKER,
-    SENT_MARKER,
-    enqueue_delivery,
-    history_entry,
-    message_id,
-    setting,
-)
-from console.services.mail_channels import EmailChannel
+from console.services.mail import HANDOVER_KEY, enqueue_delivery, history_entry, message_id, setting
+from console.services.mail_channels import EmailChannel, cork
 from console.services.mail_prefs import decide, suppress
 from console.timeutil import utcnow
 
 log = logging.getLogger(__name__)
-UNCERTAIN = "uncertain: the worker stopped while the SMTP server was receiving this email; it may have arrived"
-MARKER_TTL = 14 * 24 * 3600
+UNCERTAIN = ("uncertain: the worker stopped within microseconds of handing this email to the SMTP server; "
+             "it may have arrived")
+UNCONFIRMED = ("handed over in full, but the SMTP server's reply was never read (the worker stopped or the "
+               "connection broke)")
+JOURNAL_TTL = 14 * 24 * 3600
 HARD_BOUNCE_CODES = {550, 551, 553}
 
 
@@ -101,6 +110,8 @@ def _classify(error: Exception) -> Exception:
         if error.smtp_code >= 500:
             return _Permanent(f"refused: {reason}", hard_bounce=False)
         return _Transient(f"server deferred: {reason}", connection_lost=error.smtp_code == 421)
+    if isinstance(error, RedisError):  # the journal could not record the hand-over: the dot was never sent
+        return _Transient(f"hand-over journal unavailable: {type(error).__name__}: {error}", connection_lost=True)
     if isinstance(error, (smtplib.SMTPServerDisconnected, OSError, socket.timeout)):
         return _Transient(f"connection problem: {type(error).__name__}: {error}", connection_lost=True)
     return _Transient(f"{type(error).__name__}: {error}", connection_lost=False)
@@ -152,33 +163,53 @@ def build_message(doc: dict) -> Message:
     return message
 
 
-def _claim(ids: list, lease: int) -> tuple[str, list[dict]]:
+def _claim(ids: list, lease: int, token: str) -> tuple[list[dict], set]:
+    """Claim what is claimable of `ids`; also returns the ids taken over from a claim whose worker died."""
     coll = EmailQueue._get_collection()
     now = utcnow()
-    token = uuid.uuid4().hex
     claim = {"$set": {"status": "sending", "claim": token, "lease_until": now + timedelta(seconds=lease),
                       "updated_at": now}, "$inc": {"attempts": 1}}
     # Two updates rather than one $or: SecantusDB scans the collection for `_id $in` combined with `$or`.
     claimed = coll.update_many({"_id": {"$in": ids}, "status": {"$in": ["queued", "deferred"]}}, claim).modified_count
+    expired = []
     if claimed < len(ids):  # take over claims whose worker died (their lease ran out)
-        coll.update_many({"_id": {"$in": ids}, "status": "sending", "lease_until": {"$lt": now}}, claim)
-    return token, list(coll.find({"_id": {"$in": ids}, "claim": token}))
+        lapsed = {"_id": {"$in": ids}, "status": "sending", "lease_until": {"$lt": now}}
+        expired = [doc["_id"] for doc in coll.find(lapsed, {"_id": 1})]
+        if expired:
+            coll.update_many({**lapsed, "_id": {"$in": expired}}, claim)
+    docs = list(coll.find({"_id": {"$in": ids}, "claim": token}))
+    return docs, {doc["_id"] for doc in docs} & set(expired)
 
 
+def _slices(ids: list, size: int) -> list[list]:
+    """Slices of `size`, with short ones at both ends: the first claim and the last record are the only
+    MongoDB round trips that no SMTP traffic hides."""
+    edge = max(1, size // 5)
+    if len(ids) <= 2 * edge:
+        return [ids]
+    middle = ids[edge:len(ids) - edge]
+    return [ids[:edge], *(middle[start:start + size] for start in range(0, len(middle), size)), ids[-edge:]]
+
+
+@dataclass
+class _Slice:
+    outcome: Outcome
+    to_send: list  # (doc, message, serialised message)
 
 
 def deliver(email_ids: list[str]) -> Outcome:
     """Send these queue documents (those this call manages to claim) and record what happened.
 
-    The chunk goes in slices; a helper thread claims the next slice and records the previous one while this
-    thread talks SMTP, so MongoDB's round trips overlap the SMTP ones. Every write is done before returning."""
+    The chunk goes in slices; a helper thread claims and prepares the next slice and records the previous
+    one while this thread talks SMTP, so MongoDB's round trips overlap the SMTP ones. Every write is done
+    before returning."""
     from bson import ObjectId
 
     ids = [ObjectId(i) for i in email_ids]
+    token = uuid.uuid4().hex  # this call's claim, renewed for every email it holds
     lease = setting("MAIL_CLAIM_LEASE", 60)
     app = current_app._get_current_object()
-    size = setting("MAIL_SLICE_SIZE", 50)
-    slices = [ids[start:start + size] for start in range(0, len(ids), size)]
+    slices = _slices(ids, setting("MAIL_SLICE_SIZE", 50)) if ids else []
     total = Outcome()
 
     def in_app(func, *args):
@@ -186,41 +217,54 @@ def deliver(email_ids: list[str]) -> Outcome:
             return func(*args)
 
     records = []
+    smtp, journal = EmailChannel(), None  # one SMTP connection for the whole chunk
+    switch = sys.getswitchinterval()
+    # With the default 5 ms, each SMTP reply could wait that long for the GIL while the mail-db thread runs
+    # Python (BSON, building messages): a worker runs one job at a time, so this is the job's own setting.
+    sys.setswitchinterval(0.0005)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mail-db") as db:
-        claiming = db.submit(in_app, _claim, slices[0], lease) if slices else None
-        for index in range(len(slices)):
-            token, docs = claiming.result()
-            if index + 1 < len(slices):
-                claiming = db.submit(in_app, _claim, slices[index + 1], lease)
-            outcome = Outcome(claimed=len(docs))
-            try:
-                _deliver_claimed(docs, ids, outcome, lease)
-            finally:
-                records.append(db.submit(in_app, _record, outcome, token))
-            total.merge(outcome)
+        try:
+            preparing = db.submit(in_app, _prepare, slices[0], ids, lease, token) if slices else None
+            for index in range(len(slices)):
+                part = preparing.result()
+                if index + 1 < len(slices):
+                    preparing = db.submit(in_app, _prepare, slices[index + 1], ids, lease, token)
+                if part.to_send and journal is None:
+                    journal = Journal(get_redis())
+                try:
+                    _send_all(part.to_send, part.outcome, ids, token, lease, smtp, journal)
+                finally:
+                    if journal is not None:
+                        journal.flush()  # before the record drops the entries
+                    records.append(db.submit(in_app, _record, part.outcome, token))
+                total.merge(part.outcome)
+        finally:
+            sys.setswitchinterval(switch)
+            smtp.close()
+            if journal is not None:
+                journal.close()
     for record in records:
         record.result()  # a failed write raises here, so the job fails visibly
     return total
 
 
-def _deliver_claimed(docs: list[dict], chunk_ids: list, outcome: Outcome, lease: int) -> None:
-    if not docs:
-        return
-    token = docs[0]["claim"]
-    redis = get_redis()
-    keys = [SENT_MARKER.format(d["_id"]) for d in docs] + [INFLIGHT_MARKER.format(d["_id"]) for d in docs]
-    values = redis.mget(keys)
-    markers, inflight = values[:len(docs)], values[len(docs):]
-    max_attempts = int(current_app.config["MAIL_MAX_ATTEMPTS"])
-    intervals = [int(x) for x in str(current_app.config["MAIL_RETRY_INTERVALS"]).split(",") if x.strip()] or [60]
+def _prepare(slice_ids: list, chunk_ids: list, lease: int, token: str) -> _Slice:
+    """Claim a slice, settle what a dead worker's journal says, apply preferences, serialise the rest."""
+    docs, taken_over = _claim(slice_ids, lease, token)
+    outcome = Outcome(claimed=len(docs))
+    journal = {}
+    if taken_over:
+        ordered = sorted(taken_over)
+        journal = dict(zip(ordered, get_redis().mget([HANDOVER_KEY.format(i) for i in ordered]), strict=True))
     pending = []
-    for doc, marker, flying in zip(docs, markers, inflight, strict=True):
-        if marker is not None:  # accepted by SMTP before a crash: record it, never send twice
-            outcome.sent.append((doc, float(marker)))
-        elif flying is not None:
-            outcome.failed.append((doc, UNCERTAIN, False))
-        else:
+    for doc in docs:
+        entry = journal.get(doc["_id"])
+        if entry is None:
             pending.append(doc)
+        elif entry[:1] == b"c":
+            outcome.failed.append((doc, UNCERTAIN, False))
+        else:  # the server has it: record it, never send twice
+            outcome.sent.append((doc, float(entry[1:]), None if entry[:1] == b"a" else UNCONFIRMED))
     decisions = {}
     by_category: dict[str, list[dict]] = {}
     for doc in pending:
@@ -237,52 +281,132 @@ def _deliver_claimed(docs: list[dict], chunk_ids: list, outcome: Outcome, lease:
         elif verdict == "defer":
             outcome.deferred.append((doc, reason, until, False))
         else:
-            to_send.append(doc)
-    _send_all(to_send, outcome, token, lease, max_attempts, intervals)
+            message = build_message(doc)
+            to_send.append((doc, message, message.as_bytes()))
+    return _Slice(outcome, to_send)
 
 
-def _send_all(docs: list[dict], outcome: Outcome, token: str, lease: int, max_attempts: int,
-              intervals: list[int]) -> None:
-    """Send over one connection. Invariant: the in-flight marker of the email about to be sent is set; each
-    Redis round trip records the previous outcome and marks the next email in flight at once."""
-    redis = get_redis()
-    smtp = EmailChannel()
+class Journal:
+    """The hand-over journal (see the module docstring), on a Redis connection of its own: its writes go out
+    without waiting for replies, which are read in order later (before the next hand-over, so a journal that
+    stopped working stops the sending)."""
+
+    def __init__(self, redis):
+        self.pool = redis.connection_pool
+        self.conn = self.pool.get_connection()
+        self.state = None  # None, "c" or "h" for the current email
+        self.handed_at = None
+        self.unread = 0
+        self.pending: list[tuple] = []  # commands that can ride on the next write
+
+    def begin(self, email_id) -> None:
+        self.key, self.state, self.handed_at = HANDOVER_KEY.format(email_id), None, None
+
+    def before_dot(self) -> None:
+        self._settle()  # nothing unread may stay behind: a socket closed with unread data drops its writes
+        if self.conn._sock is None:
+            self.conn.connect()
+        cork(self.conn._sock, True)  # "c", the dot and "h" go out back to back (see mail_channels.cork)
+        self.handed_at = time.time()
+        commit = self.conn.pack_commands([*self.pending, ("SET", self.key, b"c", "EX", JOURNAL_TTL)])
+        self.handed = self.conn.pack_command("SET", self.key, b"h%.6f" % self.handed_at, "EX", JOURNAL_TTL)
+        self._send(commit, len(self.pending) + 1)  # no wait for the reply: the dot follows at once
+        self.pending = []
+        self.state = "c"
+
+    def after_dot(self) -> None:
+        self.state = "h"
+        try:
+            self._send(self.handed, 1)
+            cork(self.conn._sock, False)
+        except (RedisError, OSError):  # the entry stays "c": should this worker die now, the email fails visibly
+            log.warning("mail journal: could not record a hand-over", exc_info=True)
+            self._reset()
+
+    def accepted(self, at: float) -> None:
+        self.pending.append(("SET", self.key, b"a%.6f" % at, "EX", JOURNAL_TTL))
+
+    def forget(self) -> None:
+        """The server refused the message, or never got its dot: nothing was handed over."""
+        self.pending.append(("DEL", self.key))
+
+    def flush(self) -> None:
+        """Write what is pending; the outcome goes to Mongo anyway, so a Redis failure here only logs."""
+        try:
+            if self.pending:
+                self._send(self.conn.pack_commands(self.pending), len(self.pending))
+            self._settle()
+        except RedisError:
+            log.warning("mail journal: could not flush", exc_info=True)
+        self.pending = []
+
+    def close(self) -> None:
+        self.flush()
+        self.pool.release(self.conn)
+
+    def _send(self, packed, replies: int) -> None:
+        try:
+            self.conn.send_packed_command(packed, check_health=False)  # a health check would read a reply
+        except RedisError:
+            self._reset()
+            raise
+        self.unread += replies
+
+    def _settle(self) -> None:
+        """Read the replies of earlier writes (long arrived); an error reply raises."""
+        try:
+            while self.unread:
+                self.unread -= 1
+                self.conn.read_response()
+        except RedisError:
+            self._reset()
+            raise
+
+    def _reset(self) -> None:
+        self.unread = 0
+        self.conn.disconnect()  # unread replies must not answer later commands; it reconnects on next use
+
+
+def _send_all(items: list[tuple], outcome: Outcome, chunk_ids: list, token: str, lease: int,
+              smtp: EmailChannel, journal: Journal) -> None:
+    """Send a slice over the chunk's connection, journaling each hand-over. A broken connection defers the
+    rest of the slice; the next slice connects again."""
+    max_attempts = int(current_app.config["MAIL_MAX_ATTEMPTS"])
+    intervals = [int(x) for x in str(current_app.config["MAIL_RETRY_INTERVALS"]).split(",") if x.strip()] or [60]
     renewed = time.monotonic()
     connection_down: str | None = None
-    if docs:
-        redis.set(INFLIGHT_MARKER.format(docs[0]["_id"]), 1, ex=MARKER_TTL)
-    try:
-        for index, doc in enumerate(docs):
-            if connection_down:
-                _defer_or_fail(outcome, doc, connection_down, max_attempts, intervals)
+    for doc, message, data in items:
+        if connection_down:
+            _defer_or_fail(outcome, doc, connection_down, max_attempts, intervals)
+            continue
+        if time.monotonic() - renewed > lease / 3:  # the next slice is claimed already: renew it too
+            EmailQueue._get_collection().update_many(
+                {"_id": {"$in": chunk_ids}, "claim": token, "status": "sending"},
+                {"$set": {"lease_until": utcnow() + timedelta(seconds=lease)}})
+            renewed = time.monotonic()
+        journal.begin(doc["_id"])
+        try:
+            smtp.send(doc["to_email"], message, data, hand_over=journal)
+        except Exception as error:  # classified below; nothing is swallowed: the job raises afterwards
+            problem = _classify(error)
+            if journal.state == "h" and not isinstance(error, smtplib.SMTPResponseException):
+                outcome.sent.append((doc, journal.handed_at, UNCONFIRMED))  # never send it twice
+                smtp.close()
+                connection_down = problem.reason
                 continue
-            if time.monotonic() - renewed > lease / 3:
-                EmailQueue._get_collection().update_many(
-                    {"_id": {"$in": [d["_id"] for d in docs[index:]]}, "claim": token, "status": "sending"},
-                    {"$set": {"lease_until": utcnow() + timedelta(seconds=lease)}})
-                renewed = time.monotonic()
-            pipe = redis.pipeline(transaction=False)
-            try:
-                smtp.send(doc["to_email"], build_message(doc))
-            except Exception as error:  # classified below; nothing is swallowed: the job raises afterwards
-                problem = _classify(error)
-                if isinstance(problem, _Permanent):
-                    outcome.failed.append((doc, problem.reason, problem.hard_bounce))
-                else:
-                    if problem.connection_lost:
-                        smtp.close()
-                        connection_down = problem.reason
-                    _defer_or_fail(outcome, doc, problem.reason, max_attempts, intervals)
+            if journal.state:
+                journal.forget()
+            if isinstance(problem, _Permanent):
+                outcome.failed.append((doc, problem.reason, problem.hard_bounce))
             else:
-                accepted_at = time.time()
-                pipe.set(SENT_MARKER.format(doc["_id"]), accepted_at, ex=MARKER_TTL)
-                outcome.sent.append((doc, accepted_at))
-            pipe.delete(INFLIGHT_MARKER.format(doc["_id"]))
-            if index + 1 < len(docs) and not connection_down:
-                pipe.set(INFLIGHT_MARKER.format(docs[index + 1]["_id"]), 1, ex=MARKER_TTL)
-            pipe.execute()
-    finally:
-        smtp.close()
+                if problem.connection_lost:
+                    smtp.close()
+                    connection_down = problem.reason
+                _defer_or_fail(outcome, doc, problem.reason, max_attempts, intervals)
+        else:
+            accepted_at = time.time()
+            journal.accepted(accepted_at)
+            outcome.sent.append((doc, accepted_at, None))
 
 
 def _defer_or_fail(outcome: Outcome, doc: dict, reason: str, max_attempts: int, intervals: list[int]) -> None:
@@ -296,13 +420,19 @@ def _defer_or_fail(outcome: Outcome, doc: dict, reason: str, max_attempts: int, 
 
 def _record(outcome: Outcome, token: str) -> None:
     """Write every outcome in a few bulk operations, guarded by the claim token; final outcomes also go to
-    notification_history (inserts: far cheaper than updating an entry per email)."""
+    notification_history (inserts: far cheaper than updating an entry per email). Then the journal entries,
+    which Mongo now supersedes, are dropped."""
     now = utcnow()
     ops, history, events = [], [], []
     sent_by_time: dict[float, list] = {}
-    for doc, accepted_at in outcome.sent:
-        sent_by_time.setdefault(round(accepted_at, 1), []).append(doc)
-        history.append(history_entry({**doc, "status": "sent", "reason": None}))
+    for doc, accepted_at, note in outcome.sent:
+        history.append(history_entry({**doc, "status": "sent", "reason": note}))
+        if note:
+            ops.append(UpdateOne({"_id": doc["_id"], "claim": token},
+                                 {"$set": {"status": "sent", "sent_at": datetime.fromtimestamp(accepted_at, UTC),
+                                           "reason": note, "updated_at": now, "next_attempt_at": None}}))
+        else:
+            sent_by_time.setdefault(round(accepted_at, 1), []).append(doc)
     for accepted_at, docs in sent_by_time.items():  # one update per tenth of a second, not one per email
         ops.append(UpdateMany({"_id": {"$in": [d["_id"] for d in docs]}, "claim": token},
                               {"$set": {"status": "sent", "sent_at": datetime.fromtimestamp(accepted_at, UTC),
@@ -331,6 +461,12 @@ def _record(outcome: Outcome, token: str) -> None:
     for doc, _reason, until, retry in outcome.deferred:
         if not retry:  # quiet hours: a timed job of its own; retries ride on RQ's Retry
             enqueue_delivery([doc["_id"]], doc.get("priority") or "normal", f"mail-{doc['_id']}-quiet", at=until)
+    journaled = [HANDOVER_KEY.format(doc["_id"]) for doc, *_ in (*outcome.sent, *outcome.failed)]
+    if journaled:
+        try:
+            get_redis().delete(*journaled)
+        except RedisError:  # housekeeping only: the entries expire, and Mongo's record wins over them
+            log.warning("mail journal: could not drop %d entries", len(journaled), exc_info=True)
 
 
 # --- reconcile ---------------------------------------------------------------------------------------------
@@ -368,7 +504,7 @@ def reconcile(min_age_seconds: int | None = None) -> dict:
     for doc in stuck:
         if doc["status"] == "sending" or doc.get("job_id") not in alive:
             lost.setdefault(doc.get("priority") or "normal", []).append(doc["_id"])
-    chunk = setting("MAIL_CHUNK_SIZE", 100)
+    chunk = setting("MAIL_CHUNK_SIZE", 500)
     jobs = 0
     for priority, ids in lost.items():
         for start in range(0, len(ids), chunk):
