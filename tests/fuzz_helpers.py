@@ -123,7 +123,10 @@ def store_problems(db) -> list[str]:
     kept = {}
     for version in db.email_template_versions.find({}, {"template_id": 1, "version": 1}):
         kept.setdefault(version["template_id"], set()).add(version["version"])
-    for template in db.email_templates.find({}, {"version": 1, "variables": 1, "name": 1}):
+    templates = list(db.email_templates.find({}, {"version": 1, "variables": 1, "name": 1}))
+    problems += [f"email_template_versions: history of template {oid}, which does not exist"
+                 for oid in set(kept) - {template["_id"] for template in templates}]
+    for template in templates:
         if set(range(1, template["version"])) != kept.get(template["_id"], set()):
             problems.append(f"email_templates {template['_id']}: version {template['version']} but history "
                             f"{sorted(kept.get(template['_id'], set()))}")

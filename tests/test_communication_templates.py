@@ -158,8 +158,12 @@ def test_delete_then_404(api, run_jobs, servers):
     add_members(1)
     queued = client.post(f"{API}/send-email", json={"template_id": template["id"], "to": {"user_id": "u0"}})
     assert queued.status_code == 202
+    assert client.put(f"{API}/templates/{template['id']}", json={**WELCOME, "subject": "v2"}).status_code == 200
     assert client.delete(f"{API}/templates/{template['id']}").status_code == 204
     assert client.get(f"{API}/templates/{template['id']}").status_code == 404
+    from console.models.communication import EmailTemplateVersion
+
+    assert EmailTemplateVersion.objects(template_id=template["id"]).count() == 0  # its history went with it
     assert client.delete(f"{API}/templates/{template['id']}").status_code == 404
     run_jobs()  # mail already rendered is unaffected
     assert [m["Subject"] for m in servers.messages()] == ["Welcome Member!"]  # first_name from the member record

@@ -138,8 +138,10 @@ def diff_versions(template: EmailTemplate, old: int, new: int) -> list[dict]:
 
 
 def delete_template(template_id: str) -> None:
+    """The template and its version history go; mail already rendered from it keeps its own copy."""
     template = get_template(template_id)
     template.delete()
+    EmailTemplateVersion._get_collection().delete_many({"template_id": template.id})
     audit.record("template.delete", f"template:{template.id}", {"name": template.name}, None)
 
 
