@@ -46,19 +46,30 @@ def pydantic_errors(error: ValidationError, prefix: str = "") -> list[dict]:
     return out
 
 
-def operator_keys(value: Any, path: str = "") -> list[str]:
-    """Paths of keys that look like MongoDB operators or field paths (`$x`, `a.b`)."""
-    found: list[str] = []
+INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+OPERATOR_KEY = "keys may not be empty, start with '$' or contain '.'"
+TOO_BIG = "integers must fit in 64 bits (between -2^63 and 2^63-1)"
+
+
+def unstorable(value: Any, path: str = "") -> list[dict]:
+    """What MongoDB could not store as sent: operator-like keys (`$x`, `a.b`, empty) and integers beyond
+    64 bits, each as {"field", "message"}."""
+    found: list[dict] = []
     if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str) or not key or key.startswith("$") or "." in key or "\x00" in key:
-                found.append(f"{path}.{key}" if path else str(key))
-            if isinstance(item, (dict, list)):
-                found.extend(operator_keys(item, f"{path}.{key}" if path else key))
+        items = value.items()
     elif isinstance(value, list):
-        for index, item in enumerate(value):
-            if isinstance(item, (dict, list)):
-                found.extend(operator_keys(item, f"{path}.{index}" if path else str(index)))
+        items = enumerate(value)
+    else:
+        return found
+    keyed = isinstance(value, dict)
+    for key, item in items:
+        where = f"{path}.{key}" if path else str(key)
+        if keyed and (not isinstance(key, str) or not key or key.startswith("$") or "." in key or "\x00" in key):
+            found.append({"field": where, "message": OPERATOR_KEY})
+        if isinstance(item, (dict, list)):
+            found.extend(unstorable(item, where))
+        elif type(item) is int and not INT64_MIN <= item <= INT64_MAX:
+            found.append({"field": where, "message": TOO_BIG})
     return found
 
 
@@ -75,10 +86,9 @@ def read_json() -> Any:
 
 def parse_body(model: type[BaseModel], data: Any, *, check_operators: bool = True) -> BaseModel:
     if check_operators:
-        bad = operator_keys(data)
+        bad = unstorable(data)
         if bad:
-            raise ApiError(422, "Keys may not be empty, start with '$' or contain '.'.",
-                           [{"field": path, "message": "operator-like key not allowed"} for path in bad])
+            raise ApiError(422, "The body holds keys or numbers the database cannot store.", bad)
     try:
         return model.model_validate(data)
     except ValidationError as error:

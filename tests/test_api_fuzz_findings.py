@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from console.apikit import OPERATOR_KEY, TOO_BIG
 from console.models.engagement import UserActivity
 from console.models.member import Member
 from tests.conftest import INGEST_KEY
@@ -31,7 +32,23 @@ def test_empty_keys_in_any_json_body_are_422(api):
     response = client.post("/api/phase14/communication/templates", json={
         "name": "n", "subject": "s", "html_body": "<p>x</p>", "category": "news", "sample_data": {"": "x"}})
     assert response.status_code == 422
-    assert response.json["errors"] == [{"field": "sample_data.", "message": "operator-like key not allowed"}]
+    assert response.json["errors"] == [{"field": "sample_data.", "message": OPERATOR_KEY}]
+
+
+def test_integers_beyond_64_bits_are_422_and_store_nothing(client, api):
+    """Fuzz finding: a property of 2^63 passed validation and broke the insert (a 500)."""
+    tracked = client.post(TRACK, json=ev("big", "2026-01-05T10:00:00Z", properties={"n": 2 ** 63}),
+                          headers={"X-Ingest-Key": INGEST_KEY})
+    assert tracked.status_code == 422 and tracked.json["errors"] == [{"field": "properties.n", "message": TOO_BIG}]
+    assert UserActivity.objects(user_id="big").count() == 0
+    batch = client.post(TRACK, json={"events": [ev("big", "2026-01-05T10:00:00Z", properties={"n": [-(2 ** 64)]}),
+                                                ev("big", "2026-01-05T10:00:00Z", event_id="fits")]},
+                        headers={"X-Ingest-Key": INGEST_KEY})
+    assert batch.status_code == 202 and batch.json["accepted"] == 1
+    assert batch.json["rejected"] == [{"index": 0, "errors": [{"field": "properties.n.0", "message": TOO_BIG}]}]
+    template = api("super_admin").post("/api/phase14/communication/templates", json={
+        "name": "n", "subject": "s", "html_body": "<p>x</p>", "category": "news", "sample_data": {"n": 2 ** 70}})
+    assert template.status_code == 422 and template.json["errors"][0]["message"] == TOO_BIG
 
 
 EXTREME_TIMES = ["0001-01-01", "0001-01-01T00:00:00Z", "1969-12-31", "9999-12-31", "9999-12-31T23:59:59Z"]

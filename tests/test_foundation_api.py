@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from console.apikit import PageQuery, decode_cursor, operator_keys, paginate
+from console.apikit import OPERATOR_KEY, TOO_BIG, PageQuery, decode_cursor, paginate, unstorable
 from console.errors import ApiError
 from console.models.member import Member
 from console.timeutil import utcnow
@@ -31,9 +31,12 @@ def test_unknown_page_is_a_friendly_html_page(client):
     assert "nothing here" in response.get_data(as_text=True)
 
 
-def test_operator_keys_are_found_at_any_depth():
-    assert operator_keys({"a": {"$gt": 1}, "b": [{"c.d": 1}], "ok": {"x": 1}}) == ["a.$gt", "b.0.c.d"]
-    assert operator_keys({"fine": ["$not-a-key-but-a-value"]}) == []
+def test_unstorable_keys_and_numbers_are_found_at_any_depth():
+    assert unstorable({"a": {"$gt": 1}, "b": [{"c.d": 1}], "ok": {"x": 1}}) == [
+        {"field": "a.$gt", "message": OPERATOR_KEY}, {"field": "b.0.c.d", "message": OPERATOR_KEY}]
+    assert unstorable({"fine": ["$not-a-key-but-a-value", 2 ** 63 - 1, -(2 ** 63), 1e300]}) == []
+    assert unstorable({"n": [2 ** 63], "m": {"k": -(2 ** 63) - 1}}) == [
+        {"field": "n.0", "message": TOO_BIG}, {"field": "m.k", "message": TOO_BIG}]
 
 
 @pytest.mark.parametrize("descending", [True, False])

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pymongo import InsertOne, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError
 
-from console.apikit import operator_keys, pydantic_errors
+from console.apikit import pydantic_errors, unstorable
 from console.db import find_in
 from console.models.engagement import ActivityRollup, EngagementCache, RetentionCache, UserActivity
 from console.models.member import Member
@@ -99,9 +99,9 @@ def validate_item(item: Any) -> tuple[TrackEvent | None, list[dict]]:
     """Return the parsed event, or the reasons it was rejected."""
     if not isinstance(item, dict):
         return None, [{"field": "body", "message": "each event must be a JSON object"}]
-    bad = operator_keys(item)
+    bad = unstorable(item)
     if bad:
-        return None, [{"field": path, "message": "keys may not start with '$' or contain '.'"} for path in bad]
+        return None, bad
     try:
         return TrackEvent.model_validate(item), []
     except ValidationError as error:
