@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -118,6 +119,21 @@ def _some_mail(run_jobs):
     batch = create_batch(str(template.id), [{"user_id": "u0"}, {"user_id": "u1"}])
     run_jobs()
     return failed["email_id"], batch["batch_id"]
+
+
+def test_queue_table_pages_newest_first(login):
+    from console.services.mail import create_batch
+
+    template, members = make_template(), add_members(30)
+    create_batch(str(template.id), [{"user_id": m["user_id"]} for m in members])
+    browser = login("admin")
+    first = browser.get("/communication/queue/table").get_data(as_text=True)
+    assert first.count("@members.example.com") == 25 and "u29@members" in first and "u0@members" not in first
+    next_url = re.search(r'href="(/communication/queue\?[^"]*cursor=[^"]+)"', first).group(1).replace("&amp;", "&")
+    second = browser.get(next_url.replace("/communication/queue?", "/communication/queue/table?"))
+    rest = second.get_data(as_text=True)
+    assert rest.count("@members.example.com") == 5 and "u0@members" in rest and "u29@members" not in rest
+    assert "Next page" not in rest
 
 
 def test_queue_page_table_and_retry(login, run_jobs):

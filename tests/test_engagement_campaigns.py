@@ -183,3 +183,4 @@ def test_campaign_list(sender, template_id, lapsed):
     assert [item["id"] for item in page["items"]] == [second["campaign_id"]]
     rest = sender.get(f"{BASE}/campaigns?limit=1&cursor={page['next_cursor']}").get_json()
     assert [item["id"] for item in rest["items"]] == [first["campaign_id"]] and rest["next_cursor"] is None
+    assert sender.get(f"{BASE}/campaigns?cursor=not-a-cursor").status_code == 422

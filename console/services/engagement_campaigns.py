@@ -11,7 +11,7 @@ from bson import ObjectId
 from bson.errors import InvalidId
 from flask import current_app
 
-from console.apikit import object_id_or_404
+from console.apikit import PageQuery, object_id_or_404, paginate
 from console.db import find_in
 from console.errors import ApiError
 from console.models.engagement import ActivityRollup, Campaign
@@ -236,14 +236,8 @@ def campaign_report(campaign: Campaign, now: datetime | None = None) -> dict:
     }
 
 
-def list_campaigns(limit: int = 50, after: str | None = None) -> dict:
-    query = Campaign.objects
-    if after:
-        query = query.filter(id__lt=object_id_or_404(after))
-    rows = list(query.order_by("-id").limit(limit + 1))
-    more = len(rows) > limit
-    rows = rows[:limit]
-    items = [{"id": str(c.id), "name": c.name, "status": c.status, "dry_run": c.dry_run,
-              "created_at": c.created_at, "sent_at": c.sent_at, "treated": len(c.treated),
-              "holdout": len(c.holdout), "category": c.category} for c in rows]
-    return {"items": items, "after": str(rows[-1].id) if more and rows else None}
+def list_campaigns(page: PageQuery) -> dict:
+    """Campaigns newest first: {"items": [summaries], "next_cursor"}."""
+    return paginate(Campaign.objects, page, transform=lambda c: {
+        "id": str(c.id), "name": c.name, "status": c.status, "dry_run": c.dry_run, "created_at": c.created_at,
+        "sent_at": c.sent_at, "treated": len(c.treated), "holdout": len(c.holdout), "category": c.category})

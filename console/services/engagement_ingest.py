@@ -172,8 +172,7 @@ def earlier_attempts(docs: list[dict], inserted: list[dict], now: datetime) -> l
     """The stored events behind this batch's duplicates, from other batches recent enough to be retries;
     apply_rollups skips those whose batch its member-day already names."""
     duplicates = {doc["event_id"] for doc in docs} - {doc["event_id"] for doc in inserted}
-    fields = {"_id": 0, "event_id": 1, "batch": 1, "user_id": 1, "event": 1, "feature": 1, "session_id": 1,
-              "timestamp": 1, "clamped": 1}
+    fields = {"_id": 0, "batch": 1, "user_id": 1, "event": 1, "feature": 1, "session_id": 1, "timestamp": 1}
     found = find_in(UserActivity._get_collection(), "event_id", sorted(duplicates), fields,
                     {"received_at": {"$gte": now - RETRY_WINDOW}, "batch": {"$exists": True}})
     return [{**doc, "timestamp": as_utc(doc["timestamp"])} for doc in found]
@@ -296,9 +295,10 @@ def apply_rollups(docs: list[dict], *, now: datetime | None = None) -> None:
     """Write the per-member-day rollups for stored events, with exact session counts, in one bulk write.
 
     The touched days (and the neighbours sessions depend on) are read, then rewritten whole, each only over
-    the version it read (`v`); a write that lost a race with another request collides on `_id`, and just those
-    member-days are recomputed from a fresh read and written again. Whole documents addressed by `_id` are the
-    cheapest write the server has, and redoing only what collided keeps busy members from stalling everyone.
+    the version it read (`v`). A write that lost a race with another request (a new day someone else created
+    collides on `_id`; a replace over a version that moved on matches nothing, see _lost) is recomputed from a
+    fresh read and written again, for just those member-days. Whole documents addressed by `_id` are the
+    cheapest write the server has, and redoing only what lost keeps busy members from stalling everyone.
     Each write also records the batches it applied (`applied`, for RETRY_WINDOW), so events of a batch are
     added to a member-day once, however many requests carry them.
     """

@@ -16,7 +16,8 @@ from flask import current_app
 from pymongo.errors import DuplicateKeyError
 from rq import Retry
 
-from console.apikit import object_id_or_404
+from console.apikit import PageQuery, object_id_or_404, paginate
+from console.db import find_in
 from console.errors import ApiError
 from console.models.communication import (
     EmailBatch,
@@ -27,7 +28,7 @@ from console.models.communication import (
 )
 from console.models.member import Member
 from console.queues import PRIORITY_QUEUES, get_queue, get_redis
-from console.services.mail_prefs import decide, find_in
+from console.services.mail_prefs import decide
 from console.services.mail_prefs import deliverability as _deliverability
 from console.services.mail_render import RenderError, render_fields
 from console.services.mail_tracking import compose
@@ -377,6 +378,12 @@ def queue_filter(status: str | None = None, priority: str | None = None, batch_i
     if q:
         match["to_email"] = q.strip().lower()
     return match
+
+
+def queue_page(page: PageQuery, **filters) -> dict:
+    """One page of the queue, newest first: {"items": [email summaries], "next_cursor"}; 422 on bad filters."""
+    queryset = EmailQueue.objects(__raw__=queue_filter(**filters)).exclude(*SUMMARY_FIELDS)
+    return paginate(queryset, page, transform=lambda doc: email_summary(doc.to_mongo().to_dict()))
 
 
 def get_email(email_id: str) -> dict:

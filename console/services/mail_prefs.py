@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pymongo import ReturnDocument
 
+from console.db import find_in
 from console.errors import ApiError
 from console.models.communication import EmailQueue, NotificationPreference, Suppression
 from console.timeutil import utcnow
@@ -15,17 +16,6 @@ CHANNELS = ("email", "sms")
 CATEGORIES = ("product", "events", "digest", "marketing", "security")
 ALWAYS_ON = "security"  # members cannot turn security notices off; quiet hours and caps do not hold them back
 COUNTED_STATUSES = ("queued", "sending", "sent", "deferred")
-
-
-IN_CHUNK = 100
-
-
-def find_in(coll, field: str, values, projection: dict | None = None, extra: dict | None = None):
-    """Documents whose `field` is one of `values`, asked for in slices: an $in of thousands of values is
-    much slower on SecantusDB than many small ones (its cost grows faster than the list)."""
-    unique = list(dict.fromkeys(values))
-    for start in range(0, len(unique), IN_CHUNK):
-        yield from coll.find({field: {"$in": unique[start:start + IN_CHUNK]}, **(extra or {})}, projection)
 
 
 def default_preferences(user_id: str) -> dict:

@@ -116,11 +116,8 @@ def send_email(body: SendEmailIn):
 @endpoint(bp, f"{PREFIX}/email-queue", permission="communication.view", query=QueueQuery, response=QueueOut,
           tags=TAGS, summary="The mail queue with counts by status")
 def email_queue(query: QueueQuery):
-    from console.models.communication import EmailQueue
 
-    match = mail.queue_filter(query.status, query.priority, query.batch_id, query.q)
-    page = paginate(EmailQueue.objects(__raw__=match).exclude("html_body", "text_body", "links"), query,
-                    transform=lambda doc: mail.email_summary(doc.to_mongo().to_dict()))
+    page = mail.queue_page(query, status=query.status, priority=query.priority, batch_id=query.batch_id, q=query.q)
     return {"counts": mail.queue_counts(), **page}
 
 

@@ -8,7 +8,7 @@ import json
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from console.apikit import PageQuery, decode_cursor, encode_cursor
+from console.apikit import PageQuery
 from console.blueprints.communication import bp
 from console.errors import ApiError
 from console.security import has_permission, permission_required
@@ -173,21 +173,12 @@ def _queue_args() -> dict:
     return args
 
 
-def _queue_rows(args: dict, cursor: str | None, limit: int = 25) -> tuple[list[dict], str | None]:
-    from console.models.communication import EmailQueue
-
+def _queue_rows(args: dict, cursor: str | None) -> tuple[list[dict], str | None]:
     try:
-        match = mail.queue_filter(**args)
-        after = decode_cursor(cursor)
-    except ApiError:
+        page = mail.queue_page(PageQuery(limit=25, cursor=cursor), **args)
+    except ApiError:  # a stale or hand-edited cursor: show the first page's worth of nothing, not an error
         return [], None
-    if after:
-        from bson import ObjectId
-
-        match["_id"] = {"$lt": ObjectId(after[0])}
-    docs = list(EmailQueue._get_collection().find(match, mail.SUMMARY_FIELDS).sort("_id", -1).limit(limit + 1))
-    next_cursor = encode_cursor([str(docs[limit - 1]["_id"])]) if len(docs) > limit else None
-    return [mail.email_summary(doc) for doc in docs[:limit]], next_cursor
+    return page["items"], page["next_cursor"]
 
 
 def _queue_context() -> dict:

@@ -226,6 +226,4 @@ def campaign_detail(campaign_id: str):
 @endpoint(bp, f"{PREFIX}/campaigns", permission="campaigns.send", query=PageQuery, response=CampaignPage,
           summary="Campaigns, newest first")
 def campaign_list(query: PageQuery):
-    values = decode_cursor(query.cursor)
-    page = engagement_campaigns.list_campaigns(query.limit, str(values[0]) if values else None)
-    return {"items": page["items"], "next_cursor": encode_cursor([page["after"]]) if page["after"] else None}
+    return engagement_campaigns.list_campaigns(query)

@@ -11,7 +11,7 @@ from flask import Response, abort, make_response, render_template, request, url_
 from flask_login import current_user
 from pydantic import ValidationError
 
-from console.apikit import decode_cursor, encode_cursor
+from console.apikit import PageQuery, decode_cursor, encode_cursor
 from console.blueprints.engagement import bp, charts
 from console.blueprints.engagement.api import csv_safe
 from console.blueprints.engagement.schemas import CampaignTrigger
@@ -303,7 +303,10 @@ def campaign_start():
 @bp.route("/engagement/campaigns")
 @permission_required("campaigns.send")
 def campaigns():
-    page = engagement_campaigns.list_campaigns(50, request.args.get("after") or None)
+    try:
+        page = engagement_campaigns.list_campaigns(PageQuery(limit=50, cursor=request.args.get("cursor") or None))
+    except ApiError:  # a stale or hand-edited cursor: start from the newest
+        page = engagement_campaigns.list_campaigns(PageQuery(limit=50))
     return render_template("engagement/campaigns.html", page=page)
 
 
