@@ -43,7 +43,7 @@ class ActivityRollup(Document):
     """One document per member per UTC day: the basis of every dashboard.
 
     `features`/`names` map (escaped) feature and event names to counts; `ts` packs the seconds of the day of
-    events without a session id and `sid` maps a hash of each session id to its first/last second, so the
+    events without a session id and `sid` packs a hash of each session id with its first/last second, so the
     day's `sessions` and `session_seconds` can be recomputed exactly whatever order events arrive in.
     """
 
@@ -58,11 +58,11 @@ class ActivityRollup(Document):
     features = DictField()
     names = DictField()
     ts = BinaryField()  # packed uint32 seconds of the day, sorted
-    sid = DictField()
+    sid = BinaryField()  # packed session spans, see engagement_ingest.pack_sessions
     first_at = DateTimeField()
     last_at = DateTimeField()
     v = IntField(default=0)  # bumped on every write; a write only lands on the version it read
-    applied = DictField()  # batch -> when its events were added, for the last 15 minutes (retries add nothing)
+    applied = BinaryField()  # packed batch -> when its events were added, for 15 minutes (retries add nothing)
 
     meta = {
         "collection": "activity_rollups",

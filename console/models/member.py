@@ -20,5 +20,7 @@ class Member(DynamicDocument):
     meta = {
         "collection": "users",
         "strict": False,
-        "indexes": ["email", "last_seen", "first_seen", "created_at"],
+        # Each index costs every ingestion write of last_seen; these serve inactive members, new members per
+        # period and never-active members. (Search by email is a regex, which no index serves.)
+        "indexes": ["last_seen", "first_seen", "created_at"],
     }

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pymongo import InsertOne, ReplaceOne, UpdateOne
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, OperationFailure
 
 from console.apikit import pydantic_errors, unstorable
 from console.db import find_in
@@ -254,9 +254,51 @@ def unpack_seconds(value) -> list[int]:
     return list(struct.unpack(f">{len(raw) // 4}I", raw))
 
 
+SESSION_SPAN = struct.Struct(">8sII")  # session key (8 bytes of its hash), first and last second of the day
+APPLIED_BATCH = struct.Struct(">8sI")  # batch token (8 bytes), when it was applied (Unix seconds)
+
+
+def pack_sessions(sid: dict[str, dict]) -> bytes:
+    """Session spans as one binary value: the server handles one element instead of three per session."""
+    return b"".join(SESSION_SPAN.pack(bytes.fromhex(key), span["a"], span["b"]) for key, span in sorted(sid.items()))
+
+
+def unpack_sessions(value) -> dict[str, dict]:
+    """{session key: {"a": first second, "b": last second}} from a packed value (or the older mapping)."""
+    if not value:
+        return {}
+    if isinstance(value, dict):
+        return {key: dict(span) for key, span in value.items()}
+    return {key.hex(): {"a": start, "b": end} for key, start, end in SESSION_SPAN.iter_unpack(bytes(value))}
+
+
+def batch_key(batch: str) -> str:
+    """A batch token as 16 hex digits (tokens are made that way; anything else is hashed to it)."""
+    if len(batch) == 16:
+        try:
+            bytes.fromhex(batch)
+            return batch.lower()
+        except ValueError:
+            pass
+    return hashlib.sha256(batch.encode()).hexdigest()[:16]
+
+
+def pack_applied(applied: dict[str, datetime]) -> bytes:
+    return b"".join(APPLIED_BATCH.pack(bytes.fromhex(batch), int(at.timestamp())) for batch, at in applied.items())
+
+
+def unpack_applied(value) -> dict[str, datetime]:
+    """{batch key: when applied} from a packed value (or the older mapping)."""
+    if not value:
+        return {}
+    if isinstance(value, dict):
+        return {batch_key(batch): as_utc(at) for batch, at in value.items()}
+    return {batch.hex(): datetime.fromtimestamp(at, UTC) for batch, at in APPLIED_BATCH.iter_unpack(bytes(value))}
+
+
 def _merged(row: dict | None, group: dict | None) -> dict:
     """The session-relevant part of a rollup after adding `group` to the stored `row`."""
-    sid = {key: dict(span) for key, span in ((row or {}).get("sid") or {}).items()}
+    sid = unpack_sessions((row or {}).get("sid"))
     for key, (start, end) in ((group or {}).get("sid") or {}).items():
         span = sid.setdefault(key, {"a": start, "b": end})
         span["a"], span["b"] = min(span.get("a", start), start), max(span.get("b", end), end)
@@ -280,7 +322,8 @@ def _next_version(row: dict | None, group: dict, merged: dict, sessions: int, se
     return {
         "user_id": group["user_id"], "day": day, **period_fields(day),
         "events": row.get("events", 0) + group["events"], "sessions": sessions, "session_seconds": seconds,
-        "features": dict(features), "names": dict(names), "ts": pack_seconds(merged["ts"]), "sid": merged["sid"],
+        "features": dict(features), "names": dict(names), "ts": pack_seconds(merged["ts"]),
+        "sid": pack_sessions(merged["sid"]),
         "first_at": min(first, group["first"]) if first else group["first"],
         "last_at": max(last, group["last"]) if last else group["last"], "v": row.get("v", 0) + 1,
     }
@@ -294,35 +337,67 @@ MAX_APPLIED = 500
 def apply_rollups(docs: list[dict], *, now: datetime | None = None) -> None:
     """Write the per-member-day rollups for stored events, with exact session counts, in one bulk write.
 
-    The touched days (and the neighbours sessions depend on) are read, then rewritten whole, each only over
-    the version it read (`v`). A write that lost a race with another request (a new day someone else created
-    collides on `_id`; a replace over a version that moved on matches nothing, see _lost) is recomputed from a
-    fresh read and written again, for just those member-days. Whole documents addressed by `_id` are the
-    cheapest write the server has, and redoing only what lost keeps busy members from stalling everyone.
-    Each write also records the batches it applied (`applied`, for RETRY_WINDOW), so events of a batch are
-    added to a member-day once, however many requests carry them.
+    The touched days (and the neighbours sessions depend on) are read, then rewritten whole. Usually that is one
+    transaction (see _write_in_transaction). When another request writes the same member-days at the same time,
+    each write instead lands only over the version it read (`v`): a write that lost a race (a new day someone
+    else created collides on `_id`; a replace over a version that moved on matches nothing, see _lost) is
+    recomputed from a fresh read and written again, for just those member-days, so busy members do not stall
+    everyone. Each write also records the batches it applied (`applied`, for RETRY_WINDOW), so events of a
+    batch are added to a member-day once, however many requests carry them.
     """
     now = now or utcnow()
     parts: dict[tuple[str, datetime], dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for doc in docs:
         parts[(doc["user_id"], day_start(doc["timestamp"]))][doc.get("batch") or ""].append(doc)
-    pending = dict(parts)
-    for attempt in range(MAX_ATTEMPTS):
-        lost = _write_rollups(pending, day_start(now), now)
-        if not lost:
-            break
-        pending = {key: parts[key] for key in lost}
-        time.sleep(random.uniform(0, 0.005 * 2 ** attempt))  # let the request that won finish its round
-    else:
-        raise RuntimeError(f"rollups of {len(pending)} member-days kept changing under this request")
+    if not _write_in_transaction(parts, day_start(now), now):
+        pending = dict(parts)
+        for attempt in range(MAX_ATTEMPTS):
+            lost = _write_rollups(pending, day_start(now), now)
+            if not lost:
+                break
+            pending = {key: parts[key] for key in lost}
+            time.sleep(random.uniform(0, 0.005 * 2 ** attempt))  # let the request that won finish its round
+        else:
+            raise RuntimeError(f"rollups of {len(pending)} member-days kept changing under this request")
     invalidate_caches(min(day for _, day in parts))
 
 
-def _applied(row: dict | None, batches, now: datetime) -> dict:
-    """The batches a rollup names after this write: recent ones, the newest MAX_APPLIED at most."""
-    kept = {batch: at for batch, at in ((row or {}).get("applied") or {}).items() if as_utc(at) >= now - RETRY_WINDOW}
-    kept.update({batch: now for batch in batches if batch})
-    return dict(sorted(kept.items(), key=lambda item: item[1])[-MAX_APPLIED:])
+class _Conflict(Exception):
+    """A write in the transaction did not land as read: another request got there first."""
+
+
+_transactions = {"supported": True}  # a standalone MongoDB has none; learnt on the first refusal
+NO_TRANSACTIONS = 20  # IllegalOperation: "Transaction numbers are only allowed on a replica set member or mongos"
+
+
+def _write_in_transaction(parts: dict[tuple[str, datetime], dict[str, list[dict]]], today: datetime,
+                          now: datetime) -> bool:
+    """Read and write the member-days in one transaction; False (nothing written) when it met a concurrent write.
+
+    The transaction's snapshot turns any concurrent change of a member-day it writes into a write conflict, so its
+    writes need no version in their filter: the server serves a filter on `_id` alone by a direct lookup, while a
+    filter that also names `v` is planned like a query, write after write."""
+    if not _transactions["supported"]:
+        return False
+    collection = ActivityRollup._get_collection()
+    with collection.database.client.start_session() as session:
+        try:
+            with session.start_transaction():
+                _write_rollups(parts, today, now, session=session)
+        except _Conflict:
+            return False
+        except OperationFailure as error:  # a write conflict or a day created meanwhile; the transaction is void
+            if error.code == NO_TRANSACTIONS:
+                _transactions["supported"] = False
+            return False
+    return True
+
+
+def _applied(row: dict | None, batches, now: datetime) -> bytes:
+    """The batches a rollup names after this write (packed): recent ones, the newest MAX_APPLIED at most."""
+    kept = {batch: at for batch, at in unpack_applied((row or {}).get("applied")).items() if at >= now - RETRY_WINDOW}
+    kept.update({batch_key(batch): now for batch in batches if batch})
+    return pack_applied(dict(sorted(kept.items(), key=lambda item: item[1])[-MAX_APPLIED:]))
 
 
 def _needed_keys(groups: dict[tuple[str, datetime], dict], today: datetime) -> set[tuple[str, datetime]]:
@@ -337,15 +412,17 @@ def _needed_keys(groups: dict[tuple[str, datetime], dict], today: datetime) -> s
 
 
 def _write_rollups(parts: dict[tuple[str, datetime], dict[str, list[dict]]], today: datetime,
-                   now: datetime) -> list[tuple[str, datetime]]:
-    """One read and one unordered bulk write; returns the member-days whose write lost a race."""
+                   now: datetime, session=None) -> list[tuple[str, datetime]]:
+    """One read and one unordered bulk write; returns the member-days whose write lost a race.
+
+    Within a transaction (`session`), writes name no version and a lost race raises instead."""
     collection = ActivityRollup._get_collection()
     ids = [rollup_id(user_id, day) for user_id, day in _needed_keys(parts, today)]
-    stored = {(row["user_id"], as_utc(row["day"])): row for row in find_in(collection, "_id", ids)}
+    stored = {(row["user_id"], as_utc(row["day"])): row for row in find_in(collection, "_id", ids, session=session)}
     groups, batches = {}, {}
     for key, by_batch in parts.items():
-        named = (stored.get(key) or {}).get("applied") or {}
-        fresh = [batch for batch in by_batch if not batch or batch not in named]
+        named = unpack_applied((stored.get(key) or {}).get("applied"))
+        fresh = [batch for batch in by_batch if not batch or batch_key(batch) not in named]
         if fresh:
             groups[key] = _group([doc for batch in fresh for doc in by_batch[batch]])[key]
             batches[key] = fresh
@@ -353,6 +430,9 @@ def _write_rollups(parts: dict[tuple[str, datetime], dict[str, list[dict]]], tod
 
     def state(key):
         return merged.get(key) or stored.get(key)
+
+    def current(row):
+        return {"_id": row["_id"]} if session else {"_id": row["_id"], "v": row.get("v")}
 
     ops, keys = [], []
     for key, group in groups.items():
@@ -363,7 +443,7 @@ def _write_rollups(parts: dict[tuple[str, datetime], dict[str, list[dict]]], tod
         if row is None:  # another request creating the day meanwhile makes this collide on _id
             ops.append(InsertOne({"_id": rollup_id(*key), **doc}))
         else:  # a version that moved on matches nothing: see _lost
-            ops.append(ReplaceOne({"_id": row["_id"], "v": row.get("v")}, doc))
+            ops.append(ReplaceOne(current(row), doc))
         keys.append(key)
     for user_id, day in groups:  # the next day may continue one of today's sessions
         after = (user_id, day + DAY)
@@ -372,9 +452,14 @@ def _write_rollups(parts: dict[tuple[str, datetime], dict[str, list[dict]]], tod
             continue
         sessions, seconds = count_sessions(row, merged[(user_id, day)])
         if sessions != row.get("sessions") or seconds != row.get("session_seconds"):
-            ops.append(UpdateOne({"_id": row["_id"], "v": row.get("v")},
+            ops.append(UpdateOne(current(row),
                                  {"$set": {"sessions": sessions, "session_seconds": seconds}, "$inc": {"v": 1}}))
     if not ops:
+        return []
+    if session:  # a write error aborts the transaction and propagates
+        result = collection.bulk_write(ops, ordered=False, session=session).bulk_api_result
+        if result.get("nMatched", 0) < len(ops) - len(keys) + len([key for key in keys if key in stored]):
+            raise _Conflict  # a member-day read was deleted meanwhile (a rebuild)
         return []
     lost = []
     try:
@@ -395,10 +480,10 @@ def _lost(collection, keys: list[tuple[str, datetime]], batches: dict) -> list[t
     """Of the member-days just replaced, those that do not name this write's batches: the version had moved on.
 
     (Cheaper than upserts that collide: the server's plain replace is its fastest write, and races are rare.)"""
-    found = {(row["user_id"], as_utc(row["day"])): row.get("applied") or {}
+    found = {(row["user_id"], as_utc(row["day"])): unpack_applied(row.get("applied"))
              for row in find_in(collection, "_id", [rollup_id(*key) for key in keys],
                                 {"user_id": 1, "day": 1, "applied": 1})}
-    return [key for key in keys if not all(batch in found.get(key, {}) for batch in batches[key] if batch)]
+    return [key for key in keys if not all(batch_key(batch) in found.get(key, {}) for batch in batches[key] if batch)]
 
 
 def count_sessions(doc: dict, previous: dict | None) -> tuple[int, int]:
@@ -408,8 +493,8 @@ def count_sessions(doc: dict, previous: dict | None) -> tuple[int, int]:
     after the previous day's last one, does not start a new session.
     """
     sessions, seconds = 0, 0
-    earlier_sids = set((previous or {}).get("sid") or {})
-    for key, span in (doc.get("sid") or {}).items():
+    earlier_sids = set(unpack_sessions((previous or {}).get("sid")))
+    for key, span in unpack_sessions(doc.get("sid")).items():
         seconds += span.get("b", 0) - span.get("a", 0)
         if key not in earlier_sids:
             sessions += 1
