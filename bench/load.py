@@ -1,8 +1,10 @@
 """`make load`: 32 concurrent clients drive ingestion for 60 s while admins load dashboards.
 
 Starts its own SecantusDB and Redis (devtools.services) and the app under gunicorn, all on loopback.
-Pass means: no 5xx, no timeouts beyond the client's limit, and the stored event count equals the
-accepted count the responses reported (nothing lost, nothing doubled). Prints throughput and latency.
+Pass means: no 5xx, no timeouts beyond the client's limit, the stored event count equals the accepted count
+the responses reported (nothing lost, nothing doubled), and the rollups and members written under all that
+concurrency agree with the stored events (events per member-day, first and last seen per member). Prints
+throughput and latency.
 Environment: LOAD_CLIENTS (32), LOAD_SECONDS (60), LOAD_TIMEOUT (30 s per request). A request that times out
 is retried with the same body (event ids make that safe), so "stored == accepted" still holds.
 """
@@ -143,7 +145,9 @@ def run(clients: int, seconds: float, timeout: float) -> int:
 
         import pymongo
 
-        stored = pymongo.MongoClient(env["MONGODB_URI"]).get_default_database().user_activities.count_documents({})
+        database = pymongo.MongoClient(env["MONGODB_URI"]).get_default_database()
+        stored = database.user_activities.count_documents({})
+        wrong_days, wrong_members = _disagreements(database)
     finally:
         if web:
             web.terminate()
@@ -166,9 +170,27 @@ def run(clients: int, seconds: float, timeout: float) -> int:
           f"p95 {_percentile(dashboards, 95):.0f} ms, mean {mean:.0f} ms")
     print(f"accepted {stats.accepted}, duplicates {stats.duplicates}, rejected items {stats.rejected}, "
           f"stored {stored}; 5xx {server_errors}; timeouts {stats.timeouts}; transport errors {len(stats.errors)}")
-    ok = server_errors == 0 and stats.timeouts == 0 and stored == stats.accepted and not stats.errors
+    print(f"rollups disagreeing with the stored events: {wrong_days} member-days, {wrong_members} members")
+    ok = (server_errors == 0 and stats.timeouts == 0 and stored == stats.accepted and not stats.errors
+          and wrong_days == 0 and wrong_members == 0)
     print("PASS" if ok else f"FAIL {stats.errors[:5]}")
     return 0 if ok else 1
+
+
+def _disagreements(database) -> tuple[int, int]:
+    """Member-days whose rollup event count differs from the stored events, and members whose first/last seen do."""
+    day = {"$dateTrunc": {"date": "$timestamp", "unit": "day", "timezone": "UTC"}}
+    events = {(row["_id"]["u"], row["_id"]["d"]): row["n"] for row in database.user_activities.aggregate(
+        [{"$group": {"_id": {"u": "$user_id", "d": day}, "n": {"$sum": 1}}}])}
+    rolled = {(row["user_id"], row["day"]): row["events"]
+              for row in database.activity_rollups.find({}, {"user_id": 1, "day": 1, "events": 1})}
+    spans = {row["_id"]: (row["first"], row["last"]) for row in database.user_activities.aggregate(
+        [{"$group": {"_id": "$user_id", "first": {"$min": "$timestamp"}, "last": {"$max": "$timestamp"}}}])}
+    members = {row["user_id"]: (row.get("first_seen"), row.get("last_seen"))
+               for row in database.users.find({"user_id": {"$in": list(spans)}}, {"user_id": 1, "first_seen": 1,
+                                                                                 "last_seen": 1})}
+    wrong_days = sum(1 for key in set(events) | set(rolled) if events.get(key) != rolled.get(key))
+    return wrong_days, sum(1 for user, span in spans.items() if members.get(user) != span)
 
 
 if __name__ == "__main__":
