@@ -62,14 +62,14 @@ def unstorable(value: Any, path: str = "") -> list[dict]:
     else:
         return found
     keyed = isinstance(value, dict)
-    for key, item in items:
-        where = f"{path}.{key}" if path else str(key)
+    for key, item in items:  # (the path is spelled out only where needed: this runs for every ingested event)
         if keyed and (not isinstance(key, str) or not key or key.startswith("$") or "." in key or "\x00" in key):
-            found.append({"field": where, "message": OPERATOR_KEY})
+            found.append({"field": f"{path}.{key}" if path else str(key), "message": OPERATOR_KEY})
         if isinstance(item, (dict, list)):
-            found.extend(unstorable(item, where))
+            if item:
+                found.extend(unstorable(item, f"{path}.{key}" if path else str(key)))
         elif type(item) is int and not INT64_MIN <= item <= INT64_MAX:
-            found.append({"field": where, "message": TOO_BIG})
+            found.append({"field": f"{path}.{key}" if path else str(key), "message": TOO_BIG})
     return found
 
 
