@@ -9,6 +9,7 @@ same way in the same run.
 from __future__ import annotations
 
 import http.client
+import logging
 import re
 import statistics
 import threading
@@ -68,7 +69,7 @@ def _p95(samples: list[float]) -> float:
 def main() -> list[Row]:
     from werkzeug.serving import make_server
 
-    from console import create_app
+    from console import create_app, telemetry
     from console.cli import prepare_database
     from console.services.admins import upsert_admin
     from console.services.demo import seed_demo
@@ -83,6 +84,7 @@ def main() -> list[Row]:
             seed_demo(PASSWORD)
             upsert_admin("analyst@bench.example.com", ["analyst"], PASSWORD)
         port = free_port()
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request in the bench's output
         server = make_server("127.0.0.1", port, app, threaded=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
@@ -94,6 +96,7 @@ def main() -> list[Row]:
                 results.setdefault(path, []).extend(_load(port, path, cookies))
         finally:
             server.shutdown()
+            telemetry.flush(app)  # while its database is still up (the flusher thread outlives this bench)
     page, probe = results["/engagement"], results["/healthz"]
     return [
         Row(f"engagement overview page, {CLIENTS} concurrent clients, median (ms)", statistics.median(page),
