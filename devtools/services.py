@@ -89,10 +89,13 @@ class Service:
         return self.start(timeout)
 
 
-def mongo(port: int, storage: str | Path = ":memory:", log_path: Path | None = None) -> Service:
-    """A SecantusDB (MongoDB wire protocol) server."""
+def mongo(port: int, storage: str | Path = ":memory:", log_path: Path | None = None, *,
+          test_commands: bool = False) -> Service:
+    """A SecantusDB (MongoDB wire protocol) server; `test_commands` allows `configureFailPoint` (tests only)."""
     exe = shutil.which("secantusd-py", path=str(BIN)) or "secantusd-py"
     argv = [exe, "--host", "127.0.0.1", "--port", str(port), "--storage-path", str(storage), "--log-level", "WARNING"]
+    if test_commands:
+        argv.append("--enable-test-commands")
     return Service("mongodb", port, argv, log_path)
 
 

@@ -54,7 +54,7 @@ def servers(tmp_path_factory):
     mongo_uri = os.environ.get("MONGODB_URI")
     if not mongo_uri:
         port = embedded.free_port()
-        handles["mongodb"] = embedded.mongo(port, ":memory:", tmp / "mongo.log").start(timeout=120)
+        handles["mongodb"] = embedded.mongo(port, ":memory:", tmp / "mongo.log", test_commands=True).start(timeout=120)
         mongo_uri = f"mongodb://127.0.0.1:{port}/console_test"
     redis_url = os.environ.get("REDIS_URL")
     if not redis_url:

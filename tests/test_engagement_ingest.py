@@ -220,6 +220,54 @@ def test_rebuild_matches_incremental_rollups(client):
     assert _rollups() == incremental
 
 
+@pytest.fixture
+def fail_command(app):
+    """Arm the test server's `failCommand` failpoint (the server itself refuses), disarmed after the test."""
+    from console.models.engagement import ActivityRollup
+
+    with app.app_context():
+        admin = ActivityRollup._get_collection().database.client.admin
+
+        def arm(commands: list[str], code: int) -> None:
+            admin.command("configureFailPoint", "failCommand", mode={"times": 1},
+                          data={"failCommands": commands, "errorCode": code})
+
+        yield arm
+        admin.command("configureFailPoint", "failCommand", mode="off")
+
+
+def test_a_server_without_transactions_gets_version_checked_writes(client, fail_command, monkeypatch):
+    """A MongoDB without replication refuses transactions (IllegalOperation, 20): the rollups are written
+    without one, exactly, and later requests do not ask for one again."""
+    from console.services import engagement_ingest
+
+    monkeypatch.setitem(engagement_ingest._transactions, "supported", True)
+    track(client, ev("t", "2026-01-05T10:00:00Z"))
+    fail_command(["find"], 20)  # the transaction's first command is its read of the member-days
+    track(client, [ev("t", "2026-01-05T10:10:00Z"), ev("t", "2026-01-05T12:00:00Z")])
+    assert engagement_ingest._transactions["supported"] is False
+    assert rollup("t", "2026-01-05")["events"] == 3 and rollup("t", "2026-01-05")["sessions"] == 2
+    fail_command(["commitTransaction"], 20)  # would fail a transaction, were one asked for
+    track(client, ev("t", "2026-01-05T12:05:00Z"))
+    day = rollup("t", "2026-01-05")
+    assert day["events"] == 4 and day["sessions"] == 2 and day["v"] == 3
+
+
+def test_a_write_conflict_in_the_transaction_is_redone_without_it(client, fail_command, monkeypatch):
+    """The server voids the transaction (WriteConflict, 112, as when another request wrote the day first):
+    nothing of it is kept, and the version-checked writes add the events once."""
+    from console.services import engagement_ingest
+
+    monkeypatch.setitem(engagement_ingest._transactions, "supported", True)
+    track(client, ev("c", "2026-01-05T10:00:00Z"))
+    fail_command(["update"], 112)
+    track(client, [ev("c", "2026-01-05T10:10:00Z", session_id="s"), ev("c", "2026-01-05T18:00:00Z")])
+    day = rollup("c", "2026-01-05")
+    assert day["events"] == 3 and day["sessions"] == 3 and day["v"] == 2
+    assert unpack_seconds(day["ts"]) == [36000, 64800] and len(unpack_applied(day["applied"])) == 2
+    assert engagement_ingest._transactions["supported"] is True
+
+
 @pytest.mark.parametrize("transactions", [True, False], ids=["transaction", "version-checked"])
 def test_concurrent_requests_on_one_member_day_lose_nothing(app, client, monkeypatch, transactions):
     """Two requests read the same day, then both write it: the second write collides (a write conflict in the
