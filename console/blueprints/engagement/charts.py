@@ -36,7 +36,9 @@ def sessions_figure(metrics: dict) -> dict:
                   "line": {"color": "#8b5cf6"}}],
         "layout": {"margin": {"l": 48, "r": 56, "t": 24, "b": 40},
                    "yaxis": {"title": {"text": "sessions"}, "rangemode": "tozero"},
-                   "yaxis2": {"title": {"text": "events"}, "overlaying": "y", "side": "right", "rangemode": "tozero"},
+                   # its own round ticks (plotly otherwise lines them up with the sessions axis: 199, 299...)
+                   "yaxis2": {"title": {"text": "events"}, "overlaying": "y", "side": "right", "rangemode": "tozero",
+                              "tickmode": "auto", "showgrid": False},
                    "hovermode": "x unified"},
     }
 
