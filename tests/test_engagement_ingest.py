@@ -356,6 +356,30 @@ def test_init_db_migrates_rollups_from_before_member_day_ids(client):
     assert collection.count_documents({}) == 2
 
 
+def test_rollups_with_unpacked_sessions_and_batches_keep_counting(client):
+    """Rollups written before session spans and applied batches were packed (as mappings) are read as they are,
+    and the next write to the day packs them, with nothing lost and a retried batch still recognised."""
+    from console.models.engagement import ActivityRollup
+    from console.services.engagement_ingest import session_key
+
+    batch = [ev("p", "2026-01-05T10:00:00Z", event_id="p-1", session_id="s1"),
+             ev("p", "2026-01-05T23:50:00Z", event_id="p-2")]
+    track(client, batch)
+    collection = ActivityRollup._get_collection()
+    day = rollup("p", "2026-01-05")
+    legacy_applied = unpack_applied(day["applied"])  # {batch: when}, as the mapping was stored
+    collection.update_one({"_id": day["_id"]}, {"$set": {"sid": unpack_sessions(day["sid"]),
+                                                        "applied": legacy_applied}})
+    assert isinstance(rollup("p", "2026-01-05")["sid"], dict)
+    assert track(client, batch) == {"accepted": 0, "duplicates": 2, "rejected": [], "clamped": 0}
+    track(client, [ev("p", "2026-01-05T10:20:00Z", session_id="s1"), ev("p", "2026-01-06T00:10:00Z")])
+    day, after = rollup("p", "2026-01-05"), rollup("p", "2026-01-06")
+    assert day["events"] == 3 and day["sessions"] == 2 and isinstance(day["sid"], bytes)
+    assert unpack_sessions(day["sid"]) == {session_key("s1"): {"a": 36000, "b": 37200}}
+    assert len(unpack_applied(day["applied"])) == 2
+    assert after["sessions"] == 0  # 00:10 continues the 23:50 session of the day before
+
+
 def _events_of_one_batch():
     return [ev("w", f"2026-01-05T10:{minute:02d}:00Z", event_id=f"w-{minute}") for minute in range(0, 50, 5)]
 
