@@ -179,6 +179,8 @@ def run(clients: int, seconds: float, timeout: float) -> int:
 
 def _disagreements(database) -> tuple[int, int]:
     """Member-days whose rollup event count differs from the stored events, and members whose first/last seen do."""
+    from console.db import find_in
+
     day = {"$dateTrunc": {"date": "$timestamp", "unit": "day", "timezone": "UTC"}}
     events = {(row["_id"]["u"], row["_id"]["d"]): row["n"] for row in database.user_activities.aggregate(
         [{"$group": {"_id": {"u": "$user_id", "d": day}, "n": {"$sum": 1}}}])}
@@ -187,8 +189,7 @@ def _disagreements(database) -> tuple[int, int]:
     spans = {row["_id"]: (row["first"], row["last"]) for row in database.user_activities.aggregate(
         [{"$group": {"_id": "$user_id", "first": {"$min": "$timestamp"}, "last": {"$max": "$timestamp"}}}])}
     members = {row["user_id"]: (row.get("first_seen"), row.get("last_seen"))
-               for row in database.users.find({"user_id": {"$in": list(spans)}}, {"user_id": 1, "first_seen": 1,
-                                                                                 "last_seen": 1})}
+               for row in find_in(database.users, "user_id", spans, {"user_id": 1, "first_seen": 1, "last_seen": 1})}
     wrong_days = sum(1 for key in set(events) | set(rolled) if events.get(key) != rolled.get(key))
     return wrong_days, sum(1 for user, span in spans.items() if members.get(user) != span)
 

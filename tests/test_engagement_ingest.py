@@ -6,6 +6,7 @@ import threading
 from datetime import datetime, timedelta
 
 import pytest
+from pymongo.errors import OperationFailure
 
 from console.models.engagement import UserActivity
 from console.models.member import Member
@@ -247,10 +248,16 @@ def test_a_server_without_transactions_gets_version_checked_writes(client, fail_
     track(client, [ev("t", "2026-01-05T10:10:00Z"), ev("t", "2026-01-05T12:00:00Z")])
     assert engagement_ingest._transactions["supported"] is False
     assert rollup("t", "2026-01-05")["events"] == 3 and rollup("t", "2026-01-05")["sessions"] == 2
-    fail_command(["commitTransaction"], 20)  # would fail a transaction, were one asked for
+    fail_command(["commitTransaction"], 20)  # consumed by the first transaction anyone commits
     track(client, ev("t", "2026-01-05T12:05:00Z"))
     day = rollup("t", "2026-01-05")
     assert day["events"] == 4 and day["sessions"] == 2 and day["v"] == 3
+    collection = engagement_ingest.ActivityRollup._get_collection()
+    # Still armed: the request above committed no transaction.
+    with (pytest.raises(OperationFailure) as refused, collection.database.client.start_session() as probe,
+          probe.start_transaction()):
+        collection.find_one({}, session=probe)
+    assert refused.value.code == 20
 
 
 def test_a_write_conflict_in_the_transaction_is_redone_without_it(client, fail_command, monkeypatch):

@@ -44,7 +44,7 @@ def enqueue_reconcile(app) -> None:
     from console.services.mail import setting
 
     with app.app_context():
-        interval = setting("MAIL_RECONCILE_INTERVAL", 60)
+        interval = setting("MAIL_RECONCILE_INTERVAL")
         redis = app.extensions["redis"]
         if redis.set(TICK_KEY, 1, nx=True, ex=max(1, interval - 1)):
             app.extensions["queues"]["default"].enqueue(RECONCILE_JOB, job_timeout=300, result_ttl=600,
@@ -58,7 +58,7 @@ def start_reconcile_schedule(app) -> None:
     job; the Redis key keeps several workers from enqueuing it more than once per interval."""
     from console.services.mail import setting
 
-    interval = setting("MAIL_RECONCILE_INTERVAL", 60)
+    interval = setting("MAIL_RECONCILE_INTERVAL")
 
     def tick():
         while True:

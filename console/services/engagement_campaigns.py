@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 
 from bson import ObjectId
 from bson.errors import InvalidId
-from flask import current_app
 
 from console.apikit import PageQuery, object_id_or_404, paginate
 from console.db import find_in
@@ -21,14 +20,11 @@ from console.services.engagement_churn import churn_report
 from console.services.engagement_inactive import inactive_users
 from console.services.engagement_lifecycle import churn_after_days
 from console.services.engagement_periods import add_periods, as_day, period_start
+from console.services.mail import setting
 from console.timeutil import as_utc, utcnow
 
 SKIP_REASONS = ("opted_out", "suppressed", "frequency_capped", "no_email")
 Z_95 = 1.959964
-
-
-def setting(name: str, default: int) -> int:
-    return int(current_app.config.get(name, default))
 
 
 def in_holdout(salt: str, user_id: str, percent: float) -> bool:
@@ -102,7 +98,7 @@ def skip_reasons(user_ids: list[str], category: str, now: datetime) -> dict[str,
     from console.services import mail
 
     reasons = dict(mail.deliverability(user_ids, category))
-    cap_days = setting("CAMPAIGN_FREQUENCY_CAP_DAYS", 7)
+    cap_days = setting("CAMPAIGN_FREQUENCY_CAP_DAYS")
     wanted = set(user_ids)
     # Recent campaigns are few and their member lists are intersected here: the server would match every
     # member of every list against a long $in.
@@ -211,7 +207,7 @@ def campaign_report(campaign: Campaign, now: datetime | None = None) -> dict:
     status = campaign.status
     if delivery:
         status = {"queued": "sending", "sending": "sending"}.get(delivery["status"], delivery["status"])
-    window = setting("REACTIVATION_WINDOW_DAYS", 14)
+    window = setting("REACTIVATION_WINDOW_DAYS")
     results = None
     if campaign.sent_at and not campaign.dry_run:
         sent_at = as_utc(campaign.sent_at)

@@ -272,18 +272,8 @@ def unpack_sessions(value) -> dict[str, dict]:
     return {key.hex(): {"a": start, "b": end} for key, start, end in SESSION_SPAN.iter_unpack(bytes(value))}
 
 
-def batch_key(batch: str) -> str:
-    """A batch token as 16 hex digits (tokens are made that way; anything else is hashed to it)."""
-    if len(batch) == 16:
-        try:
-            bytes.fromhex(batch)
-            return batch.lower()
-        except ValueError:
-            pass
-    return hashlib.sha256(batch.encode()).hexdigest()[:16]
-
-
 def pack_applied(applied: dict[str, datetime]) -> bytes:
+    """Batch tokens (16 hex digits, see prepare) with when they were applied, as one binary value."""
     return b"".join(APPLIED_BATCH.pack(bytes.fromhex(batch), int(at.timestamp())) for batch, at in applied.items())
 
 
@@ -292,7 +282,7 @@ def unpack_applied(value) -> dict[str, datetime]:
     if not value:
         return {}
     if isinstance(value, dict):
-        return {batch_key(batch): as_utc(at) for batch, at in value.items()}
+        return {batch: as_utc(at) for batch, at in value.items()}
     return {batch.hex(): datetime.fromtimestamp(at, UTC) for batch, at in APPLIED_BATCH.iter_unpack(bytes(value))}
 
 
@@ -393,10 +383,10 @@ def _write_in_transaction(parts: dict[tuple[str, datetime], dict[str, list[dict]
     return True
 
 
-def _applied(row: dict | None, batches, now: datetime) -> bytes:
+def _applied(named: dict[str, datetime], batches, now: datetime) -> bytes:
     """The batches a rollup names after this write (packed): recent ones, the newest MAX_APPLIED at most."""
-    kept = {batch: at for batch, at in unpack_applied((row or {}).get("applied")).items() if at >= now - RETRY_WINDOW}
-    kept.update({batch_key(batch): now for batch in batches if batch})
+    kept = {batch: at for batch, at in named.items() if at >= now - RETRY_WINDOW}
+    kept.update({batch: now for batch in batches if batch})
     return pack_applied(dict(sorted(kept.items(), key=lambda item: item[1])[-MAX_APPLIED:]))
 
 
@@ -419,10 +409,10 @@ def _write_rollups(parts: dict[tuple[str, datetime], dict[str, list[dict]]], tod
     collection = ActivityRollup._get_collection()
     ids = [rollup_id(user_id, day) for user_id, day in _needed_keys(parts, today)]
     stored = {(row["user_id"], as_utc(row["day"])): row for row in find_in(collection, "_id", ids, session=session)}
-    groups, batches = {}, {}
+    groups, batches, named = {}, {}, {}
     for key, by_batch in parts.items():
-        named = unpack_applied((stored.get(key) or {}).get("applied"))
-        fresh = [batch for batch in by_batch if not batch or batch_key(batch) not in named]
+        named[key] = unpack_applied((stored.get(key) or {}).get("applied"))
+        fresh = [batch for batch in by_batch if not batch or batch not in named[key]]
         if fresh:
             groups[key] = _group([doc for batch in fresh for doc in by_batch[batch]])[key]
             batches[key] = fresh
@@ -439,7 +429,7 @@ def _write_rollups(parts: dict[tuple[str, datetime], dict[str, list[dict]]], tod
         row = stored.get(key)
         sessions, seconds = count_sessions(merged[key], state((key[0], key[1] - DAY)))
         doc = _next_version(row, {**group, "user_id": key[0]}, merged[key], sessions, seconds)
-        doc["applied"] = _applied(row, batches[key], now)
+        doc["applied"] = _applied(named[key], batches[key], now)
         if row is None:  # another request creating the day meanwhile makes this collide on _id
             ops.append(InsertOne({"_id": rollup_id(*key), **doc}))
         else:  # a version that moved on matches nothing: see _lost
@@ -456,9 +446,11 @@ def _write_rollups(parts: dict[tuple[str, datetime], dict[str, list[dict]]], tod
                                  {"$set": {"sessions": sessions, "session_seconds": seconds}, "$inc": {"v": 1}}))
     if not ops:
         return []
+    replaced = [key for key in keys if key in stored]
+    updates = len(ops) - len(keys) + len(replaced)  # every op but the inserts of new days must match
     if session:  # a write error aborts the transaction and propagates
         result = collection.bulk_write(ops, ordered=False, session=session).bulk_api_result
-        if result.get("nMatched", 0) < len(ops) - len(keys) + len([key for key in keys if key in stored]):
+        if result.get("nMatched", 0) < updates:
             raise _Conflict  # a member-day read was deleted meanwhile (a rebuild)
         return []
     lost = []
@@ -470,8 +462,7 @@ def _write_rollups(parts: dict[tuple[str, datetime], dict[str, list[dict]]], tod
             if write_error.get("code") != 11000 or write_error["index"] >= len(keys):
                 raise
             lost.append(keys[write_error["index"]])
-    replaced = [key for key in keys if key in stored]
-    if result.get("nMatched", 0) < len(ops) - len(keys) + len(replaced):  # some update matched nothing
+    if result.get("nMatched", 0) < updates:  # some update matched nothing
         lost += _lost(collection, replaced, batches)
     return lost
 
@@ -483,7 +474,7 @@ def _lost(collection, keys: list[tuple[str, datetime]], batches: dict) -> list[t
     found = {(row["user_id"], as_utc(row["day"])): unpack_applied(row.get("applied"))
              for row in find_in(collection, "_id", [rollup_id(*key) for key in keys],
                                 {"user_id": 1, "day": 1, "applied": 1})}
-    return [key for key in keys if not all(batch_key(batch) in found.get(key, {}) for batch in batches[key] if batch)]
+    return [key for key in keys if not all(batch in found.get(key, {}) for batch in batches[key] if batch)]
 
 
 def count_sessions(doc: dict, previous: dict | None) -> tuple[int, int]:
@@ -577,7 +568,7 @@ def rollup_documents(docs: list[dict], previous: dict | None = None) -> list[dic
         sessions, seconds = count_sessions(merged[(user_id, day)], before)
         out.append({"_id": rollup_id(user_id, day), **_next_version(
             None, {**group, "user_id": user_id}, merged[(user_id, day)], sessions, seconds),
-            "applied": _applied(None, batches[(user_id, day)], now)})
+            "applied": _applied({}, batches[(user_id, day)], now)})
     return out
 
 

@@ -42,9 +42,9 @@ DELIVER_JOB = "console.jobs.mail.deliver"
 HANDOVER_KEY = "mail:handover:{}"  # Redis: the journal of this email's SMTP hand-over (see mail_delivery)
 
 
-def setting(name: str, default: int) -> int:
-    """An integer knob from the app config (which reads the environment, in the worker too)."""
-    return int(current_app.config.get(name, default))
+def setting(name: str) -> int:
+    """An integer knob from the app config (defaults in console.config, then the environment, in the worker too)."""
+    return int(current_app.config[name])
 
 
 def normalize_priority(priority: str | None) -> str:
@@ -241,7 +241,7 @@ def create_batch(template_id: str, recipients: list[dict], *, variables: dict | 
     now = utcnow()
     batch_id = ObjectId()
     decisions = decide(resolved, category, now=now)
-    chunk = setting("MAIL_CHUNK_SIZE", 500)
+    chunk = setting("MAIL_CHUNK_SIZE")
     docs, histories, render_errors = [], [], []
     source = dict(source or {})
     for index, (recipient, decision) in enumerate(zip(resolved, decisions, strict=True)):

@@ -207,9 +207,9 @@ def deliver(email_ids: list[str]) -> Outcome:
 
     ids = [ObjectId(i) for i in email_ids]
     token = uuid.uuid4().hex  # this call's claim, renewed for every email it holds
-    lease = setting("MAIL_CLAIM_LEASE", 60)
+    lease = setting("MAIL_CLAIM_LEASE")
     app = current_app._get_current_object()
-    slices = _slices(ids, setting("MAIL_SLICE_SIZE", 50)) if ids else []
+    slices = _slices(ids, setting("MAIL_SLICE_SIZE")) if ids else []
     total = Outcome()
 
     def in_app(func, *args):
@@ -478,7 +478,7 @@ def reconcile(min_age_seconds: int | None = None) -> dict:
     """Re-enqueue documents stuck in queued, deferred or sending whose job is gone; the claim makes it safe."""
     from rq.job import Job
 
-    grace = setting("MAIL_RECONCILE_GRACE", 30) if min_age_seconds is None else min_age_seconds
+    grace = setting("MAIL_RECONCILE_GRACE") if min_age_seconds is None else min_age_seconds
     now = utcnow()
     cutoff = now - timedelta(seconds=grace)
     coll = EmailQueue._get_collection()
@@ -493,7 +493,7 @@ def reconcile(min_age_seconds: int | None = None) -> dict:
     job_ids = sorted({d.get("job_id") for d in stuck if d.get("job_id")})
     alive = set()
     redis = get_redis()
-    lease = setting("MAIL_CLAIM_LEASE", 60)
+    lease = setting("MAIL_CLAIM_LEASE")
     for job_id, job in zip(job_ids, Job.fetch_many(job_ids, connection=redis), strict=True):
         status = (job.get_status(refresh=False) or "") if job is not None else ""
         if status == "started" and job.started_at and job.started_at < now - timedelta(seconds=lease):
@@ -504,7 +504,7 @@ def reconcile(min_age_seconds: int | None = None) -> dict:
     for doc in stuck:
         if doc["status"] == "sending" or doc.get("job_id") not in alive:
             lost.setdefault(doc.get("priority") or "normal", []).append(doc["_id"])
-    chunk = setting("MAIL_CHUNK_SIZE", 500)
+    chunk = setting("MAIL_CHUNK_SIZE")
     jobs = 0
     for priority, ids in lost.items():
         for start in range(0, len(ids), chunk):

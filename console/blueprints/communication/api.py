@@ -116,7 +116,6 @@ def send_email(body: SendEmailIn):
 @endpoint(bp, f"{PREFIX}/email-queue", permission="communication.view", query=QueueQuery, response=QueueOut,
           tags=TAGS, summary="The mail queue with counts by status")
 def email_queue(query: QueueQuery):
-
     page = mail.queue_page(query, status=query.status, priority=query.priority, batch_id=query.batch_id, q=query.q)
     return {"counts": mail.queue_counts(), **page}
 
