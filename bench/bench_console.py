@@ -70,9 +70,8 @@ def main() -> list[Row]:
     from werkzeug.serving import make_server
 
     from console import create_app, telemetry
-    from console.cli import prepare_database
-    from console.services.admins import upsert_admin
-    from console.services.demo import seed_demo
+    from console.blueprints.roles.admins import upsert_admin
+    from console.cli import prepare_database, seed_demo
     from devtools.services import free_port
 
     with embedded_servers("console") as env:
@@ -81,7 +80,7 @@ def main() -> list[Row]:
                           "DEMO_PASSWORD": PASSWORD, "LOG_LEVEL": "WARNING"})
         with app.app_context():
             prepare_database()
-            seed_demo(PASSWORD)
+            seed_demo()
             upsert_admin("analyst@bench.example.com", ["analyst"], PASSWORD)
         port = free_port()
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per request in the bench's output

@@ -52,8 +52,8 @@ def ingestion_rows(app) -> list[Row]:
     """Each round posts one batch and inserts the same documents raw (order alternating); each round gives a
     ratio, and the median round is reported with every round's ratio printed (the machine is shared and
     noisy: a spike in one round should not decide the figure)."""
+    from console.blueprints.engagement.ingest import TrackEvent, build_document
     from console.db import get_db
-    from console.services.engagement_ingest import TrackEvent, build_document
 
     database = get_db()
     indexed, bare = database["bench_raw_indexed"], database["bench_raw"]
@@ -126,9 +126,9 @@ def _events(rng: random.Random, user_id: str, day: datetime, count: int) -> list
 
 def load_dataset(per_day: int, store_events: bool) -> int:
     """Rollups (and, if asked, raw events, then also the members) for the same member-days."""
-    from console.models.engagement import ActivityRollup, UserActivity
-    from console.models.member import Member
-    from console.services.engagement_ingest import rollup_documents
+    from console.blueprints.engagement.ingest import rollup_documents
+    from console.blueprints.engagement.models import ActivityRollup, UserActivity
+    from console.members import Member
 
     rng = random.Random(2026)
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -213,9 +213,9 @@ ENDPOINTS = {
 def dashboard_rows(app) -> list[Row]:
     """Load 1x (events and rollups) and 10x (rollups) side by side, then time ours at 1x, ours at 10x and the
     raw aggregation in alternation, so the machine's drift hits all three alike; medians of REPEATS."""
+    from console.accounts import Admin
+    from console.blueprints.engagement.models import ActivityRollup
     from console.db import get_db
-    from console.models.admin import Admin
-    from console.models.engagement import ActivityRollup
     from console.security import hash_password, issue_token
 
     database = get_db()

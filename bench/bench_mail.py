@@ -39,7 +39,7 @@ def _plain_loop(port: int, messages: list[tuple[str, bytes]]) -> float:
 
 def _reset(app, maildir: Path) -> None:
     """Empty the queue, history and Redis between rounds, so each round starts from the same state."""
-    from console.models.communication import EmailBatch, EmailQueue, NotificationHistory
+    from console.blueprints.communication.models import EmailBatch, EmailQueue, NotificationHistory
 
     for model in (EmailQueue, EmailBatch, NotificationHistory):
         model._get_collection().delete_many({})
@@ -51,14 +51,14 @@ def main() -> list[Row]:
     from rq import SimpleWorker
 
     from console import create_app
+    from console.blueprints.communication.delivery import build_message
+    from console.blueprints.communication.demo import DEMO_TEMPLATES
+    from console.blueprints.communication.email_templates import create_template
+    from console.blueprints.communication.models import EmailQueue
+    from console.blueprints.communication.sending import create_batch
     from console.cli import prepare_database
-    from console.models.communication import EmailQueue
-    from console.models.member import Member
+    from console.members import Member
     from console.queues import QUEUE_NAMES
-    from console.services.mail import create_batch
-    from console.services.mail_delivery import build_message
-    from console.services.mail_demo import DEMO_TEMPLATES
-    from console.services.mail_templates import create_template
 
     with embedded_servers("mail", smtp=True) as env:
         maildir = env.maildir

@@ -24,10 +24,10 @@ def _rate(count: int, func) -> float:
 
 def main() -> list[Row]:
     from console import create_app
+    from console.accounts import Admin
+    from console.blueprints.roles import manage
     from console.cli import prepare_database
-    from console.models.admin import Admin
     from console.security import hash_password, issue_token
-    from console.services import roles
 
     with embedded_servers("roles") as env:
         app = create_app({"TESTING": True, "SECRET_KEY": "bench-secret-key-0123456789abcdef0123456789",
@@ -60,7 +60,7 @@ def main() -> list[Row]:
 
             def guarded(index):
                 with app.test_request_context():
-                    roles.assign_roles(boss.id, str(target.id), replace=sets[(index + 1) % 2])
+                    manage.assign_roles(boss.id, str(target.id), replace=sets[(index + 1) % 2])
 
             bare_rate = _rate(ASSIGNMENTS, bare)
             guarded_rate = _rate(ASSIGNMENTS, guarded)

@@ -40,8 +40,8 @@ def _time_block(client, path: str, headers: dict, n: int) -> tuple[float, float]
 
 def main() -> list[Row]:
     from console import create_app
+    from console.accounts import Admin
     from console.cli import prepare_database
-    from console.models.admin import Admin
     from console.security import hash_password, issue_token
 
     with embedded_servers("telemetry") as env:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import secrets
 from pathlib import Path
 
@@ -9,17 +10,17 @@ import click
 from flask import current_app
 
 from console import db
-from console.security import seed_roles
+from console.authz import seed_roles
+from console.timeutil import utcnow
 
 
 def init_app(app) -> None:
     app.cli.add_command(init_db_command)
-    app.cli.add_command(create_admin_command)
     app.cli.add_command(seed_demo_command)
 
 
 def add_demo_seeder(app, name: str, func, order: int = 100) -> None:
-    """Features contribute demo data: func(rng, now) -> a short summary string."""
+    """Features contribute demo data: func(rng, now) -> a short summary (lines after the first are indented)."""
     app.extensions.setdefault("demo_seeders", []).append((order, name, func))
 
 
@@ -46,25 +47,6 @@ def init_db_command():
     click.echo("Indexes and built-in roles are in place.")
 
 
-@click.command("create-admin")
-@click.argument("email")
-@click.option("--role", "roles", multiple=True, required=True, help="A role name; repeat for several.")
-@click.option("--password", help="Prompted for when absent.")
-@click.option("--name", help="Display name.")
-def create_admin_command(email, roles, password, name):
-    """Create or update an admin with the given role(s)."""
-    from console.services.admins import AdminError, upsert_admin
-
-    prepare_database()
-    if password is None:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    try:
-        admin, created = upsert_admin(email, list(roles), password, name)
-    except AdminError as error:
-        raise click.ClickException(str(error)) from None
-    click.echo(f"{'Created' if created else 'Updated'} {admin.email} with role(s) {', '.join(admin.roles)}.")
-
-
 def demo_password() -> str:
     """The demo admins' password: DEMO_PASSWORD, or one generated once and kept in var/ (git-ignored)."""
     configured = current_app.config.get("DEMO_PASSWORD")
@@ -83,8 +65,14 @@ def demo_password() -> str:
 @click.command("seed-demo")
 def seed_demo_command():
     """Idempotent demo data: members, ~90 days of activity, templates, one admin per built-in role."""
-    from console.services.demo import seed_demo
-
     prepare_database()
-    for line in seed_demo(demo_password()):
+    for line in seed_demo():
         click.echo(line)
+
+
+def seed_demo() -> list[str]:
+    """Run every feature's demo seeder in order; return the lines to print."""
+    lines = []
+    for _order, name, func in sorted(current_app.extensions.get("demo_seeders", []), key=lambda s: s[:2]):
+        lines.append(f"{name}: {func(random.Random(f'{name}-14'), utcnow())}")
+    return lines

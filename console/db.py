@@ -28,8 +28,10 @@ def get_db():
 
 
 def all_documents() -> list[type[Document]]:
-    """Every concrete Document class the app declares."""
-    import console.models  # noqa: F401  (registers every model module)
+    """Every concrete Document class the app declares: the kernel's, and those of every feature (create_app
+    imports each feature's models when it registers the feature)."""
+    from console import accounts, audit, authz, members  # noqa: F401  (the kernel's documents)
+    from console.telemetry import models  # noqa: F401
 
     seen, out = set(), []
     stack = list(Document.__subclasses__())

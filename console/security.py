@@ -20,9 +20,9 @@ from flask import abort, current_app, g, redirect, request, url_for
 from flask_login import AnonymousUserMixin, current_user
 from flask_principal import ActionNeed, Identity, Permission, RoleNeed, identity_loaded
 
+from console.accounts import Admin, ApiToken
+from console.authz import PERMISSIONS, permissions_for_roles
 from console.extensions import login_manager, principal
-from console.models.admin import Admin, ApiToken, AuthzState, Role
-from console.permissions import BUILTIN_ROLES, PERMISSIONS
 from console.timeutil import utcnow
 
 _hasher = PasswordHasher()
@@ -124,55 +124,7 @@ def csrf_exempt_request() -> bool:
     return bool(request.headers.get("X-Ingest-Key")) or not current_user.is_authenticated
 
 
-# --- roles and identities ----------------------------------------------------------------------------------
-
-def authz_version() -> int:
-    state = AuthzState.objects(key="roles").only("version").first()
-    return state.version if state else 0
-
-
-def bump_authz_version() -> None:
-    AuthzState.objects(key="roles").update_one(inc__version=1, upsert=True)
-
-
-def role_permissions() -> dict[str, frozenset[str]]:
-    """Role name → permissions, cached per process and dropped when the version changes."""
-    cache = current_app.extensions.setdefault("role_cache", {"version": None, "roles": {}})
-    if "role_cache_checked" in g:
-        return cache["roles"]
-    version = authz_version()
-    if cache["version"] != version or not cache["roles"]:
-        cache["roles"] = {role.name: frozenset(role.permissions) & PERMISSIONS for role in Role.objects}
-        cache["version"] = version
-    g.role_cache_checked = True
-    return cache["roles"]
-
-
-def permissions_for_roles(roles) -> set[str]:
-    table = role_permissions()
-    out: set[str] = set()
-    for name in roles or ():
-        out |= table.get(name, frozenset())
-    return out
-
-
-def seed_roles() -> int:
-    """Insert the built-in roles that are missing; never overwrite an admin's changes."""
-    created = 0
-    for name, spec in BUILTIN_ROLES.items():
-        result = Role._get_collection().update_one(
-            {"name": name},
-            {"$setOnInsert": {"name": name, "description": spec["description"],
-                              "permissions": sorted(spec["permissions"]), "builtin": True, "updated_at": utcnow()}},
-            upsert=True,
-        )
-        created += bool(result.upserted_id)
-    # super_admin always holds the whole catalog, including permissions added in later releases
-    Role._get_collection().update_one({"name": "super_admin"}, {"$set": {"permissions": sorted(PERMISSIONS)}})
-    if created:
-        bump_authz_version()
-    return created
-
+# --- identities ----------------------------------------------------------------------------------------
 
 def _load_identity():
     if current_user.is_authenticated:
@@ -233,7 +185,7 @@ def permission_required(name: str, *, allow_ingest_key: bool = False):
             if not current_user.is_authenticated:
                 return _deny_unauthenticated()
             if not has_permission(name):
-                from console.services.audit import log_denied
+                from console.audit import log_denied
 
                 log_denied(name)
                 abort(403)

@@ -16,7 +16,7 @@ WELCOME = {
 
 
 def add_members(count: int = 3, prefix: str = "u", **fields) -> list[dict]:
-    from console.models.member import Member
+    from console.members import Member
 
     docs = [{"user_id": f"{prefix}{i}", "email": f"{prefix}{i}@members.example.com", "name": f"Member {i}", **fields}
             for i in range(count)]
@@ -25,7 +25,7 @@ def add_members(count: int = 3, prefix: str = "u", **fields) -> list[dict]:
 
 
 def make_template(**overrides):
-    from console.services.mail_templates import create_template
+    from console.blueprints.communication.email_templates import create_template
 
     return create_template({**WELCOME, **overrides}, "tests")
 

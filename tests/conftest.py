@@ -152,8 +152,9 @@ def csrf_token_from(html: bytes) -> str:
 @pytest.fixture
 def create_admin(app):
     """Create an admin with the given roles (password TEST_PASSWORD)."""
-    from console.models.admin import Admin
-    from console.security import bump_authz_version, hash_password
+    from console.accounts import Admin
+    from console.authz import bump_authz_version
+    from console.security import hash_password
 
     hashed = hash_password(TEST_PASSWORD)
 

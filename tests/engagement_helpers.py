@@ -24,7 +24,7 @@ def ev(user_id: str, stamp: str, event: str = "page_view", **extra) -> dict:
 def rollup(user_id: str, day: str) -> dict | None:
     from datetime import UTC, datetime
 
-    from console.models.engagement import ActivityRollup
+    from console.blueprints.engagement.models import ActivityRollup
 
     return ActivityRollup._get_collection().find_one(
         {"user_id": user_id, "day": datetime.fromisoformat(day).replace(tzinfo=UTC)})

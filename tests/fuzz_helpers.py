@@ -64,7 +64,7 @@ class WriteRecorder(monitoring.CommandListener):
 def _is_lease(collection: str, command: dict) -> bool:
     """The role-assignment lock: taken and given back within the request that checks the rules, so even a
     refused assignment writes it; it holds no data."""
-    from console.services.roles import LOCK_KEY
+    from console.blueprints.roles.manage import LOCK_KEY
 
     updates = command.get("updates") or []
     return collection == "authz_state" and bool(updates) and all(u["q"].get("_id") == LOCK_KEY for u in updates)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from console.apikit import OPERATOR_KEY, TOO_BIG
-from console.models.engagement import UserActivity
-from console.models.member import Member
+from console.blueprints.engagement.models import UserActivity
+from console.members import Member
+from console.validation import OPERATOR_KEY, TOO_BIG
 from tests.conftest import INGEST_KEY
 from tests.engagement_helpers import TRACK, ev, track
 

@@ -15,7 +15,7 @@ from bson import ObjectId
 from werkzeug.routing import AnyConverter, FloatConverter, IntegerConverter, UUIDConverter
 
 from console import create_app
-from console.permissions import BUILTIN_ROLES, PERMISSIONS
+from console.authz import BUILTIN_ROLES, PERMISSIONS
 from console.security import view_permission
 from tests.conftest import TEST_PASSWORD, base_config, clean_state, csrf_token_from
 
@@ -130,9 +130,10 @@ CASES = _cases()
 @pytest.fixture(scope="module")
 def env(servers):
     """One app, one admin per built-in role with a bearer token and a signed-in session, for the whole module."""
+    from console.accounts import Admin
+    from console.authz import bump_authz_version
     from console.cli import prepare_database
-    from console.models.admin import Admin
-    from console.security import bump_authz_version, hash_password, issue_token
+    from console.security import hash_password, issue_token
 
     clean_state(servers)
     # A view that crashes after the permission check has still allowed the request; other tests hunt 5xx.
@@ -162,7 +163,7 @@ def test_builtin_roles_are_the_contract_matrix():
 
 
 def test_seeded_roles_are_the_contract_matrix(env):
-    from console.models.admin import Role
+    from console.authz import Role
 
     app, _, _ = env
     with app.app_context():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from console.models.communication import EmailBatch, EmailQueue
+from console.blueprints.communication.models import EmailBatch, EmailQueue
 from tests.communication_helpers import API, add_members, make_template
 
 pytestmark = pytest.mark.usefixtures("app")
@@ -74,7 +74,7 @@ def test_batch_progress_and_one_smtp_connection_per_chunk(api, app, run_jobs, se
 
 
 def test_create_batch_interface_stores_the_source(app, run_jobs):
-    from console.services.mail import batch_status, create_batch
+    from console.blueprints.communication.sending import batch_status, create_batch
 
     template, _ = make_template(category="marketing"), add_members(3)
     result = create_batch(str(template.id), [{"user_id": "u0"}, {"user_id": "u1"}, {"email": "x@example.com"}],
@@ -111,27 +111,27 @@ def test_high_priority_is_drained_first(api, run_jobs, servers):
 
 
 def test_reconcile_requeues_mail_after_redis_loses_its_queue(app, run_jobs, servers):
-    from console.services.mail import create_batch
+    from console.blueprints.communication.sending import create_batch
 
     template, _ = make_template(), add_members(30)
     result = create_batch(str(template.id), [{"user_id": f"u{i}"} for i in range(30)])
     app.extensions["redis"].flushdb()  # Redis restarted empty: every job is gone, Mongo still has the mail
     run_jobs()
     assert servers.messages() == []
-    app.extensions["queues"]["default"].enqueue("console.jobs.mail.reconcile", 0)
+    app.extensions["queues"]["default"].enqueue("console.blueprints.communication.jobs.reconcile", 0)
     run_jobs()
     assert EmailQueue.objects(batch_id=result["batch_id"], status="sent").count() == 30
     assert len({m["Message-ID"] for m in servers.messages()}) == len(servers.messages()) == 30
-    app.extensions["queues"]["default"].enqueue("console.jobs.mail.reconcile", 0)
+    app.extensions["queues"]["default"].enqueue("console.blueprints.communication.jobs.reconcile", 0)
     run_jobs()
     assert len(servers.messages()) == 30  # nothing left to do, nothing sent twice
 
 
 def test_reconcile_leaves_live_jobs_alone_and_respects_the_grace_period(app):
-    from console.services.mail_delivery import reconcile
+    from console.blueprints.communication.delivery import reconcile
 
     template, _ = make_template(), add_members(3)
-    from console.services.mail import create_batch
+    from console.blueprints.communication.sending import create_batch
 
     create_batch(str(template.id), [{"user_id": f"u{i}"} for i in range(3)])
     assert reconcile(0)["requeued"] == 0  # their job is still queued
@@ -143,8 +143,8 @@ def test_reconcile_leaves_live_jobs_alone_and_respects_the_grace_period(app):
 def test_a_claim_whose_worker_died_is_settled_from_the_hand_over_journal(app, run_jobs, servers):
     from datetime import timedelta
 
-    from console.services.mail import HANDOVER_KEY, create_batch
-    from console.services.mail_delivery import UNCERTAIN, UNCONFIRMED, reconcile
+    from console.blueprints.communication.delivery import UNCERTAIN, UNCONFIRMED, reconcile
+    from console.blueprints.communication.sending import HANDOVER_KEY, create_batch
     from console.timeutil import utcnow
 
     template, _ = make_template(), add_members(6)
@@ -222,7 +222,7 @@ def _assert_each_delivered_once(servers, batch_id, log_path) -> None:
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_batch_then_restarted_delivers_every_email_exactly_once(app, servers, tmp_path):
-    from console.services.mail import create_batch
+    from console.blueprints.communication.sending import create_batch
 
     total = 1000
     template, _ = make_template(), add_members(total)
@@ -248,7 +248,7 @@ def test_a_worker_killed_mid_batch_then_restarted_delivers_every_email_exactly_o
 def test_a_redis_restart_mid_batch_is_recovered_by_reconcile_each_email_delivered_once(app, servers, tmp_path):
     """Redis comes back empty (no persistence here): every queued job and journal entry is gone, the worker
     reconnects, and the reconcile job re-enqueues from Mongo what is left."""
-    from console.services.mail import create_batch
+    from console.blueprints.communication.sending import create_batch
 
     redis_server = servers.handles.get("redis")
     if redis_server is None:
@@ -271,8 +271,8 @@ def test_a_redis_restart_mid_batch_is_recovered_by_reconcile_each_email_delivere
 
 
 def test_the_worker_schedules_reconcile_once_per_interval(app, run_jobs):
-    from console.jobs.mail import RECONCILE_JOB, enqueue_reconcile
-    from console.jobs.mail import start_reconcile_schedule as hook
+    from console.blueprints.communication.jobs import RECONCILE_JOB, enqueue_reconcile
+    from console.blueprints.communication.jobs import start_reconcile_schedule as hook
 
     assert hook in app.extensions["worker_startup"]
     enqueue_reconcile(app)
@@ -287,7 +287,7 @@ def test_the_worker_schedules_reconcile_once_per_interval(app, run_jobs):
 @pytest.mark.slow
 def test_a_30_second_smtp_outage_defers_then_delivers_every_email_once(app, servers, tmp_path):
     """The sink refuses (421) for 30 s: a real worker defers and retries with backoff, then delivers all."""
-    from console.services.mail import create_batch
+    from console.blueprints.communication.sending import create_batch
 
     total = 40
     backoff = {"MAIL_RETRY_INTERVALS": "4,8,12,16", "MAIL_MAX_ATTEMPTS": "8"}

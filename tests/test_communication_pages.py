@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from console.models.communication import EmailQueue, EmailTemplate
+from console.blueprints.communication.models import EmailQueue, EmailTemplate
 from tests.communication_helpers import WELCOME, add_members, make_template
 
 pytestmark = pytest.mark.usefixtures("app")
@@ -76,7 +76,7 @@ def test_save_creates_updates_and_reports_conflicts(login):
 
 
 def test_versions_diff_and_restore(login):
-    from console.services.mail_templates import update_template
+    from console.blueprints.communication.email_templates import update_template
 
     template = make_template()
     update_template(str(template.id), {**WELCOME, "subject": "Hello again {{ first_name }}"}, 1, "tests")
@@ -111,7 +111,7 @@ def test_delete_from_the_editor(login):
 
 
 def _some_mail(run_jobs):
-    from console.services.mail import create_batch, send_email
+    from console.blueprints.communication.sending import create_batch, send_email
 
     template, _ = make_template(), add_members(2)
     send_email(str(template.id), {"user_id": "u0"})
@@ -122,7 +122,7 @@ def _some_mail(run_jobs):
 
 
 def test_queue_table_pages_newest_first(login):
-    from console.services.mail import create_batch
+    from console.blueprints.communication.sending import create_batch
 
     template, members = make_template(), add_members(30)
     create_batch(str(template.id), [{"user_id": m["user_id"]} for m in members])
@@ -157,7 +157,7 @@ def test_queue_page_table_and_retry(login, run_jobs):
 def test_email_detail_shows_the_timeline(login, run_jobs, client):
     failed_id, _ = _some_mail(run_jobs)
     sent = EmailQueue.objects(status="sent").first()
-    from console.services.mail_tracking import make_token
+    from console.blueprints.communication.tracking import make_token
 
     client.get(f"/t/o/{make_token('open', sent.id)}")
     browser = login("analyst")
@@ -180,7 +180,7 @@ def test_batch_page_polls_until_complete(login, run_jobs):
 
 
 def test_batch_progress_keeps_polling_while_sending(login):
-    from console.services.mail import create_batch
+    from console.blueprints.communication.sending import create_batch
 
     template, _ = make_template(), add_members(2)
     batch_id = create_batch(str(template.id), [{"user_id": "u0"}, {"user_id": "u1"}])["batch_id"]
@@ -235,8 +235,8 @@ def test_nav_shows_communication_by_permission(login):
 def test_demo_seeder_is_idempotent(app):
     import random
 
-    from console.services.demo import seed_members
-    from console.services.mail_demo import seed_communication
+    from console.blueprints.communication.demo import seed_communication
+    from console.blueprints.platform.demo import seed_members
     from console.timeutil import utcnow
 
     seed_members(random.Random(1))

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from console.models.communication import EmailQueue, NotificationHistory
+from console.blueprints.communication.models import EmailQueue, NotificationHistory
 from tests.communication_helpers import API, add_members, bodies, make_template
 
 pytestmark = pytest.mark.usefixtures("app")
@@ -83,7 +83,7 @@ def test_idempotency_key_returns_the_first_email_and_sends_once(api, run_jobs, s
     ({}, "to"),
 ])
 def test_bad_recipients_are_422(api, to, field):
-    from console.models.member import Member
+    from console.members import Member
 
     template, _ = make_template(), add_members(1)
     Member(user_id="nomail", name="No Mail").save()
@@ -142,7 +142,7 @@ def test_retries_give_up_after_the_last_attempt(api, app, run_jobs, servers):
 def test_hard_bounce_fails_at_once_and_suppresses_the_address(api, app, run_jobs, servers):
     from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
-    from console.models.communication import EmailTracking, Suppression
+    from console.blueprints.communication.models import EmailTracking, Suppression
 
     template = make_template()
     client = api("admin")
@@ -164,7 +164,7 @@ def test_hard_bounce_fails_at_once_and_suppresses_the_address(api, app, run_jobs
 
 
 def test_a_bounce_in_a_chunk_does_not_stop_the_others(app, run_jobs, servers):
-    from console.services.mail import create_batch
+    from console.blueprints.communication.sending import create_batch
 
     template = make_template()
     recipients = [{"email": "a@example.com"}, {"email": "bounce@example.com"}, {"email": "c@example.com"}]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from console.models.communication import EmailTemplate, EmailTemplateVersion
+from console.blueprints.communication.models import EmailTemplate, EmailTemplateVersion
 from tests.communication_helpers import API, WELCOME
 
 
@@ -68,7 +68,7 @@ def test_sandbox_escapes_are_refused_at_save(api, source):
 
 
 def test_escapes_that_pass_the_parser_are_blocked_by_the_sandbox_at_render(app):
-    from console.services.mail_render import RenderError, render_fields
+    from console.blueprints.communication.render import RenderError, render_fields
 
     # Built dynamically, so the save-time check cannot see the attribute name; the sandbox still refuses it.
     sources = {"subject": "x", "html_body": "{{ (data|first)[key] }}{{ data.get(key2) }}"}
@@ -81,7 +81,7 @@ def test_escapes_that_pass_the_parser_are_blocked_by_the_sandbox_at_render(app):
 
 
 def test_html_is_autoescaped_but_subject_and_text_are_not(app):
-    from console.services.mail_render import render_fields
+    from console.blueprints.communication.render import render_fields
 
     out = render_fields({"subject": "{{ who }}", "html_body": "<p>{{ who }}</p>", "text_body": "{{ who }}"},
                         {"who": "<b>Tom & Jerry</b>"})
@@ -90,15 +90,15 @@ def test_html_is_autoescaped_but_subject_and_text_are_not(app):
 
 
 def test_only_plain_data_reaches_a_template(app):
-    from console.models.admin import Admin
-    from console.services.mail_render import plain_data
+    from console.accounts import Admin
+    from console.blueprints.communication.render import plain_data
 
     data = plain_data({"admin": Admin(email="a@b.c"), "n": 1, "items": [{"x": (1, 2)}]})
     assert isinstance(data["admin"], str) and data["items"] == [{"x": [1, 2]}]
 
 
 def test_text_is_derived_from_html_when_absent(app):
-    from console.services.mail_render import html_to_text
+    from console.blueprints.communication.render import html_to_text
 
     text = html_to_text("<style>p{}</style><h1>Hi</h1><p>Read <a href='https://x.org/a'>this</a>.</p>"
                         "<ul><li>one</li><li>two</li></ul>")
@@ -161,7 +161,7 @@ def test_delete_then_404(api, run_jobs, servers):
     assert client.put(f"{API}/templates/{template['id']}", json={**WELCOME, "subject": "v2"}).status_code == 200
     assert client.delete(f"{API}/templates/{template['id']}").status_code == 204
     assert client.get(f"{API}/templates/{template['id']}").status_code == 404
-    from console.models.communication import EmailTemplateVersion
+    from console.blueprints.communication.models import EmailTemplateVersion
 
     assert EmailTemplateVersion.objects(template_id=template["id"]).count() == 0  # its history went with it
     assert client.delete(f"{API}/templates/{template['id']}").status_code == 404

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from console.models.communication import EmailQueue, EmailTracking, NotificationPreference, Suppression
+from console.blueprints.communication.models import EmailQueue, EmailTracking, NotificationPreference, Suppression
 from tests.communication_helpers import API, add_members, bodies, make_template
 
 pytestmark = pytest.mark.usefixtures("app")
@@ -42,7 +42,7 @@ def test_open_pixel_counts_an_approximate_open(api, client, run_jobs, servers):
 
 
 def test_click_redirects_only_to_the_recorded_url(api, client, run_jobs, servers):
-    from console.services.mail_tracking import make_token
+    from console.blueprints.communication.tracking import make_token
 
     admin, email_id, _message, html = _sent_email(api, run_jobs, servers)
     links = re.findall(r'href=["\'](http://localhost/t/c/[^"\']+)["\']', html)
@@ -151,7 +151,7 @@ def test_preference_permissions(api, role, read, write):
 
 
 def test_quiet_hours_defer_to_the_end_of_the_period():
-    from console.services.mail_prefs import quiet_until
+    from console.blueprints.communication.prefs import quiet_until
 
     quiet = {"start": "22:00", "end": "07:00", "timezone": "Europe/Berlin"}
     at = datetime(2026, 1, 10, 22, 30, tzinfo=UTC)  # 23:30 in Berlin
@@ -212,8 +212,8 @@ def test_preferences_changed_after_queueing_are_honoured_at_send_time(api, run_j
 
 
 def test_deliverability_names_who_must_not_get_a_category(app):
-    from console.services.mail import deliverability
-    from console.services.mail_prefs import save_preferences, suppress
+    from console.blueprints.communication.prefs import save_preferences, suppress
+    from console.blueprints.communication.sending import deliverability
 
     add_members(5)
     save_preferences("u0", {"categories": {"marketing": False}})
@@ -229,11 +229,11 @@ def test_deliverability_names_who_must_not_get_a_category(app):
 def test_sms_channel_logs_in_development(app, caplog):
     import logging
 
-    from console.models.communication import NotificationHistory
-    from console.services.mail_channels import send_sms
-    from console.services.mail_prefs import save_preferences
+    from console.blueprints.communication.channels import send_sms
+    from console.blueprints.communication.models import NotificationHistory
+    from console.blueprints.communication.prefs import save_preferences
 
-    caplog.set_level(logging.INFO, logger="console.services.mail_channels")
+    caplog.set_level(logging.INFO, logger="console.blueprints.communication.channels")
     add_members(2)
     save_preferences("u1", {"channels": {"sms": False}})
     assert send_sms("u0", "Your code is 1234", category="security")["status"] == "sent"

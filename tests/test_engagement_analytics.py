@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from console.models.member import Member
+from console.members import Member
 from console.timeutil import isoformat, utcnow
 from tests.engagement_helpers import BASE, ev, track
 

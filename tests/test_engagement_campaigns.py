@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import pytest
 
-from console.models.communication import EmailQueue
-from console.models.engagement import Campaign
-from console.models.member import Member
-from console.services.engagement_campaigns import in_holdout, lift
+from console.blueprints.communication.models import EmailQueue
+from console.blueprints.engagement.campaigns import in_holdout, lift
+from console.blueprints.engagement.models import Campaign
+from console.members import Member
 from console.timeutil import isoformat, utcnow
 from tests.engagement_helpers import BASE, ev, track
 
@@ -94,7 +94,7 @@ def test_real_send_through_mail_pipeline_then_results(sender, template_id, lapse
 
 
 def test_skips_opted_out_suppressed_no_email_and_frequency_cap(sender, template_id, lapsed, api):
-    from console.services.mail_prefs import suppress
+    from console.blueprints.communication.prefs import suppress
 
     prefs = api("super_admin")
     response = prefs.post("/api/phase14/communication/preferences/c01",

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 import pytest
 from pymongo.errors import OperationFailure
 
-from console.models.engagement import UserActivity
-from console.models.member import Member
-from console.services.engagement_ingest import unpack_applied, unpack_seconds, unpack_sessions
+from console.blueprints.engagement.ingest import unpack_applied, unpack_seconds, unpack_sessions
+from console.blueprints.engagement.models import UserActivity
+from console.members import Member
 from console.timeutil import isoformat, utcnow
 from tests.engagement_helpers import TRACK, ev, rollup, track
 
@@ -194,7 +194,7 @@ def test_unknown_member_fields_are_kept(client):
 
 
 def _rollups() -> list[dict]:
-    from console.models.engagement import ActivityRollup
+    from console.blueprints.engagement.models import ActivityRollup
 
     fields = {"_id": 0, "user_id": 1, "day": 1, "events": 1, "sessions": 1, "session_seconds": 1, "features": 1,
               "names": 1, "ts": 1, "sid": 1, "first_at": 1, "last_at": 1}
@@ -206,7 +206,7 @@ def _rollups() -> list[dict]:
 
 
 def test_rebuild_matches_incremental_rollups(client):
-    from console.services.engagement_ingest import rebuild_rollups
+    from console.blueprints.engagement.ingest import rebuild_rollups
 
     stamps = ["2026-01-05T23:40:00Z", "2026-01-06T00:05:00Z", "2026-01-05T08:00:00Z", "2026-01-06T09:00:00Z",
               "2026-01-05T08:20:00Z", "2026-01-07T00:01:00Z"]
@@ -224,7 +224,7 @@ def test_rebuild_matches_incremental_rollups(client):
 @pytest.fixture
 def fail_command(app):
     """Arm the test server's `failCommand` failpoint (the server itself refuses), disarmed after the test."""
-    from console.models.engagement import ActivityRollup
+    from console.blueprints.engagement.models import ActivityRollup
 
     with app.app_context():
         admin = ActivityRollup._get_collection().database.client.admin
@@ -240,19 +240,19 @@ def fail_command(app):
 def test_a_server_without_transactions_gets_version_checked_writes(client, fail_command, monkeypatch):
     """A MongoDB without replication refuses transactions (IllegalOperation, 20): the rollups are written
     without one, exactly, and later requests do not ask for one again."""
-    from console.services import engagement_ingest
+    from console.blueprints.engagement import ingest
 
-    monkeypatch.setitem(engagement_ingest._transactions, "supported", True)
+    monkeypatch.setitem(ingest._transactions, "supported", True)
     track(client, ev("t", "2026-01-05T10:00:00Z"))
     fail_command(["find"], 20)  # the transaction's first command is its read of the member-days
     track(client, [ev("t", "2026-01-05T10:10:00Z"), ev("t", "2026-01-05T12:00:00Z")])
-    assert engagement_ingest._transactions["supported"] is False
+    assert ingest._transactions["supported"] is False
     assert rollup("t", "2026-01-05")["events"] == 3 and rollup("t", "2026-01-05")["sessions"] == 2
     fail_command(["commitTransaction"], 20)  # consumed by the first transaction anyone commits
     track(client, ev("t", "2026-01-05T12:05:00Z"))
     day = rollup("t", "2026-01-05")
     assert day["events"] == 4 and day["sessions"] == 2 and day["v"] == 3
-    collection = engagement_ingest.ActivityRollup._get_collection()
+    collection = ingest.ActivityRollup._get_collection()
     # Still armed: the request above committed no transaction.
     with (pytest.raises(OperationFailure) as refused, collection.database.client.start_session() as probe,
           probe.start_transaction()):
@@ -263,16 +263,16 @@ def test_a_server_without_transactions_gets_version_checked_writes(client, fail_
 def test_a_write_conflict_in_the_transaction_is_redone_without_it(client, fail_command, monkeypatch):
     """The server voids the transaction (WriteConflict, 112, as when another request wrote the day first):
     nothing of it is kept, and the version-checked writes add the events once."""
-    from console.services import engagement_ingest
+    from console.blueprints.engagement import ingest
 
-    monkeypatch.setitem(engagement_ingest._transactions, "supported", True)
+    monkeypatch.setitem(ingest._transactions, "supported", True)
     track(client, ev("c", "2026-01-05T10:00:00Z"))
     fail_command(["update"], 112)
     track(client, [ev("c", "2026-01-05T10:10:00Z", session_id="s"), ev("c", "2026-01-05T18:00:00Z")])
     day = rollup("c", "2026-01-05")
     assert day["events"] == 3 and day["sessions"] == 3 and day["v"] == 2
     assert unpack_seconds(day["ts"]) == [36000, 64800] and len(unpack_applied(day["applied"])) == 2
-    assert engagement_ingest._transactions["supported"] is True
+    assert ingest._transactions["supported"] is True
 
 
 @pytest.mark.parametrize("transactions", [True, False], ids=["transaction", "version-checked"])
@@ -280,13 +280,13 @@ def test_concurrent_requests_on_one_member_day_lose_nothing(app, client, monkeyp
     """Two requests read the same day, then both write it: the second write collides (a write conflict in the
     transaction, or a replace over a version that moved on), that member-day is redone from a fresh read, and
     the day holds both requests' events. Without transactions (a standalone MongoDB) the same holds."""
-    from console.services import engagement_ingest
-    from console.services.engagement_ingest import rebuild_rollups
+    from console.blueprints.engagement import ingest
+    from console.blueprints.engagement.ingest import rebuild_rollups
 
-    monkeypatch.setitem(engagement_ingest._transactions, "supported", transactions)
+    monkeypatch.setitem(ingest._transactions, "supported", transactions)
     track(client, ev("r", "2026-01-05T10:00:00Z"))
     barrier, reads = threading.Barrier(2, timeout=10), []
-    real_find_in = engagement_ingest.find_in
+    real_find_in = ingest.find_in
 
     def reads_in_step(collection, *args, **kwargs):
         rows = list(real_find_in(collection, *args, **kwargs))
@@ -296,7 +296,7 @@ def test_concurrent_requests_on_one_member_day_lose_nothing(app, client, monkeyp
                 barrier.wait()  # both requests have read before either writes
         return rows
 
-    monkeypatch.setattr(engagement_ingest, "find_in", reads_in_step)
+    monkeypatch.setattr(ingest, "find_in", reads_in_step)
 
     def post(stamps, session_id):
         with app.test_client() as own:
@@ -324,8 +324,8 @@ def test_jobs_rebuild_and_warm(client, app, run_jobs):
     from console.queues import get_queue
 
     track(client, [ev("j", "2026-01-05T10:00:00Z"), ev("j", "2026-01-06T10:00:00Z")])
-    rebuild = get_queue("low").enqueue("console.jobs.engagement.rebuild_rollups", "2026-01-06", "2026-01-06")
-    warm = get_queue("low").enqueue("console.jobs.engagement.warm_caches")
+    rebuild = get_queue("low").enqueue("console.blueprints.engagement.jobs.rebuild_rollups", "2026-01-06", "2026-01-06")
+    warm = get_queue("low").enqueue("console.blueprints.engagement.jobs.warm_caches")
     run_jobs()
     rebuild.refresh()
     assert rebuild.return_value() == {"events_replayed": 1, "start": "2026-01-06", "end": "2026-01-06"}
@@ -345,8 +345,8 @@ def test_body_limits(client):
 
 def test_init_db_migrates_rollups_from_before_member_day_ids(client):
     """A database written by the earlier layout (ObjectId ids, unique user_id+day index) is rebuilt once."""
+    from console.blueprints.engagement.models import ActivityRollup
     from console.cli import prepare_database
-    from console.models.engagement import ActivityRollup
 
     track(client, [ev("m", "2026-01-05T10:00:00Z"), ev("m", "2026-01-06T10:00:00Z")])
     collection = ActivityRollup._get_collection()
@@ -366,8 +366,8 @@ def test_init_db_migrates_rollups_from_before_member_day_ids(client):
 def test_rollups_with_unpacked_sessions_and_batches_keep_counting(client):
     """Rollups written before session spans and applied batches were packed (as mappings) are read as they are,
     and the next write to the day packs them, with nothing lost and a retried batch still recognised."""
-    from console.models.engagement import ActivityRollup
-    from console.services.engagement_ingest import session_key
+    from console.blueprints.engagement.ingest import session_key
+    from console.blueprints.engagement.models import ActivityRollup
 
     batch = [ev("p", "2026-01-05T10:00:00Z", event_id="p-1", session_id="s1"),
              ev("p", "2026-01-05T23:50:00Z", event_id="p-2")]
@@ -396,18 +396,18 @@ def test_a_retry_rolls_up_what_a_failed_attempt_stored(client, monkeypatch):
     retryable 503, and its retry (all duplicates now) still rolls the stored events up, once."""
     from pymongo.errors import AutoReconnect
 
-    from console.services import engagement_ingest
+    from console.blueprints.engagement import ingest
 
-    real_apply = engagement_ingest.apply_rollups
+    real_apply = ingest.apply_rollups
 
     def cut_off(*args, **kwargs):
         raise AutoReconnect("connection closed")
 
-    monkeypatch.setattr(engagement_ingest, "apply_rollups", cut_off)
+    monkeypatch.setattr(ingest, "apply_rollups", cut_off)
     first = client.post(TRACK, json={"events": _events_of_one_batch()}, headers={"X-Ingest-Key": "test-ingest-key"})
     assert first.status_code == 503 and first.mimetype == "application/problem+json"
     assert UserActivity.objects(user_id="w").count() == 10 and rollup("w", "2026-01-05") is None
-    monkeypatch.setattr(engagement_ingest, "apply_rollups", real_apply)
+    monkeypatch.setattr(ingest, "apply_rollups", real_apply)
     for _retry in range(2):
         assert track(client, _events_of_one_batch()) == {"accepted": 0, "duplicates": 10, "rejected": [],
                                                          "clamped": 0}
@@ -418,16 +418,16 @@ def test_a_retry_rolls_up_what_a_failed_attempt_stored(client, monkeypatch):
 def test_a_retry_overtaking_its_slow_first_attempt_adds_nothing_twice(app, client, monkeypatch):
     """The first attempt is slow (its client timed out and retried): the retry rolls the events up first,
     and the first attempt, arriving later, sees its batch already applied."""
-    from console.services import engagement_ingest
+    from console.blueprints.engagement import ingest
 
-    real_apply, retried = engagement_ingest.apply_rollups, threading.Event()
+    real_apply, retried = ingest.apply_rollups, threading.Event()
 
     def slow_first(docs, **kwargs):
         if not retried.is_set() and threading.current_thread() is not threading.main_thread():
             assert retried.wait(10)
         return real_apply(docs, **kwargs)
 
-    monkeypatch.setattr(engagement_ingest, "apply_rollups", slow_first)
+    monkeypatch.setattr(ingest, "apply_rollups", slow_first)
     results = []
 
     def first_attempt():

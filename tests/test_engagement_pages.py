@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from console.models.member import Member
+from console.members import Member
 from console.timeutil import isoformat, utcnow
 from tests.engagement_helpers import ev, track
 
@@ -86,9 +86,9 @@ def test_at_risk_csv(login, some_activity):
 
 
 def test_demo_seeder_is_idempotent_and_consistent(app):
-    from console.models.engagement import ActivityRollup, UserActivity
-    from console.services.engagement_demo import seed_activity
-    from console.services.engagement_ingest import rebuild_rollups
+    from console.blueprints.engagement.demo import seed_activity
+    from console.blueprints.engagement.ingest import rebuild_rollups
+    from console.blueprints.engagement.models import ActivityRollup, UserActivity
 
     Member._get_collection().insert_many([{"user_id": f"m{n:04d}", "email": f"m{n}@example.org",
                                            "created_at": utcnow()} for n in range(1, 25)])

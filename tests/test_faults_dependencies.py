@@ -183,7 +183,7 @@ def test_stopping_mongodb_during_an_ingestion_stream_is_503_then_recovers(disk_s
     event is stored exactly once, and the rollups hold them all (a batch cut off between its events and its
     rollup is rolled up by its retry; tests/test_engagement_ingest.py pins that case down)."""
     from console import db
-    from console.models.engagement import UserActivity
+    from console.blueprints.engagement.models import UserActivity
     from tests.fuzz_helpers import store_problems
 
     store, app = disk_store

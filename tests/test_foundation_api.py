@@ -4,10 +4,11 @@ from datetime import timedelta
 
 import pytest
 
-from console.apikit import OPERATOR_KEY, TOO_BIG, PageQuery, decode_cursor, paginate, unstorable
 from console.errors import ApiError
-from console.models.member import Member
+from console.members import Member
+from console.pagination import PageQuery, decode_cursor, paginate
 from console.timeutil import utcnow
+from console.validation import OPERATOR_KEY, TOO_BIG, unstorable
 
 
 @pytest.mark.parametrize("method,path,status", [

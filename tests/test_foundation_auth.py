@@ -4,7 +4,8 @@ from datetime import timedelta
 
 import pytest
 
-from console.models.admin import ApiToken, AuditLog
+from console.accounts import ApiToken
+from console.audit import AuditLog
 from console.timeutil import utcnow
 from tests.conftest import TEST_PASSWORD, csrf_token_from
 

@@ -3,9 +3,8 @@
 import pytest
 from flask import Blueprint
 
-from console.apikit import endpoint
-from console.models.admin import Role
-from console.permissions import BUILTIN_ROLES, PERMISSIONS
+from console.authz import BUILTIN_ROLES, PERMISSIONS, Role
+from console.http import endpoint
 from console.security import permission_required, view_permission
 
 # Routes anyone may reach. Adding one is a security decision: it must be made here, on purpose.
@@ -77,7 +76,7 @@ def probe_app(make_app, servers):
 
 
 def _login(app, *roles):
-    from console.models.admin import Admin
+    from console.accounts import Admin
     from console.security import hash_password, issue_token
     from tests.conftest import TEST_PASSWORD, csrf_token_from
 
@@ -109,7 +108,7 @@ def test_permission_decorator_serves_pages_and_api(probe_app):
 
 
 def test_role_changes_apply_on_the_next_request(probe_app):
-    from console.security import bump_authz_version
+    from console.authz import bump_authz_version
 
     browser, headers = _login(probe_app, "moderator")
     assert browser.get("/api/probe", headers=headers).status_code == 403
@@ -126,7 +125,7 @@ def test_admin_without_roles_sees_an_empty_dashboard(probe_app):
 
 
 def test_denied_checks_are_audited_once_per_minute(probe_app):
-    from console.models.admin import AuditLog
+    from console.audit import AuditLog
 
     browser, headers = _login(probe_app, "moderator")
     for _ in range(3):

@@ -1,7 +1,9 @@
 """The command-line tasks an operator runs."""
 
-from console.models.admin import Admin, AuditLog, Role
-from console.models.member import Member
+from console.accounts import Admin
+from console.audit import AuditLog
+from console.authz import Role
+from console.members import Member
 from console.security import verify_password
 
 

@@ -4,8 +4,8 @@ import secrets
 
 import pytest
 
+from console.blueprints.hardening import security_audit
 from console.config import DEV_INGEST_KEY
-from console.services.hardening import security_audit
 from tests.hardening_helpers import API
 
 VIEW_ENDPOINTS = ["security-audit", "error-analysis", "performance-review", "slow-queries",
@@ -128,7 +128,7 @@ def test_route_without_permission_fails_the_audit(make_app, app):
 
 
 def test_checklist_items_are_verified_live(app, api):
-    from console.models.hardening import RequestMetric
+    from console.telemetry.models import RequestMetric
 
     response = api("admin").get(f"{API}/production-checklist")
     assert response.status_code == 200

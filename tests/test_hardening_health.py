@@ -28,7 +28,7 @@ def test_all_dependencies_up_without_secrets(app, api):
 def test_no_worker_is_degraded_and_old_jobs_show_in_queue_depth(app, api):
     from console.queues import get_queue
 
-    get_queue("low").enqueue("console.jobs.hardening.optimize", ["ensure_indexes"], {})
+    get_queue("low").enqueue("console.blueprints.hardening.jobs.optimize", ["ensure_indexes"], {})
     body = api("admin").get(f"{API}/health-comprehensive").json
     assert body["status"] == "DEGRADED"
     assert body["checks"]["workers"]["status"] == "DEGRADED"
@@ -41,7 +41,7 @@ def test_smtp_down_is_reported(make_app, app, api):
 
     broken = make_app(MAIL_PORT=free_port())
     with broken.app_context():
-        from console.services.hardening.health import health_comprehensive
+        from console.blueprints.hardening.health import health_comprehensive
 
         report = health_comprehensive()
     assert report["checks"]["smtp"]["status"] == "DOWN"
@@ -72,8 +72,8 @@ def test_redis_outage_is_down_with_503_and_up_after_restart(app, api, servers):
 
 @pytest.mark.slow
 def test_mongodb_outage_is_down_and_up_after_restart(app, api, servers):
+    from console.blueprints.hardening.health import health_comprehensive
     from console.cli import prepare_database
-    from console.services.hardening.health import health_comprehensive
 
     mongo_server = servers.handles.get("mongodb")
     if mongo_server is None:

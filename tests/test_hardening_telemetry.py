@@ -1,8 +1,8 @@
 """Telemetry: error groups, request timings and slow MongoDB commands, read back through the API."""
 
 from console import telemetry
-from console.models.hardening import TELEMETRY_COLLECTIONS, ErrorEvent, RequestMetric, SlowQuery
-from console.models.member import Member
+from console.members import Member
+from console.telemetry.models import TELEMETRY_COLLECTIONS, ErrorEvent, RequestMetric, SlowQuery
 from tests.hardening_helpers import API, add_failing_routes
 
 
@@ -32,8 +32,8 @@ def test_a_failing_route_is_one_error_group_with_the_right_count(app, api):
 
 
 def test_fingerprints_follow_the_code_path_or_the_normalized_message(app):
-    from console.apikit import decode_cursor, object_id_or_404
     from console.errors import ApiError
+    from console.pagination import decode_cursor, object_id_or_404
     from console.telemetry import fingerprint
 
     prints = []
@@ -44,7 +44,7 @@ def test_fingerprints_follow_the_code_path_or_the_normalized_message(app):
             prints.append(fingerprint(error))
     assert prints[0][0] == prints[1][0]  # same in-app frames
     assert prints[0][0] != prints[2][0]  # another function raised it
-    assert prints[0][2] == ["console.apikit:object_id_or_404"]
+    assert prints[0][2] == ["console.pagination:object_id_or_404"]
     # without in-app frames, the message decides, with numbers, ids and addresses stripped
     assert fingerprint(ValueError("user 12 missing"))[0] == fingerprint(ValueError("user 99 missing"))[0]
     assert fingerprint(ValueError("user 12 missing"))[0] != fingerprint(ValueError("order 12 missing"))[0]

@@ -5,8 +5,9 @@ import threading
 import pytest
 from bson import ObjectId
 
-from console.models.admin import Admin, AuditLog, Role
-from console.permissions import BUILTIN_ROLES, CATALOG, PERMISSIONS
+from console.accounts import Admin
+from console.audit import AuditLog
+from console.authz import BUILTIN_ROLES, CATALOG, PERMISSIONS, Role
 
 BASE = "/api/phase14"
 
@@ -321,7 +322,7 @@ def test_audit_log_api_filters_and_pages(api, create_admin):
 
 
 def test_the_assignment_lock_is_released_and_readable(api, create_admin):
-    from console.models.admin import AuthzState
+    from console.authz import AuthzState
 
     target = create_admin(email="lock@test.example.com")
     api("admin").post(f"{BASE}/admin/{target.id}/assign-role", json={"role": "analyst"})

@@ -1,6 +1,6 @@
 """The operator's create-admin keeps the same last-super_admin rule as the API."""
 
-from console.models.admin import Admin
+from console.accounts import Admin
 
 PASSWORD = "a-long-enough-password-1"
 

@@ -7,9 +7,10 @@ import random
 
 import pytest
 
-from console.models.admin import Admin, AuditLog, Role
-from console.services.audit import record
-from console.services.platform import seed_platform_demo
+from console.accounts import Admin
+from console.audit import AuditLog, record
+from console.authz import Role
+from console.blueprints.platform.summaries import seed_platform_demo
 from console.timeutil import utcnow
 
 

@@ -1,11 +1,15 @@
-"""Feature blueprints. Each package exposes `init_app(app)`, which registers its blueprint(s),
-navigation entries and dashboard widgets; they are discovered, so features never edit a shared list."""
+"""The features, one package each. Each exposes `init_app(app)`, which registers what the feature adds:
+blueprints, navigation entries, dashboard widgets, member panels, seeders, migrations, optimize tasks, caches.
+
+Imports run downward: a feature imports the kernel (`console.*`), never the other way round, and another
+feature only through the functions that feature's docstring names. `tests/test_layout.py` enforces it.
+"""
 
 import importlib
-import pkgutil
+
+FEATURES = ("auth", "communication", "core", "engagement", "hardening", "platform", "roles")
 
 
 def register_all(app) -> None:
-    for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        if module.ispkg:
-            importlib.import_module(f"{__name__}.{module.name}").init_app(app)
+    for name in FEATURES:
+        importlib.import_module(f"{__name__}.{name}").init_app(app)

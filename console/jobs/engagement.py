@@ -1,37 +1,5 @@
-"""Engagement jobs: rebuild rollups from raw events, warm the dashboard caches. They raise on failure."""
+"""Old path of `console.blueprints.engagement.jobs` (jobs queued by the previous release)."""
 
-from __future__ import annotations
+from console.blueprints.engagement.jobs import rebuild_rollups, warm_caches
 
-from datetime import date, datetime
-
-from rq import get_current_job
-
-from console.services import engagement_churn, engagement_ingest, engagement_metrics
-from console.services.engagement_periods import as_day
-
-
-def _progress(percent: float, **meta) -> None:
-    job = get_current_job()
-    if job is not None:
-        job.meta.update({"progress": round(percent, 1), **meta})
-        job.save_meta()
-
-
-def rebuild_rollups(start: str | None = None, end: str | None = None) -> dict:
-    """Replay raw events of [start, end] (ISO dates; default all days) into fresh rollups."""
-    first = as_day(date.fromisoformat(start)) if start else None
-    last = as_day(date.fromisoformat(end)) if end else None
-    _progress(0)
-    replayed = engagement_ingest.rebuild_rollups(first, last)
-    _progress(100, events_replayed=replayed)
-    return {"events_replayed": replayed, "start": start, "end": end}
-
-
-def warm_caches(day: str | None = None) -> dict:
-    """Compute today's overview and churn report so the first admin of the day does not wait."""
-    end = datetime.fromisoformat(day) if day else None
-    metrics = engagement_metrics.metrics(None, end, "day")
-    _progress(50)
-    churn = engagement_churn.churn_report()
-    _progress(100)
-    return {"mau": metrics["mau"], "scored": len(churn["items"])}
+__all__ = ["rebuild_rollups", "warm_caches"]

@@ -1,22 +1,5 @@
-"""The optimize job: runs maintenance tasks in order, reporting progress in job.meta."""
+"""Old path of `console.blueprints.hardening.jobs` (jobs queued by the previous release)."""
 
-from __future__ import annotations
+from console.blueprints.hardening.jobs import optimize
 
-from rq import get_current_job
-
-from console.services.hardening.optimize import RUNNERS
-
-
-def optimize(tasks: list[str], options: dict) -> dict:
-    """Run each task; a failing task fails the job (RQ records it) after the earlier results are kept in meta."""
-    job = get_current_job()
-    results: dict = {}
-    for index, name in enumerate(tasks):
-        if job is not None:
-            job.meta.update({"current": name, "progress": round(100 * index / len(tasks)), "results": results})
-            job.save_meta()
-        results[name] = RUNNERS[name](options)
-    if job is not None:
-        job.meta.update({"current": None, "progress": 100, "results": results})
-        job.save_meta()
-    return {"tasks": results}
+__all__ = ["optimize"]

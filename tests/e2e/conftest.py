@@ -81,8 +81,9 @@ def page(chromium, request, output_dir):
 @pytest.fixture
 def sign_in(live, page):
     """Create an admin with the roles and sign in through the login form in the browser."""
-    from console.models.admin import Admin
-    from console.security import bump_authz_version, hash_password
+    from console.accounts import Admin
+    from console.authz import bump_authz_version
+    from console.security import hash_password
 
     def go(*roles: str, email: str | None = None):
         address = email or f"{'-'.join(roles)}@browser.example.com"

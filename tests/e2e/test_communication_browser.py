@@ -42,7 +42,7 @@ def test_editor_preview_follows_typing(live, page, sign_in, output_dir):
 
 
 def test_queue_page_counts_retries_and_refreshes(live, page, sign_in, output_dir):
-    from console.services.mail import create_batch, send_email
+    from console.blueprints.communication.sending import create_batch, send_email
 
     template, _ = make_template(), add_members(6)
     send_email(str(template.id), {"user_id": "u0"})
@@ -82,7 +82,7 @@ def test_queue_page_counts_retries_and_refreshes(live, page, sign_in, output_dir
 
 
 def test_batch_progress_bar_updates_live(live, page, sign_in):
-    from console.services.mail import create_batch
+    from console.blueprints.communication.sending import create_batch
 
     template, _ = make_template(), add_members(3)
     batch = create_batch(str(template.id), [{"user_id": f"u{i}"} for i in range(3)])

@@ -12,10 +12,10 @@ from console.timeutil import utcnow
 
 @pytest.fixture
 def demo(live):
-    from console.models.communication import EmailTemplate
-    from console.models.member import Member
-    from console.services.engagement_demo import demo_events
-    from console.services.engagement_ingest import backfill
+    from console.blueprints.communication.models import EmailTemplate
+    from console.blueprints.engagement.demo import demo_events
+    from console.blueprints.engagement.ingest import backfill
+    from console.members import Member
 
     with live.app_context():
         ids = [f"m{n:04d}" for n in range(1, 61)]

@@ -46,8 +46,8 @@ def test_system_page_end_to_end(live, page, sign_in, output_dir):
 
 
 def _seed_error_and_slow_query():
-    from console.models.hardening import ErrorEvent, SlowQuery
     from console.telemetry import command_shape, hour_key, shape_id
+    from console.telemetry.models import ErrorEvent, SlowQuery
     from console.timeutil import utcnow
 
     now = utcnow()

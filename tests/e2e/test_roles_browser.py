@@ -4,10 +4,10 @@ import random
 
 import pytest
 
-from console.models.admin import AuditLog, Role
-from console.permissions import BUILTIN_ROLES
-from console.services.demo import seed_members
-from console.services.platform import seed_platform_demo
+from console.audit import AuditLog
+from console.authz import BUILTIN_ROLES, Role
+from console.blueprints.platform.demo import seed_members
+from console.blueprints.platform.summaries import seed_platform_demo
 from console.timeutil import utcnow
 
 

@@ -1,6 +1,6 @@
 """A person signs in and sees a finished dashboard."""
 
-from console.services.demo import seed_members
+from console.blueprints.platform.demo import seed_members
 
 
 def test_login_and_dashboard(live, page, sign_in, output_dir):

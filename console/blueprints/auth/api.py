@@ -7,12 +7,13 @@ from flask import g as request_globals
 from flask_login import current_user
 from pydantic import BaseModel, Field
 
-from console.apikit import LOGIN, RequestModel, endpoint
+from console.audit import record
 from console.blueprints.auth import bp
 from console.errors import ApiError
 from console.extensions import limiter
+from console.http import LOGIN, endpoint
 from console.security import authenticate, current_permissions, issue_token, revoke_token
-from console.services.audit import record
+from console.validation import RequestModel
 
 
 class TokenRequest(RequestModel):

@@ -5,11 +5,11 @@ from urllib.parse import urlsplit
 from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 
+from console.audit import record
 from console.blueprints.auth import bp
 from console.blueprints.auth.forms import LoginForm
 from console.extensions import limiter
 from console.security import authenticate, login_only, public
-from console.services.audit import record
 from console.timeutil import utcnow
 
 

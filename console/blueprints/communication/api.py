@@ -2,8 +2,8 @@
 
 from flask_login import current_user
 
-from console.apikit import PageQuery, endpoint, link, paginate
-from console.blueprints.communication import bp
+from console.audit import record
+from console.blueprints.communication import bp, email_templates, prefs, sending
 from console.blueprints.communication.schemas import (
     BatchIn,
     BatchOut,
@@ -22,8 +22,8 @@ from console.blueprints.communication.schemas import (
     TemplateUpdate,
     TrackingOut,
 )
-from console.services import mail, mail_prefs, mail_templates
-from console.services.audit import record
+from console.http import endpoint, link
+from console.pagination import PageQuery, paginate
 
 PREFIX = "/api/phase14/communication"
 TAGS = ["communication"]
@@ -51,21 +51,21 @@ def _actor() -> str | None:
           responses={409: "", 422: ""}, links=TEMPLATE_LINKS)
 def create_template(body: TemplateIn):
     """Bad syntax or unsafe constructs answer 422 with the line. `variables` lists what the template uses."""
-    template = mail_templates.create_template(body.model_dump(), _actor())
-    return mail_templates.to_dict(template, with_versions=True)
+    template = email_templates.create_template(body.model_dump(), _actor())
+    return email_templates.to_dict(template, with_versions=True)
 
 
 @endpoint(bp, f"{PREFIX}/templates", permission="templates.view", query=TemplateQuery, response=TemplateList,
           tags=TAGS, summary="List email templates")
 def list_templates(query: TemplateQuery):
-    return paginate(mail_templates.list_templates(query.category, query.q), query, sort_field="updated_at",
-                    transform=mail_templates.to_dict)
+    return paginate(email_templates.list_templates(query.category, query.q), query, sort_field="updated_at",
+                    transform=email_templates.to_dict)
 
 
 @endpoint(bp, f"{PREFIX}/templates/<template_id>", permission="templates.view", response=TemplateOut, tags=TAGS,
           summary="One template with its versions", responses={404: ""})
 def get_template(template_id: str):
-    return mail_templates.to_dict(mail_templates.get_template(template_id), with_versions=True)
+    return email_templates.to_dict(email_templates.get_template(template_id), with_versions=True)
 
 
 @endpoint(bp, f"{PREFIX}/templates/<template_id>", methods=["PUT"], permission="templates.manage",
@@ -77,15 +77,15 @@ def get_template(template_id: str):
 def update_template(template_id: str, body: TemplateUpdate):
     """Send the `version` you edited for optimistic locking: a stale one answers 409."""
     data = body.model_dump(exclude={"version"})
-    template = mail_templates.update_template(template_id, data, body.version, _actor())
-    return mail_templates.to_dict(template, with_versions=True)
+    template = email_templates.update_template(template_id, data, body.version, _actor())
+    return email_templates.to_dict(template, with_versions=True)
 
 
 @endpoint(bp, f"{PREFIX}/templates/<template_id>", methods=["DELETE"], permission="templates.manage", status=204,
           tags=TAGS, summary="Delete a template", responses={404: ""})
 def delete_template(template_id: str):
     """Mail already queued keeps its rendered content."""
-    mail_templates.delete_template(template_id)
+    email_templates.delete_template(template_id)
     return None
 
 
@@ -94,8 +94,8 @@ def delete_template(template_id: str):
           responses={404: "", 409: ""}, links=TEMPLATE_LINKS)
 def restore_template_version(template_id: str, version: int):
     """The old content becomes a new version; nothing is lost."""
-    template = mail_templates.restore_version(template_id, version, _actor())
-    return mail_templates.to_dict(template, with_versions=True)
+    template = email_templates.restore_version(template_id, version, _actor())
+    return email_templates.to_dict(template, with_versions=True)
 
 
 @endpoint(bp, f"{PREFIX}/send-email", methods=["POST"], permission="communication.send", body=SendEmailIn,
@@ -104,7 +104,7 @@ def restore_template_version(template_id: str, version: int):
                  "Retry": link("communication_retry_email_post", email_id="$response.body#/email_id")})
 def send_email(body: SendEmailIn):
     """The same `idempotency_key` again answers with the first email's id and sends nothing new."""
-    result = mail.send_email(body.template_id, body.to.model_dump(exclude_none=True), variables=body.variables,
+    result = sending.send_email(body.template_id, body.to.model_dump(exclude_none=True), variables=body.variables,
                              priority=body.priority, category=body.category,
                              idempotency_key=body.idempotency_key, send_at=body.send_at)
     if not result["duplicate"]:
@@ -116,14 +116,14 @@ def send_email(body: SendEmailIn):
 @endpoint(bp, f"{PREFIX}/email-queue", permission="communication.view", query=QueueQuery, response=QueueOut,
           tags=TAGS, summary="The mail queue with counts by status")
 def email_queue(query: QueueQuery):
-    page = mail.queue_page(query, status=query.status, priority=query.priority, batch_id=query.batch_id, q=query.q)
-    return {"counts": mail.queue_counts(), **page}
+    page = sending.queue_page(query, status=query.status, priority=query.priority, batch_id=query.batch_id, q=query.q)
+    return {"counts": sending.queue_counts(), **page}
 
 
 @endpoint(bp, f"{PREFIX}/email-queue/<email_id>/retry", methods=["POST"], permission="communication.send",
           status=202, tags=TAGS, summary="Retry a failed email", responses={404: "", 409: ""})
 def retry_email(email_id: str):
-    result = mail.retry_email(email_id)
+    result = sending.retry_email(email_id)
     record("email.retry", f"email:{email_id}")
     return result
 
@@ -137,8 +137,8 @@ def set_preferences(user_id: str, body: PreferencesIn):
     """Channels and categories merge with what is stored; security notices cannot be turned off."""
     data = body.model_dump(exclude_unset=True)
     data["channels"] = {k: v for k, v in (data.get("channels") or {}).items() if v is not None}
-    before = mail_prefs.get_preferences(user_id)
-    after = mail_prefs.save_preferences(user_id, data, _actor())
+    before = prefs.get_preferences(user_id)
+    after = prefs.save_preferences(user_id, data, _actor())
     record("preferences.update", f"member:{user_id}",
            {k: before[k] for k in ("channels", "categories", "quiet_hours", "frequency_cap")},
            {k: after[k] for k in ("channels", "categories", "quiet_hours", "frequency_cap")})
@@ -148,20 +148,20 @@ def set_preferences(user_id: str, body: PreferencesIn):
 @endpoint(bp, f"{PREFIX}/preferences/<user_id>", permission="communication.view", response=PreferencesOut,
           tags=TAGS, summary="A member's notification preferences (defaults when none are stored)")
 def get_preferences(user_id: str):
-    return mail_prefs.get_preferences(user_id)
+    return prefs.get_preferences(user_id)
 
 
 @endpoint(bp, f"{PREFIX}/tracking/<email_id>", permission="communication.view", response=TrackingOut, tags=TAGS,
           summary="Status and events of one email", responses={404: ""})
 def tracking(email_id: str):
     """Opens are approximate: mail privacy proxies fetch images on their own."""
-    return mail.tracking(email_id)
+    return sending.tracking(email_id)
 
 
 @endpoint(bp, f"{PREFIX}/history/<user_id>", permission="communication.view", query=PageQuery, response=HistoryOut,
           tags=TAGS, summary="Every notification for a member, sent or skipped, newest first")
 def history(user_id: str, query: PageQuery):
-    page = paginate(mail.history_query(user_id), query, sort_field="created_at", transform=mail.history_item)
+    page = paginate(sending.history_query(user_id), query, sort_field="created_at", transform=sending.history_item)
     return {"user_id": user_id, **page}
 
 
@@ -173,7 +173,7 @@ def history(user_id: str, query: PageQuery):
 def batch_send(body: BatchIn):
     """Every recipient is validated first; one bad recipient refuses the whole batch with per-item errors."""
     recipients = [r.model_dump(exclude_none=True) for r in body.recipients]
-    result = mail.create_batch(body.template_id, recipients, variables=body.variables, priority=body.priority,
+    result = sending.create_batch(body.template_id, recipients, variables=body.variables, priority=body.priority,
                                category=body.category)
     record("batch.send", f"batch:{result['batch_id']}", None, result, template_id=body.template_id)
     return result
@@ -182,4 +182,4 @@ def batch_send(body: BatchIn):
 @endpoint(bp, f"{PREFIX}/batches/<batch_id>", permission="communication.send", response=BatchStatus, tags=TAGS,
           summary="Progress of a batch", responses={404: ""})
 def batch(batch_id: str):
-    return mail.batch_status(batch_id)
+    return sending.batch_status(batch_id)

@@ -8,12 +8,11 @@ import json
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from console.apikit import PageQuery
-from console.blueprints.communication import bp
+from console.audit import record
+from console.blueprints.communication import bp, email_templates, mailbox, prefs, sending
 from console.errors import ApiError
+from console.pagination import PageQuery
 from console.security import has_permission, permission_required
-from console.services import mail, mail_mailbox, mail_prefs, mail_templates
-from console.services.audit import record
 
 
 def _toast(message: str, tone: str = "success") -> dict:
@@ -27,8 +26,8 @@ def _toast(message: str, tone: str = "success") -> dict:
 def templates_page():
     category = request.args.get("category") or None
     q = (request.args.get("q") or "").strip() or None
-    templates = list(mail_templates.list_templates(category, q).order_by("category", "name").limit(500))
-    categories = sorted(set(mail_templates.list_templates().distinct("category")))
+    templates = list(email_templates.list_templates(category, q).order_by("category", "name").limit(500))
+    categories = sorted(set(email_templates.list_templates().distinct("category")))
     return render_template("communication/templates.html", templates=templates, categories=categories,
                            category=category, q=q or "", can_manage=has_permission("templates.manage"))
 
@@ -52,14 +51,14 @@ def _form_data() -> tuple[dict, list[dict]]:
 
 def _editor(template=None, data=None, errors=None, status=200):
     if data is None and template is not None:
-        data = mail_templates.to_dict(template)
+        data = email_templates.to_dict(template)
     data = data or {"name": "", "subject": "", "html_body": "<p>Hello {{ first_name }},</p>\n", "text_body": "",
                     "category": "product", "description": "", "sample_data": {"first_name": "Ava"}}
     return render_template("communication/editor.html", template=template, data=data, errors=errors or [],
                            sample_json=json.dumps(data.get("sample_data") or {}, indent=2, ensure_ascii=False),
                            can_edit=has_permission("templates.manage"),
                            can_send=has_permission("communication.send"),
-                           versions=mail_templates.versions(template) if template else []), status
+                           versions=email_templates.versions(template) if template else []), status
 
 
 @bp.route("/communication/templates/new")
@@ -76,7 +75,7 @@ def template_edit(template_id: str):
 
 def _page_template(template_id: str):
     try:
-        return mail_templates.get_template(template_id)
+        return email_templates.get_template(template_id)
     except ApiError:
         abort(404)
 
@@ -91,11 +90,11 @@ def template_save(template_id: str | None):
         return _editor(template, data, errors, 422)
     try:
         if template is None:
-            template = mail_templates.create_template(data, current_user.email)
+            template = email_templates.create_template(data, current_user.email)
             flash(f"Template “{template.name}” created.", "success")
         else:
             version = request.form.get("version", type=int)
-            template = mail_templates.update_template(str(template.id), data, version, current_user.email)
+            template = email_templates.update_template(str(template.id), data, version, current_user.email)
             flash(f"Saved version {template.version}.", "success")
     except ApiError as error:
         return _editor(template, data, [{"field": "", "message": error.detail}, *error.errors], error.status)
@@ -107,7 +106,7 @@ def template_save(template_id: str | None):
 def template_preview():
     """The editor's live preview: the form rendered with its sample data, in a sandboxed iframe."""
     data, errors = _form_data()
-    result = mail_templates.preview(data) if not errors else {"ok": False, "errors": errors, "variables": []}
+    result = email_templates.preview(data) if not errors else {"ok": False, "errors": errors, "variables": []}
     return render_template("communication/_preview.html", result=result)
 
 
@@ -115,7 +114,7 @@ def template_preview():
 @permission_required("templates.manage")
 def template_delete(template_id: str):
     template = _page_template(template_id)
-    mail_templates.delete_template(str(template.id))
+    email_templates.delete_template(str(template.id))
     flash(f"Template “{template.name}” deleted.", "success")
     return redirect(url_for("communication.templates_page"))
 
@@ -124,12 +123,12 @@ def template_delete(template_id: str):
 @permission_required("templates.view")
 def template_versions(template_id: str):
     template = _page_template(template_id)
-    versions = mail_templates.versions(template)
+    versions = email_templates.versions(template)
     new = request.args.get("new", type=int) or template.version
     old = request.args.get("old", type=int) or (new - 1 if new > 1 else new)
     try:
-        diff = mail_templates.diff_versions(template, old, new)
-        content = mail_templates.version_content(template, new)
+        diff = email_templates.diff_versions(template, old, new)
+        content = email_templates.version_content(template, new)
     except ApiError:
         abort(404)
     return render_template("communication/versions.html", template=template, versions=versions, old=old, new=new,
@@ -140,7 +139,7 @@ def template_versions(template_id: str):
 @permission_required("templates.manage")
 def template_restore(template_id: str, version: int):
     try:
-        template = mail_templates.restore_version(template_id, version, current_user.email)
+        template = email_templates.restore_version(template_id, version, current_user.email)
     except ApiError as error:
         flash(error.detail, "error")
         return redirect(url_for("communication.template_versions", template_id=template_id))
@@ -154,7 +153,7 @@ def template_send_test(template_id: str):
     """Send the saved template with its sample data to the signed-in admin."""
     template = _page_template(template_id)
     try:
-        result = mail.send_email(str(template.id), {"email": current_user.email},
+        result = sending.send_email(str(template.id), {"email": current_user.email},
                                  variables=template.sample_data or {}, priority="high")
     except ApiError as error:
         return "", 422, _toast(error.detail, "error")
@@ -166,16 +165,16 @@ def template_send_test(template_id: str):
 
 def _queue_args() -> dict:
     args = {key: (request.args.get(key) or "").strip() or None for key in ("status", "priority", "q", "batch_id")}
-    if args["status"] not in (None, *mail.STATUSES):
+    if args["status"] not in (None, *sending.STATUSES):
         args["status"] = None
-    if args["priority"] not in (None, *mail.PRIORITIES):
+    if args["priority"] not in (None, *sending.PRIORITIES):
         args["priority"] = None
     return args
 
 
 def _queue_rows(args: dict, cursor: str | None) -> tuple[list[dict], str | None]:
     try:
-        page = mail.queue_page(PageQuery(limit=25, cursor=cursor), **args)
+        page = sending.queue_page(PageQuery(limit=25, cursor=cursor), **args)
     except ApiError:  # a stale or hand-edited cursor: show the first page's worth of nothing, not an error
         return [], None
     return page["items"], page["next_cursor"]
@@ -185,15 +184,15 @@ def _queue_context() -> dict:
     """What the queue page and its auto-refreshing table share."""
     args = _queue_args()
     rows, next_cursor = _queue_rows(args, request.args.get("cursor"))
-    return {"args": args, "rows": rows, "next_cursor": next_cursor, "counts": mail.queue_counts(),
-            "statuses": mail.STATUSES, "can_send": has_permission("communication.send")}
+    return {"args": args, "rows": rows, "next_cursor": next_cursor, "counts": sending.queue_counts(),
+            "statuses": sending.STATUSES, "can_send": has_permission("communication.send")}
 
 
 @bp.route("/communication/queue")
 @permission_required("communication.view")
 def queue_page():
-    return render_template("communication/queue.html", **_queue_context(), priorities=mail.PRIORITIES,
-                           batches=mail.batch_statuses(mail.recent_batches(5)))
+    return render_template("communication/queue.html", **_queue_context(), priorities=sending.PRIORITIES,
+                           batches=sending.batch_statuses(sending.recent_batches(5)))
 
 
 @bp.route("/communication/queue/table")
@@ -206,8 +205,8 @@ def queue_table():
 @permission_required("communication.view")
 def email_detail(email_id: str):
     try:
-        info = mail.tracking(email_id)
-        doc = mail.get_email(email_id)
+        info = sending.tracking(email_id)
+        doc = sending.get_email(email_id)
     except ApiError:
         abort(404)
     return render_template("communication/email.html", info=info, doc=doc,
@@ -218,7 +217,7 @@ def email_detail(email_id: str):
 @permission_required("communication.send")
 def email_retry(email_id: str):
     try:
-        mail.retry_email(email_id)
+        sending.retry_email(email_id)
     except ApiError as error:
         if error.status == 404:
             abort(404)
@@ -232,7 +231,7 @@ def email_retry(email_id: str):
 
 def _batch_or_404(batch_id: str) -> dict:
     try:
-        return mail.batch_status(batch_id)
+        return sending.batch_status(batch_id)
     except ApiError:
         abort(404)
 
@@ -265,9 +264,9 @@ def _mailbox_dir() -> str:
 @bp.route("/communication/mailbox")
 @permission_required("communication.view")
 def mailbox_page():
-    messages = mail_mailbox.list_messages(_mailbox_dir(), limit=200, q=request.args.get("q"))
+    messages = mailbox.list_messages(_mailbox_dir(), limit=200, q=request.args.get("q"))
     selected = request.args.get("key") or (messages[0]["key"] if messages else None)
-    message = mail_mailbox.get_message(_mailbox_dir(), selected) if selected else None
+    message = mailbox.get_message(_mailbox_dir(), selected) if selected else None
     return render_template("communication/mailbox.html", messages=messages, message=message,
                            q=request.args.get("q") or "")
 
@@ -275,7 +274,7 @@ def mailbox_page():
 @bp.route("/communication/mailbox/<key>")
 @permission_required("communication.view")
 def mailbox_message(key: str):
-    message = mail_mailbox.get_message(_mailbox_dir(), key)
+    message = mailbox.get_message(_mailbox_dir(), key)
     if message is None:
         abort(404)
     return render_template("communication/_mailbox_message.html", message=message)
@@ -286,18 +285,18 @@ def mailbox_message(key: str):
 @bp.route("/communication/members/<user_id>/preferences")
 @permission_required("communication.view")
 def member_prefs_panel(user_id: str):
-    return render_template("communication/_member_prefs.html", prefs=mail_prefs.get_preferences(user_id),
-                           user_id=user_id, always_on=mail_prefs.ALWAYS_ON)
+    return render_template("communication/_member_prefs.html", prefs=prefs.get_preferences(user_id),
+                           user_id=user_id, always_on=prefs.ALWAYS_ON)
 
 
 @bp.route("/communication/members/<user_id>/history")
 @permission_required("communication.view")
 def member_history_panel(user_id: str):
-    from console.apikit import paginate
+    from console.pagination import paginate
 
     try:
-        page = paginate(mail.history_query(user_id), PageQuery(limit=10, cursor=request.args.get("cursor")),
-                        sort_field="created_at", transform=mail.history_item)
+        page = paginate(sending.history_query(user_id), PageQuery(limit=10, cursor=request.args.get("cursor")),
+                        sort_field="created_at", transform=sending.history_item)
     except ApiError:
         page = {"items": [], "next_cursor": None}
     return render_template("communication/_member_history.html", user_id=user_id, **page)
@@ -306,4 +305,4 @@ def member_history_panel(user_id: str):
 @bp.route("/communication/widgets/queue")
 @permission_required("communication.view")
 def widget_queue():
-    return render_template("communication/_widget_queue.html", counts=mail.queue_counts())
+    return render_template("communication/_widget_queue.html", counts=sending.queue_counts())

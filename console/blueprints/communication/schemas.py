@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 
-from console.apikit import PageQuery, QueryModel, RequestModel
+from console.pagination import PageQuery
+from console.validation import QueryModel, RequestModel
 
 Priority = Literal["high", "normal", "low"]
 SLUG = r"^[a-z][a-z0-9_-]{0,39}$"

@@ -5,10 +5,9 @@ from pathlib import Path
 import plotly
 from flask import current_app, jsonify, render_template, send_from_directory
 
-from console.blueprints.core import bp
+from console.blueprints.core import bp, overview
 from console.openapi import build_spec
 from console.security import login_only, permission_required, public
-from console.services import overview
 from console.ui import visible_widgets
 
 PLOTLY_DIR = Path(plotly.__file__).parent / "package_data"

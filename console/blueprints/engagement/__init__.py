@@ -3,6 +3,7 @@
 from flask import Blueprint
 
 from console.cli import add_demo_seeder, add_migration
+from console.maintenance import add_cache, add_task
 from console.ui import NavItem, Widget, add_nav, add_widget
 
 bp = Blueprint("engagement", __name__)
@@ -10,8 +11,9 @@ bp = Blueprint("engagement", __name__)
 
 def init_app(app) -> None:
     from console.blueprints.engagement import api, pages  # noqa: F401  (routes)
-    from console.services.engagement_demo import seed_activity
-    from console.services.engagement_ingest import migrate_rollup_ids
+    from console.blueprints.engagement.demo import seed_activity
+    from console.blueprints.engagement.ingest import migrate_rollup_ids
+    from console.blueprints.engagement.maintenance import CACHES, TASKS
 
     app.register_blueprint(bp)
     for label, endpoint, icon, order in (
@@ -24,3 +26,7 @@ def init_app(app) -> None:
     add_widget(app, Widget("Engagement", "engagement.widget", "analytics.view", order=20, width=2))
     add_demo_seeder(app, "activity", seed_activity, order=10)
     add_migration(app, "rollup ids", migrate_rollup_ids)
+    for task in TASKS:
+        add_task(app, task)
+    for cache in CACHES:
+        add_cache(app, cache)

@@ -10,8 +10,9 @@ from datetime import UTC, date, datetime, time
 from flask import Response, current_app, request
 from flask_login import current_user
 
-from console.apikit import PageQuery, decode_cursor, encode_cursor, endpoint, link, read_json
-from console.blueprints.engagement import bp
+from console.blueprints.engagement import bp, campaigns, churn, inactive, ingest, members, retention
+from console.blueprints.engagement import lifecycle as lifecycle_service
+from console.blueprints.engagement import metrics as metrics_service
 from console.blueprints.engagement.schemas import (
     ActivityQuery,
     CampaignPage,
@@ -29,16 +30,8 @@ from console.blueprints.engagement.schemas import (
 )
 from console.errors import ApiError, validation_error
 from console.extensions import limiter
-from console.services import (
-    engagement_campaigns,
-    engagement_churn,
-    engagement_inactive,
-    engagement_ingest,
-    engagement_lifecycle,
-    engagement_members,
-    engagement_metrics,
-    engagement_retention,
-)
+from console.http import endpoint, link, read_json
+from console.pagination import PageQuery, decode_cursor, encode_cursor
 from console.timeutil import as_utc
 
 PREFIX = "/api/phase14/engagement"
@@ -96,10 +89,10 @@ def track_activity():
             raise validation_error("events", "`events` must be a list of event objects.")
         if not items:
             raise validation_error("events", "`events` must hold at least one event.")
-        if len(items) > engagement_ingest.MAX_BATCH:
-            raise validation_error("events", f"Send at most {engagement_ingest.MAX_BATCH} events per request.")
-        return engagement_ingest.ingest(items)
-    result = engagement_ingest.ingest([data])
+        if len(items) > ingest.MAX_BATCH:
+            raise validation_error("events", f"Send at most {ingest.MAX_BATCH} events per request.")
+        return ingest.ingest(items)
+    result = ingest.ingest([data])
     if result["rejected"]:  # a single event that fails is the request failing
         raise ApiError(422, "The event failed validation.", result["rejected"][0]["errors"])
     return result
@@ -112,9 +105,9 @@ track_activity.__openapi__["body"] = TrackBody  # documented only: items are val
           summary="A member's activity, newest first", responses={404: ""})
 def user_activity(user_id: str, query: ActivityQuery):
     """Filter by `from`/`to` (a bare date covers the whole day) and `event`; cursor-paginated."""
-    if len(user_id) > 200 or not engagement_members.member_exists(user_id):
+    if len(user_id) > 200 or not members.member_exists(user_id):
         raise ApiError(404, f"No member has the user_id {user_id}.")
-    page = engagement_members.activity(user_id, start=_bound(query.start), end=_bound(query.end, end=True),
+    page = members.activity(user_id, start=_bound(query.start), end=_bound(query.end, end=True),
                                        event=query.event, limit=query.limit, after=_after(query.cursor))
     return {"user_id": user_id, "items": page["items"],
             "next_cursor": encode_cursor([page["after"][0].isoformat(), page["after"][1]]) if page["after"] else None}
@@ -124,14 +117,14 @@ def user_activity(user_id: str, query: ActivityQuery):
           summary="DAU/WAU/MAU, stickiness, sessions and feature usage for a date range")
 def metrics(query: MetricsQuery):
     """Series per day, ISO week or calendar month in [from, to] (UTC); scalars for the day of `to`."""
-    return engagement_metrics.metrics(query.start, query.end, query.interval)
+    return metrics_service.metrics(query.start, query.end, query.interval)
 
 
 @endpoint(bp, f"{PREFIX}/retention-analysis", permission="analytics.view", query=RetentionQuery,
           summary="Cohort retention, first-time or recurring")
 def retention_analysis(query: RetentionQuery):
     """`cohorts` periods ending with the current one; `retention[k] = counts[k] / size`."""
-    return engagement_retention.retention(query.period, query.cohorts, query.periods, query.start_event,
+    return retention.retention(query.period, query.cohorts, query.periods, query.start_event,
                                           query.return_event, query.mode)
 
 
@@ -139,7 +132,7 @@ def retention_analysis(query: RetentionQuery):
           summary="Churn risk per active member, with reasons and a backtest of the model")
 def churn_prediction(query: ChurnQuery):
     """Members active in the last 12 weeks, riskiest first; `min_risk` and `tier` filter."""
-    report = engagement_churn.churn_report()
+    report = churn.churn_report()
     items = [item for item in report["items"]
              if (query.min_risk is None or item["risk"] >= query.min_risk) and (not query.tier or
                                                                                item["tier"] == query.tier)]
@@ -163,7 +156,7 @@ def _offset(cursor: str | None) -> int:
           summary="A member's lifecycle stage and timeline", responses={404: ""})
 def lifecycle(user_id: str, query: LifecycleQuery):
     """new, returning, resurrecting, dormant per period; current stage adds churned after a long silence."""
-    result = engagement_lifecycle.member_lifecycle(user_id, query.interval) if len(user_id) <= 200 else None
+    result = lifecycle_service.member_lifecycle(user_id, query.interval) if len(user_id) <= 200 else None
     if result is None:
         raise ApiError(404, f"No member has the user_id {user_id}.")
     return result
@@ -172,7 +165,7 @@ def lifecycle(user_id: str, query: LifecycleQuery):
 @endpoint(bp, f"{PREFIX}/lifecycle", permission="analytics.view", query=LifecycleChartQuery,
           summary="Members per lifecycle stage per period (dormant as negative numbers)")
 def lifecycle_chart(query: LifecycleChartQuery):
-    return engagement_lifecycle.lifecycle_chart(query.interval, query.periods)
+    return lifecycle_service.lifecycle_chart(query.interval, query.periods)
 
 
 @endpoint(bp, f"{PREFIX}/inactive-users", permission="analytics.view", query=InactiveQuery,
@@ -182,14 +175,14 @@ def inactive_users(query: InactiveQuery):
     """`days_inactive` counts whole days since the last activity (since joining when there is none)."""
     if query.format == "csv":
         return inactive_csv(query.days)
-    page = engagement_inactive.inactive_users(query.days, limit=query.limit, after=_after(query.cursor))
+    page = inactive.inactive_users(query.days, limit=query.limit, after=_after(query.cursor))
     after = page["after"]
     return {"days": query.days, "total": page["total"], "items": page["items"],
             "next_cursor": encode_cursor([after[0].isoformat(), after[1]]) if after else None}
 
 
 def inactive_csv(days: int) -> Response:
-    rows = engagement_inactive.inactive_users(days, limit=None, count=False)["items"]
+    rows = inactive.inactive_users(days, limit=None, count=False)["items"]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["user_id", "email", "name", "last_seen", "days_inactive"])
@@ -214,16 +207,16 @@ def csv_safe(value) -> str:
 def trigger_campaign(body: CampaignTrigger):
     """Selects the segment, sets aside a deterministic holdout, skips opted-out, suppressed and recently mailed
     members, and enqueues one email per remaining member through the mail pipeline."""
-    return engagement_campaigns.trigger(body.model_dump(), actor=getattr(current_user, "email", None))
+    return campaigns.trigger(body.model_dump(), actor=getattr(current_user, "email", None))
 
 
 @endpoint(bp, f"{PREFIX}/campaigns/<campaign_id>", permission="campaigns.send", response=CampaignReport,
           summary="A campaign's progress, counts and results (reactivation, lift, 95% CI)", responses={404: ""})
 def campaign_detail(campaign_id: str):
-    return engagement_campaigns.campaign_report(engagement_campaigns.get_campaign(campaign_id))
+    return campaigns.campaign_report(campaigns.get_campaign(campaign_id))
 
 
 @endpoint(bp, f"{PREFIX}/campaigns", permission="campaigns.send", query=PageQuery, response=CampaignPage,
           summary="Campaigns, newest first")
 def campaign_list(query: PageQuery):
-    return engagement_campaigns.list_campaigns(query)
+    return campaigns.list_campaigns(query)

@@ -11,21 +11,15 @@ from flask import Response, abort, make_response, render_template, request, url_
 from flask_login import current_user
 from pydantic import ValidationError
 
-from console.apikit import PageQuery, decode_cursor, encode_cursor
-from console.blueprints.engagement import bp, charts
+from console.blueprints.engagement import bp, charts, churn, lifecycle, metrics, retention
+from console.blueprints.engagement import campaigns as campaigns_service
+from console.blueprints.engagement import inactive as inactive_service
+from console.blueprints.engagement import members as members_service
 from console.blueprints.engagement.api import csv_safe
 from console.blueprints.engagement.schemas import CampaignTrigger
 from console.errors import ApiError
+from console.pagination import PageQuery, decode_cursor, encode_cursor
 from console.security import has_permission, permission_required
-from console.services import (
-    engagement_campaigns,
-    engagement_churn,
-    engagement_inactive,
-    engagement_lifecycle,
-    engagement_members,
-    engagement_metrics,
-    engagement_retention,
-)
 from console.timeutil import as_utc, utcnow
 from console.ui import visible_member_panels
 
@@ -75,7 +69,7 @@ def _overview_context() -> dict:
     if start and end and start > end:
         start, end = end, start
     interval = _choice("interval", INTERVALS, "day")
-    data = engagement_metrics.metrics(start, end, interval)
+    data = metrics.metrics(start, end, interval)
     return {"m": data, "interval": interval, "activity_chart": charts.activity_figure(data),
             "sessions_chart": charts.sessions_figure(data), "feature_chart": charts.feature_figure(data)}
 
@@ -95,7 +89,7 @@ def overview_charts():
 @bp.route("/engagement/widget")
 @permission_required("analytics.view")
 def widget():
-    return render_template("engagement/_widget.html", m=engagement_metrics.metrics())
+    return render_template("engagement/_widget.html", m=metrics.metrics())
 
 
 # --- retention ---------------------------------------------------------------------------------------------
@@ -111,21 +105,21 @@ def _retention_args() -> dict:
 @permission_required("analytics.view")
 def retention_page():
     args = _retention_args()
-    return render_template("engagement/retention.html", r=engagement_retention.retention(**args), args=args)
+    return render_template("engagement/retention.html", r=retention.retention(**args), args=args)
 
 
 @bp.route("/engagement/fragments/retention")
 @permission_required("analytics.view")
 def retention_table():
     args = _retention_args()
-    return render_template("engagement/_retention.html", r=engagement_retention.retention(**args), args=args)
+    return render_template("engagement/_retention.html", r=retention.retention(**args), args=args)
 
 
 @bp.route("/engagement/retention.csv")
 @permission_required("analytics.view")
 def retention_csv():
     args = _retention_args()
-    result = engagement_retention.retention(**args)
+    result = retention.retention(**args)
     width = max((len(c["counts"]) for c in result["cohorts"]), default=0)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -143,7 +137,7 @@ def retention_csv():
 
 def _lifecycle_context() -> dict:
     interval = _choice("interval", INTERVALS, "week")
-    chart = engagement_lifecycle.lifecycle_chart(interval, _int("periods", 12, 2, 52))
+    chart = lifecycle.lifecycle_chart(interval, _int("periods", 12, 2, 52))
     return {"chart": chart, "figure": charts.lifecycle_figure(chart), "interval": interval}
 
 
@@ -165,7 +159,7 @@ def lifecycle_fragment():
 @permission_required("analytics.view")
 def members():
     q = (request.args.get("q") or "").strip()[:100]
-    page = engagement_members.search_members(q, after=request.args.get("after") or None)
+    page = members_service.search_members(q, after=request.args.get("after") or None)
     template = "engagement/_members.html" if request.headers.get("HX-Request") and request.args.get(
         "fragment") else "engagement/members.html"
     return render_template(template, page=page, q=q)
@@ -174,19 +168,19 @@ def members():
 @bp.route("/engagement/members/<user_id>")
 @permission_required("analytics.view")
 def member(user_id: str):
-    profile = engagement_members.get_member(user_id)
-    lifecycle = engagement_lifecycle.member_lifecycle(user_id)
-    if profile is None and lifecycle is None:
+    profile = members_service.get_member(user_id)
+    stages = lifecycle.member_lifecycle(user_id)
+    if profile is None and stages is None:
         abort(404)
     return render_template("engagement/member.html", user_id=user_id, profile=profile or {"user_id": user_id},
-                           lifecycle=lifecycle, timeline=charts.timeline_figure(lifecycle) if lifecycle else None,
-                           risk=engagement_churn.risk_for(user_id), panels=visible_member_panels())
+                           lifecycle=stages, timeline=charts.timeline_figure(stages) if stages else None,
+                           risk=churn.risk_for(user_id), panels=visible_member_panels())
 
 
 @bp.route("/engagement/members/<user_id>/activity")
 @permission_required("analytics.view")
 def member_activity(user_id: str):
-    page = engagement_members.activity(user_id, limit=20, after=_after(request.args.get("cursor")),
+    page = members_service.activity(user_id, limit=20, after=_after(request.args.get("cursor")),
                                        event=request.args.get("event") or None)
     return render_template("engagement/_activity.html", user_id=user_id, page=page, next_cursor=_cursor(page["after"]))
 
@@ -196,7 +190,7 @@ def member_activity(user_id: str):
 def _at_risk_rows() -> tuple[list[dict], dict]:
     tier = _choice("tier", ("high", "medium", "low", "all"), "high")
     min_risk = request.args.get("min_risk", type=float)
-    report = engagement_churn.churn_report()
+    report = churn.churn_report()
     rows = [item for item in report["items"] if (tier == "all" or item["tier"] == tier)
             and (min_risk is None or item["risk"] >= min_risk)]
     return rows, {"tier": tier, "min_risk": min_risk, "report": report}
@@ -230,7 +224,7 @@ def at_risk_csv():
 @permission_required("analytics.view")
 def inactive():
     days = _int("days", 30, 1, 3650)
-    page = engagement_inactive.inactive_users(days, limit=50, after=_after(request.args.get("cursor")))
+    page = inactive_service.inactive_users(days, limit=50, after=_after(request.args.get("cursor")))
     return render_template("engagement/inactive.html", page=page, days=days, next_cursor=_cursor(page["after"]),
                            templates=_templates())
 
@@ -240,7 +234,7 @@ def inactive():
 def _templates() -> list:
     if not has_permission("campaigns.send"):
         return []
-    from console.models.communication import EmailTemplate
+    from console.blueprints.communication.models import EmailTemplate
 
     return list(EmailTemplate.objects.only("id", "name", "category").order_by("name").limit(200))
 
@@ -281,7 +275,7 @@ def campaign_preview():
     """A dry run: the counts the campaign would have, nothing sent."""
     try:
         data = _campaign_form()
-        result = engagement_campaigns.trigger({**data, "dry_run": True}, actor=current_user.email)
+        result = campaigns_service.trigger({**data, "dry_run": True}, actor=current_user.email)
     except ApiError as error:
         return _form_error(error)
     return render_template("engagement/_campaign_preview.html", result=result, data=data,
@@ -292,7 +286,7 @@ def campaign_preview():
 @permission_required("campaigns.send")
 def campaign_start():
     try:
-        result = engagement_campaigns.trigger(_campaign_form(), actor=current_user.email)
+        result = campaigns_service.trigger(_campaign_form(), actor=current_user.email)
     except ApiError as error:
         return _form_error(error)
     response = make_response("", 204)
@@ -304,9 +298,9 @@ def campaign_start():
 @permission_required("campaigns.send")
 def campaigns():
     try:
-        page = engagement_campaigns.list_campaigns(PageQuery(limit=50, cursor=request.args.get("cursor") or None))
+        page = campaigns_service.list_campaigns(PageQuery(limit=50, cursor=request.args.get("cursor") or None))
     except ApiError:  # a stale or hand-edited cursor: start from the newest
-        page = engagement_campaigns.list_campaigns(PageQuery(limit=50))
+        page = campaigns_service.list_campaigns(PageQuery(limit=50))
     return render_template("engagement/campaigns.html", page=page)
 
 
@@ -325,7 +319,7 @@ def campaign_status(campaign_id: str):
 
 def _report_or_404(campaign_id: str) -> dict:
     try:
-        return engagement_campaigns.campaign_report(engagement_campaigns.get_campaign(campaign_id))
+        return campaigns_service.campaign_report(campaigns_service.get_campaign(campaign_id))
     except ApiError:
         abort(404)
 

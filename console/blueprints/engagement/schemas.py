@@ -7,8 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, RootModel, field_validator, model_validator
 
-from console.apikit import PageQuery, QueryModel, RequestModel
-from console.services.engagement_ingest import MAX_BATCH, TrackEvent
+from console.blueprints.engagement.ingest import MAX_BATCH, TrackEvent
+from console.pagination import PageQuery
+from console.validation import QueryModel, RequestModel
 
 Interval = Literal["day", "week", "month"]
 # No event predates the epoch (ingestion refuses them), and windows computed around a day near year 1 or 9999

@@ -5,8 +5,18 @@ import re
 from flask import current_app
 from flask_login import current_user
 
-from console.apikit import endpoint, link
-from console.blueprints.hardening import API, bp
+from console.audit import record
+from console.blueprints.hardening import (
+    API,
+    bp,
+    checklist,
+    errors,
+    health,
+    optimize,
+    performance,
+    security_audit,
+    slow_queries,
+)
 from console.blueprints.hardening.schemas import (
     ChecklistOut,
     ErrorAnalysisOut,
@@ -21,8 +31,7 @@ from console.blueprints.hardening.schemas import (
     SlowQueriesQuery,
 )
 from console.errors import ApiError
-from console.services.audit import record
-from console.services.hardening import checklist, errors, health, optimize, performance, security_audit, slow_queries
+from console.http import endpoint, link
 
 TAGS = ["hardening"]
 JOB_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")

@@ -5,11 +5,20 @@ import json
 from flask import current_app, render_template, request
 from flask_login import current_user
 
-from console.blueprints.hardening import bp
+from console import maintenance
+from console.audit import record
+from console.blueprints.hardening import (
+    bp,
+    checklist,
+    errors,
+    health,
+    optimize,
+    performance,
+    security_audit,
+    slow_queries,
+)
 from console.errors import ApiError
 from console.security import has_permission, permission_required
-from console.services.audit import record
-from console.services.hardening import checklist, errors, health, optimize, performance, security_audit, slow_queries
 
 CHART_ENDPOINTS = 15
 
@@ -17,7 +26,7 @@ CHART_ENDPOINTS = 15
 @bp.route("/system")
 @permission_required("hardening.view")
 def index():
-    return render_template("hardening/index.html", tasks=optimize.TASKS.values(),
+    return render_template("hardening/index.html", tasks=maintenance.tasks().values(),
                            can_optimize=has_permission("hardening.optimize"))
 
 
@@ -73,7 +82,7 @@ def slow_queries_fragment():
 def optimize_start():
     """One task per button; destructive ones were confirmed in the browser (hx-confirm)."""
     name = request.form.get("task", "")
-    task = optimize.TASKS.get(name)
+    task = maintenance.tasks().get(name)
     if task is None:
         raise ApiError(422, f"Unknown task {name!r}.")
     if task.destructive and request.form.get("confirm") != "1":
@@ -90,7 +99,7 @@ def optimize_job_fragment(job_id: str):
     if status is None:
         raise ApiError(404, "This job is unknown or has expired.")
     tasks = status["tasks"]
-    return render_template("hardening/_job.html", job=status, task=optimize.TASKS.get(tasks[0]) if tasks else None)
+    return render_template("hardening/_job.html", job=status, task=maintenance.tasks().get(tasks[0]) if tasks else None)
 
 
 def _hours() -> int:

@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from console.apikit import QueryModel, RequestModel
+from console import maintenance
 from console.errors import ApiError
-from console.services.hardening.optimize import TASKS
+from console.validation import QueryModel, RequestModel
 
 
 class HoursQuery(QueryModel):
@@ -23,24 +23,25 @@ class SlowQueriesQuery(QueryModel):
 
 
 class OptimizeRequest(RequestModel):
-    tasks: list[str] = Field(min_length=1, max_length=len(TASKS),
-                             description=f"Any of: {', '.join(TASKS)}")
-    confirm: bool = Field(False, description="Required (true) for destructive tasks: "
-                                             + ", ".join(name for name, task in TASKS.items() if task.destructive))
+    tasks: list[str] = Field(min_length=1, max_length=50,
+                             description="Task names, e.g. ensure_indexes, purge_expired, rebuild_rollups, "
+                                         "compact_caches (the System page lists every registered task)")
+    confirm: bool = Field(False, description="Required (true) when any task is destructive")
     start: date | None = Field(None, description="rebuild_rollups: first day (default: 30 days ago)")
     end: date | None = Field(None, description="rebuild_rollups: last day (default: today)")
 
     @model_validator(mode="after")
     def _known_and_confirmed(self):
-        errors = [{"field": f"tasks.{i}", "message": f"unknown task {name!r}; known: {', '.join(TASKS)}"}
-                  for i, name in enumerate(self.tasks) if name not in TASKS]
+        known = maintenance.tasks()
+        errors = [{"field": f"tasks.{i}", "message": f"unknown task {name!r}; known: {', '.join(known)}"}
+                  for i, name in enumerate(self.tasks) if name not in known]
         if len(set(self.tasks)) != len(self.tasks):
             errors.append({"field": "tasks", "message": "a task is listed twice"})
         if self.start and self.end and self.start > self.end:
             errors.append({"field": "start", "message": "start must not be after end"})
         if errors:
             raise ApiError(422, "The request body failed validation.", errors)
-        destructive = [name for name in self.tasks if TASKS[name].destructive]
+        destructive = [name for name in self.tasks if known[name].destructive]
         if destructive and not self.confirm:
             raise ApiError(422, f"{', '.join(destructive)} delete or rewrite data: send \"confirm\": true to run them.",
                            [{"field": "confirm", "message": "required (true) for destructive tasks"}])

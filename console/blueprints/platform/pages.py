@@ -2,37 +2,36 @@
 
 from flask import current_app, render_template
 
-from console.blueprints.platform import bp
+from console.blueprints.platform import bp, summaries
 from console.security import permission_required
-from console.services import platform
 
 
 @bp.route("/submissions")
 @permission_required("submissions.review")
 def widget_submissions():
-    return render_template("platform/_widget_submissions.html", summary=platform.moderation_summary())
+    return render_template("platform/_widget_submissions.html", summary=summaries.moderation_summary())
 
 
 @bp.route("/volunteers")
 @permission_required("volunteers.manage")
 def widget_volunteers():
-    return render_template("platform/_widget_volunteers.html", summary=platform.volunteer_summary())
+    return render_template("platform/_widget_volunteers.html", summary=summaries.volunteer_summary())
 
 
 @bp.route("/blogs")
 @permission_required("blogs.edit")
 def widget_blogs():
-    return render_template("platform/_widget_blogs.html", summary=platform.blog_summary())
+    return render_template("platform/_widget_blogs.html", summary=summaries.blog_summary())
 
 
 @bp.route("/events")
 @permission_required("events.manage")
 def widget_events():
-    return render_template("platform/_widget_events.html", summary=platform.event_summary())
+    return render_template("platform/_widget_events.html", summary=summaries.event_summary())
 
 
 @bp.route("/templates")
 @permission_required("templates.view")
 def widget_templates():
     link = "communication.templates_page" if "communication.templates_page" in current_app.view_functions else None
-    return render_template("platform/_widget_templates.html", summary=platform.template_summary(), link=link)
+    return render_template("platform/_widget_templates.html", summary=summaries.template_summary(), link=link)

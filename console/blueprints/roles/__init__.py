@@ -2,6 +2,7 @@
 
 from flask import Blueprint
 
+from console.cli import add_demo_seeder
 from console.ui import NavItem, Widget, add_nav, add_widget
 
 bp = Blueprint("roles", __name__)
@@ -9,8 +10,12 @@ bp = Blueprint("roles", __name__)
 
 def init_app(app) -> None:
     from console.blueprints.roles import api, pages  # noqa: F401  (routes)
+    from console.blueprints.roles.cli import create_admin_command
+    from console.blueprints.roles.demo import seed_admins
 
     app.register_blueprint(bp)
+    app.cli.add_command(create_admin_command)
+    add_demo_seeder(app, "admins", seed_admins, order=1000)
     add_nav(app, NavItem("Roles & permissions", "roles.matrix", "roles.view", "Administration", "◈", order=10))
     add_nav(app, NavItem("Admins", "roles.admins", "roles.view", "Administration", "◉", order=20))
     add_nav(app, NavItem("Audit log", "roles.audit", "roles.view", "Administration", "☰", order=30))

@@ -2,8 +2,8 @@
 
 from flask_login import current_user
 
-from console.apikit import endpoint, link, paginate
-from console.blueprints.roles import bp
+from console import audit
+from console.blueprints.roles import bp, manage
 from console.blueprints.roles.schemas import (
     AdminList,
     AdminOut,
@@ -19,8 +19,9 @@ from console.blueprints.roles.schemas import (
     RolePermissionsOut,
     RolePermissionsUpdate,
 )
+from console.http import endpoint, link
+from console.pagination import paginate
 from console.security import current_permissions
-from console.services import audit, roles
 from console.timeutil import as_utc
 
 PREFIX = "/api/phase14"
@@ -33,14 +34,14 @@ _ADMIN = "$response.body#/id"
           summary="List roles with their permissions")
 def list_roles():
     """Built-in roles first, then custom roles by name; `admins` counts who holds each."""
-    return {"items": roles.list_roles()}
+    return {"items": manage.list_roles()}
 
 
 @endpoint(bp, f"{PREFIX}/roles/matrix", permission="roles.view", response=MatrixOut, tags=TAGS,
           summary="The permission matrix: every role by every permission")
 def role_matrix():
     """Every cell is present; permissions carry their group and description."""
-    data = roles.matrix()
+    data = manage.matrix()
     data.pop("role_details")
     return data
 
@@ -48,8 +49,8 @@ def role_matrix():
 @endpoint(bp, f"{PREFIX}/roles/<role>/permissions", permission="roles.view", response=RolePermissionsOut,
           tags=TAGS, summary="A role's permissions", responses={404: ""})
 def role_permissions(role: str):
-    found = roles.get_role(role)
-    return {"role": found.name, "permissions": roles.ordered(found.permissions)}
+    found = manage.get_role(role)
+    return {"role": found.name, "permissions": manage.ordered(found.permissions)}
 
 
 @endpoint(bp, f"{PREFIX}/roles/<role>/permissions", methods=["PUT"], permission="roles.manage",
@@ -57,7 +58,7 @@ def role_permissions(role: str):
           responses={403: "", 404: "", 422: ""})
 def update_role_permissions(role: str, body: RolePermissionsUpdate):
     """Unknown permissions are 422; super_admin cannot be changed (403). Applies on everyone's next request."""
-    return roles.set_role_permissions(role, body.permissions, current_permissions())
+    return manage.set_role_permissions(role, body.permissions, current_permissions())
 
 
 @endpoint(bp, f"{PREFIX}/roles", methods=["POST"], permission="roles.manage", body=RoleCreate, response=RoleOut,
@@ -68,14 +69,14 @@ def update_role_permissions(role: str, body: RolePermissionsUpdate):
                  "AdminsWithRole": link("roles_list_admins_get", role=_ROLE)})
 def create_role(body: RoleCreate):
     """A taken name is 409; you can only grant permissions you hold."""
-    return roles.create_role(body.name, body.description, body.permissions, current_permissions())
+    return manage.create_role(body.name, body.description, body.permissions, current_permissions())
 
 
 @endpoint(bp, f"{PREFIX}/roles/<role>", methods=["DELETE"], permission="roles.manage", status=204, tags=TAGS,
           summary="Delete a custom role", responses={403: "", 404: "", 409: ""})
 def delete_role(role: str):
     """Built-in roles cannot be deleted (403); a role still assigned to someone is 409."""
-    roles.delete_role(role)
+    manage.delete_role(role)
     return None
 
 
@@ -88,13 +89,13 @@ def delete_role(role: str):
 def assign_role(admin_id: str, body: AssignRole):
     """`{"role"}` adds one role, `{"roles": [...]}` replaces the set. Refused (403) when it would grant or
     remove a role with permissions you do not hold, change your own roles, or leave no active super_admin."""
-    return roles.assign_roles(current_user.id, admin_id, add=body.role, replace=body.roles)
+    return manage.assign_roles(current_user.id, admin_id, add=body.role, replace=body.roles)
 
 
 @endpoint(bp, f"{PREFIX}/admin/<admin_id>/permissions", permission="roles.view", response=AdminPermissionsOut,
           tags=TAGS, summary="An admin's roles and effective permissions", responses={404: ""})
 def admin_permissions(admin_id: str):
-    return roles.admin_permissions(roles.get_admin(admin_id))
+    return manage.admin_permissions(manage.get_admin(admin_id))
 
 
 @endpoint(bp, f"{PREFIX}/admins", permission="roles.view", query=AdminsQuery, response=AdminList, tags=TAGS,
@@ -103,8 +104,8 @@ def admin_permissions(admin_id: str):
                  "AdminPermissions": link("roles_admin_permissions_get", admin_id="$response.body#/items/0/id")})
 def list_admins(query: AdminsQuery):
     """Sorted by email; `q` matches part of an email or name, `role` filters by role."""
-    return paginate(roles.admins_queryset(query.q, query.role), query, sort_field="email", descending=False,
-                    transform=roles.admin_dict)
+    return paginate(manage.admins_queryset(query.q, query.role), query, sort_field="email", descending=False,
+                    transform=manage.admin_dict)
 
 
 @endpoint(bp, f"{PREFIX}/audit-log", permission="roles.view", query=AuditQuery, response=AuditList, tags=TAGS,

@@ -6,12 +6,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from flask import Response, flash, redirect, render_template, request, stream_with_context, url_for
 from flask_login import current_user
 
-from console.apikit import PageQuery, paginate
-from console.blueprints.roles import bp
+from console import audit
+from console.authz import CATALOG, PERMISSION_GROUPS, SUPER_ADMIN
+from console.blueprints.roles import bp, manage
 from console.errors import ApiError
-from console.permissions import CATALOG, PERMISSION_GROUPS, SUPER_ADMIN
+from console.pagination import PageQuery, paginate
 from console.security import current_permissions, has_permission, permission_required
-from console.services import audit, roles
 from console.timeutil import utcnow
 
 
@@ -29,10 +29,10 @@ def _page_query() -> PageQuery:
 @bp.route("/roles")
 @permission_required("roles.view")
 def matrix():
-    data = roles.matrix()
+    data = manage.matrix()
     groups = [(group, [p for p in CATALOG if p.group == group]) for group in PERMISSION_GROUPS]
     return render_template("roles/index.html", data=data, groups=groups, can_manage=has_permission("roles.manage"),
-                           super_admin=SUPER_ADMIN, name_pattern=roles.ROLE_NAME_PATTERN)
+                           super_admin=SUPER_ADMIN, name_pattern=manage.ROLE_NAME_PATTERN)
 
 
 @bp.route("/roles/<role>/cells/<permission>", methods=["POST"])
@@ -40,11 +40,11 @@ def matrix():
 def toggle_cell(role: str, permission: str):
     """Flip one cell; the response is the re-rendered cell, and a toast says what changed."""
     try:
-        granted = roles.toggle_permission(role, permission, current_permissions())
+        granted = manage.toggle_permission(role, permission, current_permissions())
     except ApiError as error:
         if error.status == 404 or error.status == 422:
             raise
-        found = roles.get_role(role)
+        found = manage.get_role(role)
         html = render_template("roles/_cell.html", role=role, permission=permission,
                                granted=permission in found.permissions, can_manage=True, super_admin=SUPER_ADMIN)
         return html, 200, _toast(error.detail, "error")
@@ -59,7 +59,7 @@ def toggle_cell(role: str, permission: str):
 def create_role_form():
     name = request.form.get("name", "").strip()
     try:
-        roles.create_role(name, request.form.get("description", "").strip()[:500],
+        manage.create_role(name, request.form.get("description", "").strip()[:500],
                           request.form.getlist("permissions"), current_permissions())
     except ApiError as error:
         flash(f"Could not create the role: {error.detail}", "error")
@@ -72,7 +72,7 @@ def create_role_form():
 @permission_required("roles.manage")
 def delete_role_form(role: str):
     try:
-        roles.delete_role(role)
+        manage.delete_role(role)
     except ApiError as error:
         flash(f"Could not delete {role}: {error.detail}", "error")
     else:
@@ -87,22 +87,22 @@ def delete_role_form(role: str):
 def admins():
     q = request.args.get("q", "").strip()[:200] or None
     role = request.args.get("role", "").strip()[:64] or None
-    page = paginate(roles.admins_queryset(q, role), _page_query(), sort_field="email", descending=False)
+    page = paginate(manage.admins_queryset(q, role), _page_query(), sort_field="email", descending=False)
     next_url = url_for("roles.admins", q=q, role=role, cursor=page["next_cursor"]) if page["next_cursor"] else None
     first_url = url_for("roles.admins", q=q, role=role) if request.args.get("cursor") else None
     return render_template("roles/admins.html", admins=page["items"], q=q or "", role=role or "",
-                           role_names=[r["name"] for r in roles.list_roles()], next_url=next_url, first_url=first_url)
+                           role_names=[r["name"] for r in manage.list_roles()], next_url=next_url, first_url=first_url)
 
 
 @bp.route("/admins/<admin_id>")
 @permission_required("roles.view")
 def admin_detail(admin_id: str):
-    admin = roles.get_admin(admin_id)
-    table = roles.role_table()
-    grantable = set(roles.grantable_roles(current_permissions())) if has_permission("roles.assign") else set()
+    admin = manage.get_admin(admin_id)
+    table = manage.role_table()
+    grantable = set(manage.grantable_roles(current_permissions())) if has_permission("roles.assign") else set()
     return render_template(
-        "roles/admin.html", admin=admin, all_roles=[r["name"] for r in roles.list_roles()], grantable=grantable,
-        role_table=table, permissions=roles.effective_permissions(admin.roles), catalog=CATALOG,
+        "roles/admin.html", admin=admin, all_roles=[r["name"] for r in manage.list_roles()], grantable=grantable,
+        role_table=table, permissions=manage.effective_permissions(admin.roles), catalog=CATALOG,
         groups=PERMISSION_GROUPS, is_self=admin.id == current_user.id, trail=audit.trail(admin.email),
     )
 
@@ -111,12 +111,12 @@ def admin_detail(admin_id: str):
 @permission_required("roles.assign")
 def assign_roles(admin_id: str):
     """Replace the roles the actor may grant with those ticked; roles above the actor's level stay as they are."""
-    admin = roles.get_admin(admin_id)
-    grantable = set(roles.grantable_roles(current_permissions()))
+    admin = manage.get_admin(admin_id)
+    grantable = set(manage.grantable_roles(current_permissions()))
     ticked = set(request.form.getlist("roles")) & grantable
     kept = set(admin.roles) - grantable
     try:
-        result = roles.assign_roles(current_user.id, admin_id, replace=sorted(ticked | kept))
+        result = manage.assign_roles(current_user.id, admin_id, replace=sorted(ticked | kept))
     except ApiError as error:
         flash(error.detail, "error")
     else:

@@ -6,8 +6,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field, model_validator
 
-from console.apikit import PageQuery, RequestModel
-from console.services.roles import ROLE_NAME_PATTERN
+from console.blueprints.roles.manage import ROLE_NAME_PATTERN
+from console.pagination import PageQuery
+from console.validation import RequestModel
 
 
 class RoleCreate(RequestModel):

@@ -1,0 +1,56 @@
+"""Console admins and their API tokens (the kernel's identity records; the roles feature manages them)."""
+
+from __future__ import annotations
+
+from flask_login import UserMixin
+from mongoengine import (
+    BooleanField,
+    DateTimeField,
+    Document,
+    ListField,
+    ObjectIdField,
+    StringField,
+)
+
+from console.timeutil import utcnow
+
+
+class Admin(UserMixin, Document):
+    email = StringField(required=True, unique=True, max_length=254)
+    name = StringField(max_length=200)
+    password_hash = StringField(required=True)
+    roles = ListField(StringField(max_length=64))
+    active = BooleanField(default=True)
+    created_at = DateTimeField(default=utcnow)
+    last_login_at = DateTimeField()
+    password_changed_at = DateTimeField(default=utcnow)
+
+    meta = {"collection": "admins", "indexes": ["roles"]}
+
+    @property
+    def is_active(self) -> bool:
+        return bool(self.active)
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.email
+
+
+class ApiToken(Document):
+    """A bearer token; only its SHA-256 is stored."""
+
+    token_hash = StringField(required=True, unique=True)
+    admin_id = ObjectIdField(required=True)
+    created_at = DateTimeField(default=utcnow)
+    expires_at = DateTimeField(required=True)
+    revoked_at = DateTimeField()
+    last_used_at = DateTimeField()
+    ip = StringField()
+
+    meta = {
+        "collection": "api_tokens",
+        "indexes": ["admin_id", {"fields": ["expires_at"], "expireAfterSeconds": 7 * 24 * 3600}],
+    }

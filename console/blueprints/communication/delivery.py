@@ -1,0 +1,519 @@
+"""The worker's side of mail: claim queue documents atomically, send them over one SMTP connection,
+record every outcome, and reconcile documents whose job was lost.
+
+Exactly once, whatever crashes. A document is claimed (`queued|deferred → sending`, or a `sending` one whose
+lease ran out) before it is sent, and each SMTP hand-over is journaled in Redis around the one moment that
+decides it, the final dot of DATA (a server discards a transaction whose dot never came):
+
+1. "c" is written while the server holds the message without its dot;
+2. the dot is written to the SMTP socket;
+3. "h<time>" (handed over) is written, before any reply is read: the three writes follow each other
+   without a wait. The server's 250 turns the entry into "a<time>" (accepted), a refusal deletes it. The
+   journal's replies are read before the next hand-over: should Redis refuse a write, sending stops.
+
+When a worker dies before recording its outcomes in Mongo, the claim that takes its documents over reads
+the journal: no entry → never handed over, send it; "h" or "a" → the server has it: recorded as sent (a
+note says when the reply was never read), never sent again; "c" → the worker died between the "c" and the
+"h" writes, a window of a few microseconds, with the dot gone or not: that email fails with UNCERTAIN for a
+person to decide. Mongo's recorded outcome wins over the journal, which only speaks for
+emails taken over from a dead claim.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import smtplib
+import socket
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.header import Header
+from email.utils import formatdate
+from functools import lru_cache
+
+from flask import current_app
+from flask_mail import Message, sanitize_address, sanitize_addresses
+from pymongo import UpdateMany, UpdateOne
+from redis.exceptions import RedisError
+
+from console.blueprints.communication.channels import EmailChannel, cork
+from console.blueprints.communication.models import EmailQueue, EmailTracking, NotificationHistory
+from console.blueprints.communication.prefs import decide, suppress
+from console.blueprints.communication.sending import HANDOVER_KEY, enqueue_delivery, history_entry, message_id, setting
+from console.queues import get_redis
+from console.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+UNCERTAIN = ("uncertain: the worker stopped within microseconds of handing this email to the SMTP server; "
+             "it may have arrived")
+UNCONFIRMED = ("handed over in full, but the SMTP server's reply was never read (the worker stopped or the "
+               "connection broke)")
+JOURNAL_TTL = 14 * 24 * 3600
+HARD_BOUNCE_CODES = {550, 551, 553}
+
+
+class MailTransient(Exception):
+    """Some emails were deferred; RQ retries the job with backoff."""
+
+
+class MailPermanent(Exception):
+    """Some emails failed for good; retrying cannot help."""
+
+
+@dataclass
+class Outcome:
+    sent: list = field(default_factory=list)
+    skipped: list = field(default_factory=list)
+    deferred: list = field(default_factory=list)
+    failed: list = field(default_factory=list)
+    claimed: int = 0
+
+    def merge(self, other: Outcome) -> None:
+        for name in ("sent", "skipped", "deferred", "failed"):
+            getattr(self, name).extend(getattr(other, name))
+        self.claimed += other.claimed
+
+    def as_dict(self) -> dict:
+        return {"claimed": self.claimed, "sent": len(self.sent), "skipped": len(self.skipped),
+                "deferred": len(self.deferred), "failed": len(self.failed)}
+
+
+class _Transient(Exception):
+    def __init__(self, reason: str, connection_lost: bool):
+        super().__init__(reason)
+        self.reason = reason
+        self.connection_lost = connection_lost
+
+
+class _Permanent(Exception):
+    def __init__(self, reason: str, hard_bounce: bool):
+        super().__init__(reason)
+        self.reason = reason
+        self.hard_bounce = hard_bounce
+
+
+def _classify(error: Exception) -> Exception:
+    """Map an SMTP or socket error to transient (retry) or permanent (fail now)."""
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        code, text = next(iter(error.recipients.values()))
+        reason = f"{code} {text.decode(errors='replace') if isinstance(text, bytes) else text}"
+        if code >= 500:
+            return _Permanent(f"recipient refused: {reason}", hard_bounce=code in HARD_BOUNCE_CODES)
+        return _Transient(f"recipient deferred: {reason}", connection_lost=False)
+    if isinstance(error, smtplib.SMTPResponseException):
+        text = error.smtp_error.decode(errors="replace") if isinstance(error.smtp_error, bytes) else error.smtp_error
+        reason = f"{error.smtp_code} {text}"
+        if error.smtp_code >= 500:
+            return _Permanent(f"refused: {reason}", hard_bounce=False)
+        return _Transient(f"server deferred: {reason}", connection_lost=error.smtp_code == 421)
+    if isinstance(error, RedisError):  # the journal could not record the hand-over: the dot was never sent
+        return _Transient(f"hand-over journal unavailable: {type(error).__name__}: {error}", connection_lost=True)
+    if isinstance(error, (smtplib.SMTPServerDisconnected, OSError, socket.timeout)):
+        return _Transient(f"connection problem: {type(error).__name__}: {error}", connection_lost=True)
+    return _Transient(f"{type(error).__name__}: {error}", connection_lost=False)
+
+
+@lru_cache(maxsize=4)
+def _sender(sender: str) -> str:
+    return sanitize_address(sender)
+
+
+class MailMessage(Message):
+    """Flask-Mail's message, serialised directly: multipart/alternative with base64 bodies (safe for any line
+    length) and headers that are never folded into encoded words. Python's email generator costs a few
+    milliseconds a message, as much as the SMTP round trips, so a batch would spend half its time in it."""
+
+    def as_bytes(self) -> bytes:
+        boundary = f"=_{self.msgId.strip('<>').partition('@')[0]}_{uuid.uuid4().hex[:12]}"
+        subject = self.subject if self.subject.isascii() else Header(self.subject, "utf-8").encode()
+        headers = [("From", _sender(self.sender)), ("To", ", ".join(sanitize_addresses(self.recipients))),
+                   ("Subject", subject), ("Date", formatdate(self.date, localtime=True)),
+                   ("Message-ID", self.msgId), ("MIME-Version", "1.0"),
+                   ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
+                   *(self.extra_headers or {}).items()]
+        lines = [f"{name}: {value}" for name, value in headers]
+        for subtype, body in (("plain", self.body or ""), ("html", self.html)):
+            if body is None:
+                continue
+            encoded = base64.encodebytes(body.encode("utf-8")).decode("ascii").replace("\n", "\r\n")
+            lines += ["", f"--{boundary}", f'Content-Type: text/{subtype}; charset="utf-8"',
+                      "Content-Transfer-Encoding: base64", "", encoded.rstrip("\r\n")]
+        lines += ["", f"--{boundary}--", ""]
+        return "\r\n".join(lines).encode("ascii")
+
+
+def build_message(doc: dict) -> Message:
+    config = current_app.config
+    unsubscribe = doc.get("unsubscribe_url")
+    if not unsubscribe:
+        from console.blueprints.communication.tracking import make_token, public_url
+
+        unsubscribe = public_url("tracking.unsubscribe", token=make_token("unsubscribe", doc["_id"]))
+    message = MailMessage(subject=doc["subject"], recipients=[doc["to_email"]], body=doc.get("text_body") or "",
+                      html=doc.get("html_body") or None, sender=config["MAIL_DEFAULT_SENDER"],
+                      extra_headers={"List-Unsubscribe": f"<{unsubscribe}>",
+                                     "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                                     "X-Console-Email-Id": str(doc["_id"]),
+                                     "X-Console-Category": doc.get("category") or ""})
+    message.msgId = message_id(doc["_id"])
+    return message
+
+
+def _claim(ids: list, lease: int, token: str) -> tuple[list[dict], set]:
+    """Claim what is claimable of `ids`; also returns the ids taken over from a claim whose worker died."""
+    coll = EmailQueue._get_collection()
+    now = utcnow()
+    claim = {"$set": {"status": "sending", "claim": token, "lease_until": now + timedelta(seconds=lease),
+                      "updated_at": now}, "$inc": {"attempts": 1}}
+    # Two updates rather than one $or: SecantusDB scans the collection for `_id $in` combined with `$or`.
+    claimed = coll.update_many({"_id": {"$in": ids}, "status": {"$in": ["queued", "deferred"]}}, claim).modified_count
+    expired = []
+    if claimed < len(ids):  # take over claims whose worker died (their lease ran out)
+        lapsed = {"_id": {"$in": ids}, "status": "sending", "lease_until": {"$lt": now}}
+        expired = [doc["_id"] for doc in coll.find(lapsed, {"_id": 1})]
+        if expired:
+            coll.update_many({**lapsed, "_id": {"$in": expired}}, claim)
+    docs = list(coll.find({"_id": {"$in": ids}, "claim": token}))
+    return docs, {doc["_id"] for doc in docs} & set(expired)
+
+
+def _slices(ids: list, size: int) -> list[list]:
+    """Slices of `size`, with short ones at both ends: the first claim and the last record are the only
+    MongoDB round trips that no SMTP traffic hides."""
+    edge = max(1, size // 5)
+    if len(ids) <= 2 * edge:
+        return [ids]
+    middle = ids[edge:len(ids) - edge]
+    return [ids[:edge], *(middle[start:start + size] for start in range(0, len(middle), size)), ids[-edge:]]
+
+
+@dataclass
+class _Slice:
+    outcome: Outcome
+    to_send: list  # (doc, message, serialised message)
+
+
+def deliver(email_ids: list[str]) -> Outcome:
+    """Send these queue documents (those this call manages to claim) and record what happened.
+
+    The chunk goes in slices; a helper thread claims and prepares the next slice and records the previous
+    one while this thread talks SMTP, so MongoDB's round trips overlap the SMTP ones. Every write is done
+    before returning."""
+    from bson import ObjectId
+
+    ids = [ObjectId(i) for i in email_ids]
+    token = uuid.uuid4().hex  # this call's claim, renewed for every email it holds
+    lease = setting("MAIL_CLAIM_LEASE")
+    app = current_app._get_current_object()
+    slices = _slices(ids, setting("MAIL_SLICE_SIZE")) if ids else []
+    total = Outcome()
+
+    def in_app(func, *args):
+        with app.app_context():
+            return func(*args)
+
+    records = []
+    smtp, journal = EmailChannel(), None  # one SMTP connection for the whole chunk
+    switch = sys.getswitchinterval()
+    # With the default 5 ms, each SMTP reply could wait that long for the GIL while the mail-db thread runs
+    # Python (BSON, building messages): a worker runs one job at a time, so this is the job's own setting.
+    sys.setswitchinterval(0.0005)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mail-db") as db:
+        try:
+            preparing = db.submit(in_app, _prepare, slices[0], ids, lease, token) if slices else None
+            for index in range(len(slices)):
+                part = preparing.result()
+                if index + 1 < len(slices):
+                    preparing = db.submit(in_app, _prepare, slices[index + 1], ids, lease, token)
+                if part.to_send and journal is None:
+                    journal = Journal(get_redis())
+                try:
+                    _send_all(part.to_send, part.outcome, ids, token, lease, smtp, journal)
+                finally:
+                    if journal is not None:
+                        journal.flush()  # before the record drops the entries
+                    records.append(db.submit(in_app, _record, part.outcome, token))
+                total.merge(part.outcome)
+        finally:
+            sys.setswitchinterval(switch)
+            smtp.close()
+            if journal is not None:
+                journal.close()
+    for record in records:
+        record.result()  # a failed write raises here, so the job fails visibly
+    return total
+
+
+def _prepare(slice_ids: list, chunk_ids: list, lease: int, token: str) -> _Slice:
+    """Claim a slice, settle what a dead worker's journal says, apply preferences, serialise the rest."""
+    docs, taken_over = _claim(slice_ids, lease, token)
+    outcome = Outcome(claimed=len(docs))
+    journal = {}
+    if taken_over:
+        ordered = sorted(taken_over)
+        journal = dict(zip(ordered, get_redis().mget([HANDOVER_KEY.format(i) for i in ordered]), strict=True))
+    pending = []
+    for doc in docs:
+        entry = journal.get(doc["_id"])
+        if entry is None:
+            pending.append(doc)
+        elif entry[:1] == b"c":
+            outcome.failed.append((doc, UNCERTAIN, False))
+        else:  # the server has it: record it, never send twice
+            outcome.sent.append((doc, float(entry[1:]), None if entry[:1] == b"a" else UNCONFIRMED))
+    decisions = {}
+    by_category: dict[str, list[dict]] = {}
+    for doc in pending:
+        by_category.setdefault(doc.get("category") or "", []).append(doc)
+    for category, group in by_category.items():
+        verdicts = decide([{"user_id": d.get("user_id"), "email": d["to_email"]} for d in group], category,
+                          exclude_ids=chunk_ids)
+        decisions.update({d["_id"]: v for d, v in zip(group, verdicts, strict=True)})
+    to_send = []
+    for doc in pending:
+        verdict, reason, until = decisions[doc["_id"]]
+        if verdict == "skip":
+            outcome.skipped.append((doc, reason))
+        elif verdict == "defer":
+            outcome.deferred.append((doc, reason, until, False))
+        else:
+            message = build_message(doc)
+            to_send.append((doc, message, message.as_bytes()))
+    return _Slice(outcome, to_send)
+
+
+class Journal:
+    """The hand-over journal (see the module docstring), on a Redis connection of its own: its writes go out
+    without waiting for replies, which are read in order later (before the next hand-over, so a journal that
+    stopped working stops the sending)."""
+
+    def __init__(self, redis):
+        self.pool = redis.connection_pool
+        self.conn = self.pool.get_connection()
+        self.state = None  # None, "c" or "h" for the current email
+        self.handed_at = None
+        self.unread = 0
+        self.pending: list[tuple] = []  # commands that can ride on the next write
+
+    def begin(self, email_id) -> None:
+        self.key, self.state, self.handed_at = HANDOVER_KEY.format(email_id), None, None
+
+    def before_dot(self) -> None:
+        self._settle()  # nothing unread may stay behind: a socket closed with unread data drops its writes
+        if self.conn._sock is None:
+            self.conn.connect()
+        cork(self.conn._sock, True)  # "c", the dot and "h" go out back to back (see mail_channels.cork)
+        self.handed_at = time.time()
+        commit = self.conn.pack_commands([*self.pending, ("SET", self.key, b"c", "EX", JOURNAL_TTL)])
+        self.handed = self.conn.pack_command("SET", self.key, b"h%.6f" % self.handed_at, "EX", JOURNAL_TTL)
+        self._send(commit, len(self.pending) + 1)  # no wait for the reply: the dot follows at once
+        self.pending = []
+        self.state = "c"
+
+    def after_dot(self) -> None:
+        self.state = "h"
+        try:
+            self._send(self.handed, 1)
+            cork(self.conn._sock, False)
+        except (RedisError, OSError):  # the entry stays "c": should this worker die now, the email fails visibly
+            log.warning("mail journal: could not record a hand-over", exc_info=True)
+            self._reset()
+
+    def accepted(self, at: float) -> None:
+        self.pending.append(("SET", self.key, b"a%.6f" % at, "EX", JOURNAL_TTL))
+
+    def forget(self) -> None:
+        """The server refused the message, or never got its dot: nothing was handed over."""
+        self.pending.append(("DEL", self.key))
+
+    def flush(self) -> None:
+        """Write what is pending; the outcome goes to Mongo anyway, so a Redis failure here only logs."""
+        try:
+            if self.pending:
+                self._send(self.conn.pack_commands(self.pending), len(self.pending))
+            self._settle()
+        except RedisError:
+            log.warning("mail journal: could not flush", exc_info=True)
+        self.pending = []
+
+    def close(self) -> None:
+        self.flush()
+        self.pool.release(self.conn)
+
+    def _send(self, packed, replies: int) -> None:
+        try:
+            self.conn.send_packed_command(packed, check_health=False)  # a health check would read a reply
+        except RedisError:
+            self._reset()
+            raise
+        self.unread += replies
+
+    def _settle(self) -> None:
+        """Read the replies of earlier writes (long arrived); an error reply raises."""
+        try:
+            while self.unread:
+                self.unread -= 1
+                self.conn.read_response()
+        except RedisError:
+            self._reset()
+            raise
+
+    def _reset(self) -> None:
+        self.unread = 0
+        self.conn.disconnect()  # unread replies must not answer later commands; it reconnects on next use
+
+
+def _send_all(items: list[tuple], outcome: Outcome, chunk_ids: list, token: str, lease: int,
+              smtp: EmailChannel, journal: Journal) -> None:
+    """Send a slice over the chunk's connection, journaling each hand-over. A broken connection defers the
+    rest of the slice; the next slice connects again."""
+    max_attempts = int(current_app.config["MAIL_MAX_ATTEMPTS"])
+    intervals = [int(x) for x in str(current_app.config["MAIL_RETRY_INTERVALS"]).split(",") if x.strip()] or [60]
+    renewed = time.monotonic()
+    connection_down: str | None = None
+    for doc, message, data in items:
+        if connection_down:
+            _defer_or_fail(outcome, doc, connection_down, max_attempts, intervals)
+            continue
+        if time.monotonic() - renewed > lease / 3:  # the next slice is claimed already: renew it too
+            EmailQueue._get_collection().update_many(
+                {"_id": {"$in": chunk_ids}, "claim": token, "status": "sending"},
+                {"$set": {"lease_until": utcnow() + timedelta(seconds=lease)}})
+            renewed = time.monotonic()
+        journal.begin(doc["_id"])
+        try:
+            smtp.send(doc["to_email"], message, data, hand_over=journal)
+        except Exception as error:  # classified below; nothing is swallowed: the job raises afterwards
+            problem = _classify(error)
+            if journal.state == "h" and not isinstance(error, smtplib.SMTPResponseException):
+                outcome.sent.append((doc, journal.handed_at, UNCONFIRMED))  # never send it twice
+                smtp.close()
+                connection_down = problem.reason
+                continue
+            if journal.state:
+                journal.forget()
+            if isinstance(problem, _Permanent):
+                outcome.failed.append((doc, problem.reason, problem.hard_bounce))
+            else:
+                if problem.connection_lost:
+                    smtp.close()
+                    connection_down = problem.reason
+                _defer_or_fail(outcome, doc, problem.reason, max_attempts, intervals)
+        else:
+            accepted_at = time.time()
+            journal.accepted(accepted_at)
+            outcome.sent.append((doc, accepted_at, None))
+
+
+def _defer_or_fail(outcome: Outcome, doc: dict, reason: str, max_attempts: int, intervals: list[int]) -> None:
+    attempts = doc.get("attempts", 1)
+    if attempts >= max_attempts:
+        outcome.failed.append((doc, f"gave up after {attempts} attempts: {reason}", False))
+    else:
+        wait = intervals[min(attempts - 1, len(intervals) - 1)]
+        outcome.deferred.append((doc, reason, utcnow() + timedelta(seconds=wait), True))
+
+
+def _record(outcome: Outcome, token: str) -> None:
+    """Write every outcome in a few bulk operations, guarded by the claim token; final outcomes also go to
+    notification_history (inserts: far cheaper than updating an entry per email). Then the journal entries,
+    which Mongo now supersedes, are dropped."""
+    now = utcnow()
+    ops, history, events = [], [], []
+    sent_by_time: dict[float, list] = {}
+    for doc, accepted_at, note in outcome.sent:
+        history.append(history_entry({**doc, "status": "sent", "reason": note}))
+        if note:
+            ops.append(UpdateOne({"_id": doc["_id"], "claim": token},
+                                 {"$set": {"status": "sent", "sent_at": datetime.fromtimestamp(accepted_at, UTC),
+                                           "reason": note, "updated_at": now, "next_attempt_at": None}}))
+        else:
+            sent_by_time.setdefault(round(accepted_at, 1), []).append(doc)
+    for accepted_at, docs in sent_by_time.items():  # one update per tenth of a second, not one per email
+        ops.append(UpdateMany({"_id": {"$in": [d["_id"] for d in docs]}, "claim": token},
+                              {"$set": {"status": "sent", "sent_at": datetime.fromtimestamp(accepted_at, UTC),
+                                        "reason": None, "updated_at": now, "next_attempt_at": None}}))
+    for doc, reason in outcome.skipped:
+        ops.append(UpdateOne({"_id": doc["_id"], "claim": token},
+                             {"$set": {"status": "skipped", "reason": reason, "updated_at": now}}))
+        history.append(history_entry({**doc, "status": "skipped", "reason": reason}))
+    for doc, reason, until, _retry in outcome.deferred:
+        ops.append(UpdateOne({"_id": doc["_id"], "claim": token},
+                             {"$set": {"status": "deferred", "reason": reason, "next_attempt_at": until,
+                                       "updated_at": now}}))
+    for doc, reason, hard_bounce in outcome.failed:
+        ops.append(UpdateOne({"_id": doc["_id"], "claim": token},
+                             {"$set": {"status": "failed", "reason": reason, "updated_at": now}}))
+        history.append(history_entry({**doc, "status": "failed", "reason": reason}))
+        if hard_bounce:
+            suppress(doc["to_email"], "hard_bounce", reason, doc["_id"])
+            events.append({"email_id": doc["_id"], "type": "bounce", "at": now, "detail": reason})
+    if ops:
+        EmailQueue._get_collection().bulk_write(ops, ordered=False)
+    if history:
+        NotificationHistory._get_collection().insert_many(history, ordered=False)
+    if events:
+        EmailTracking._get_collection().insert_many(events)
+    for doc, _reason, until, retry in outcome.deferred:
+        if not retry:  # quiet hours: a timed job of its own; retries ride on RQ's Retry
+            enqueue_delivery([doc["_id"]], doc.get("priority") or "normal", f"mail-{doc['_id']}-quiet", at=until)
+    journaled = [HANDOVER_KEY.format(doc["_id"]) for doc, *_ in (*outcome.sent, *outcome.failed)]
+    if journaled:
+        try:
+            get_redis().delete(*journaled)
+        except RedisError:  # housekeeping only: the entries expire, and Mongo's record wins over them
+            log.warning("mail journal: could not drop %d entries", len(journaled), exc_info=True)
+
+
+# --- reconcile ---------------------------------------------------------------------------------------------
+
+LIVE_JOB_STATES = {"queued", "started", "scheduled", "deferred"}
+
+
+def reconcile(min_age_seconds: int | None = None) -> dict:
+    """Re-enqueue documents stuck in queued, deferred or sending whose job is gone; the claim makes it safe."""
+    from rq.job import Job
+
+    grace = setting("MAIL_RECONCILE_GRACE") if min_age_seconds is None else min_age_seconds
+    now = utcnow()
+    cutoff = now - timedelta(seconds=grace)
+    coll = EmailQueue._get_collection()
+    stuck = list(coll.find(
+        {"$or": [{"status": "queued", "created_at": {"$lte": cutoff},
+                  "$or": [{"send_at": None}, {"send_at": {"$lte": now}}]},
+                 {"status": "deferred", "next_attempt_at": {"$lte": cutoff}},
+                 {"status": "sending", "lease_until": {"$lt": now}}]},
+        {"_id": 1, "status": 1, "job_id": 1, "priority": 1}).limit(50_000))
+    if not stuck:
+        return {"checked": 0, "requeued": 0, "jobs": 0}
+    job_ids = sorted({d.get("job_id") for d in stuck if d.get("job_id")})
+    alive = set()
+    redis = get_redis()
+    lease = setting("MAIL_CLAIM_LEASE")
+    for job_id, job in zip(job_ids, Job.fetch_many(job_ids, connection=redis), strict=True):
+        status = (job.get_status(refresh=False) or "") if job is not None else ""
+        if status == "started" and job.started_at and job.started_at < now - timedelta(seconds=lease):
+            continue  # its worker may have died before claiming these; the claim makes a second job safe
+        if status in LIVE_JOB_STATES:
+            alive.add(job_id)
+    lost: dict[str, list] = {}
+    for doc in stuck:
+        if doc["status"] == "sending" or doc.get("job_id") not in alive:
+            lost.setdefault(doc.get("priority") or "normal", []).append(doc["_id"])
+    chunk = setting("MAIL_CHUNK_SIZE")
+    jobs = 0
+    for priority, ids in lost.items():
+        for start in range(0, len(ids), chunk):
+            part = ids[start:start + chunk]
+            job_id = f"mail-reconcile-{uuid.uuid4().hex}"
+            coll.update_many({"_id": {"$in": part}}, {"$set": {"job_id": job_id}})
+            enqueue_delivery(part, priority, job_id)
+            jobs += 1
+    requeued = sum(len(ids) for ids in lost.values())
+    if requeued:
+        log.warning("mail reconcile: re-enqueued %d email(s) in %d job(s)", requeued, jobs)
+    return {"checked": len(stuck), "requeued": requeued, "jobs": jobs}

@@ -1,0 +1,71 @@
+"""Mail jobs: deliver queue documents, reconcile lost ones. Jobs raise on failure so RQ's registries tell
+the truth; transient failures are retried by RQ with backoff, permanent ones are not."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from rq import get_current_job
+
+from console.blueprints.communication import delivery
+
+log = logging.getLogger(__name__)
+RECONCILE_JOB = "console.blueprints.communication.jobs.reconcile"
+TICK_KEY = "mail:reconcile:tick"
+
+
+def deliver(email_ids: list[str]) -> dict:
+    """Claim and send these emails over one SMTP connection."""
+    outcome = delivery.deliver(email_ids)
+    summary = outcome.as_dict()
+    job = get_current_job()
+    if job is not None:
+        job.meta["outcome"] = summary
+        job.save_meta()
+    if any(retry for *_rest, retry in outcome.deferred):
+        raise delivery.MailTransient(f"{len(outcome.deferred)} email(s) deferred: "
+                                          f"{outcome.deferred[0][1]}")
+    if outcome.failed:
+        if job is not None:
+            job.retries_left = 0  # a permanent failure: retrying cannot help
+        raise delivery.MailPermanent(f"{len(outcome.failed)} email(s) failed: {outcome.failed[0][1]}")
+    return summary
+
+
+def reconcile(min_age_seconds: int | None = None) -> dict:
+    """Re-enqueue emails whose job was lost (Redis restart, killed worker)."""
+    return delivery.reconcile(min_age_seconds)
+
+
+def enqueue_reconcile(app) -> None:
+    """Enqueue one reconcile job unless another worker did so within the interval."""
+    from console.blueprints.communication.sending import setting
+
+    with app.app_context():
+        interval = setting("MAIL_RECONCILE_INTERVAL")
+        redis = app.extensions["redis"]
+        if redis.set(TICK_KEY, 1, nx=True, ex=max(1, interval - 1)):
+            app.extensions["queues"]["default"].enqueue(RECONCILE_JOB, job_timeout=300, result_ttl=600,
+                                                        description="mail reconcile")
+
+
+def start_reconcile_schedule(app) -> None:
+    """Worker startup hook: reconcile now, then every MAIL_RECONCILE_INTERVAL seconds.
+
+    A daemon thread enqueues the job, so the schedule survives a Redis flush that would lose a self-scheduling
+    job; the Redis key keeps several workers from enqueuing it more than once per interval."""
+    from console.blueprints.communication.sending import setting
+
+    interval = setting("MAIL_RECONCILE_INTERVAL")
+
+    def tick():
+        while True:
+            try:
+                enqueue_reconcile(app)
+            except Exception:  # keep the schedule alive through a Redis outage; the worker logs its own
+                log.warning("mail reconcile: could not enqueue", exc_info=True)
+            time.sleep(interval)
+
+    threading.Thread(target=tick, name="mail-reconcile", daemon=True).start()

@@ -1,0 +1,453 @@
+"""Sending mail: single sends, batches, the queue, tracking and history. Mongo is the source of truth;
+RQ carries jobs that name queue documents (console/jobs/mail.py, console/services/mail_delivery.py).
+
+The engagement feature relies on `create_batch`, `batch_status` and `deliverability`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from email.utils import parseaddr
+
+from bson import ObjectId
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+from pymongo.errors import DuplicateKeyError
+from rq import Retry
+
+from console.blueprints.communication.models import (
+    EmailBatch,
+    EmailQueue,
+    EmailTemplate,
+    EmailTracking,
+    NotificationHistory,
+)
+from console.blueprints.communication.prefs import decide
+from console.blueprints.communication.prefs import deliverability as _deliverability
+from console.blueprints.communication.render import RenderError, render_fields
+from console.blueprints.communication.tracking import compose
+from console.db import find_in
+from console.errors import ApiError
+from console.members import Member
+from console.pagination import PageQuery, object_id_or_404, paginate
+from console.queues import PRIORITY_QUEUES, get_queue, get_redis
+from console.timeutil import as_utc, utcnow
+
+STATUSES = ("queued", "sending", "deferred", "sent", "failed", "skipped")
+TERMINAL = ("sent", "failed", "skipped")
+PRIORITIES = ("high", "normal", "low")
+MAX_BATCH = 10_000
+DELIVER_JOB = "console.blueprints.communication.jobs.deliver"
+HANDOVER_KEY = "mail:handover:{}"  # Redis: the journal of this email's SMTP hand-over (see mail_delivery)
+
+
+def setting(name: str) -> int:
+    """An integer knob from the app config (defaults in console.config, then the environment, in the worker too)."""
+    return int(current_app.config[name])
+
+
+def normalize_priority(priority: str | None) -> str:
+    priority = (priority or "normal").lower()
+    if priority == "default":
+        return "normal"
+    if priority not in PRIORITIES:
+        raise ApiError(422, "Unknown priority.", [{"field": "priority", "message": "one of high, normal, low"}])
+    return priority
+
+
+def retry_policy() -> Retry:
+    intervals = [int(x) for x in str(current_app.config["MAIL_RETRY_INTERVALS"]).split(",") if x.strip()]
+    return Retry(max=max(1, int(current_app.config["MAIL_MAX_ATTEMPTS"]) - 1), interval=intervals or [60])
+
+
+def message_id(email_id) -> str:
+    domain = parseaddr(current_app.config.get("MAIL_DEFAULT_SENDER") or "")[1].rpartition("@")[2] or "console.local"
+    return f"<{email_id}@{domain}>"
+
+
+def _job_options(email_ids: list, priority: str, job_id: str) -> dict:
+    return {"job_id": job_id, "retry": retry_policy(), "job_timeout": 60 + 5 * len(email_ids),
+            "result_ttl": 3600, "failure_ttl": 7 * 24 * 3600,
+            "description": f"deliver {len(email_ids)} email(s), priority {priority}"}
+
+
+def enqueue_delivery(email_ids: list, priority: str, job_id: str | None = None, at: datetime | None = None) -> str:
+    """Put one delivery job for these queue documents on the queue of their priority."""
+    job_id = job_id or f"mail-{uuid.uuid4().hex}"
+    queue = get_queue(PRIORITY_QUEUES[priority])
+    ids = [str(i) for i in email_ids]
+    options = _job_options(ids, priority, job_id)
+    if at is not None and at > utcnow():
+        queue.enqueue_at(at, DELIVER_JOB, ids, **options)
+    else:
+        queue.enqueue(DELIVER_JOB, ids, **options)
+    return job_id
+
+
+# --- recipients --------------------------------------------------------------------------------------------
+
+def _valid_email(address: str) -> str | None:
+    try:
+        return validate_email(address, check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        return None
+
+
+def _member_context(member: dict | None, email: str) -> dict:
+    name = (member or {}).get("name") or ""
+    return {"email": email, "name": name, "first_name": name.split(" ")[0] if name else "",
+            "user_id": (member or {}).get("user_id")}
+
+
+def resolve_recipients(items: list[dict], field: str = "recipients") -> tuple[list[dict], list[dict]]:
+    """[{"user_id"} | {"email"}, optional "variables"] → resolved recipients and per-item errors."""
+    user_ids = [item["user_id"] for item in items if item.get("user_id")]
+    members = {doc["user_id"]: doc for doc in find_in(Member._get_collection(), "user_id", user_ids,
+                                                      {"user_id": 1, "email": 1, "name": 1})}
+    out, errors = [], []
+    for index, item in enumerate(items):
+        where = f"{field}.{index}" if field == "recipients" else field
+        uid, address = item.get("user_id"), item.get("email")
+        if bool(uid) == bool(address):
+            errors.append({"field": where, "message": "give exactly one of user_id or email"})
+            continue
+        if uid:
+            member = members.get(uid)
+            if member is None:
+                errors.append({"field": f"{where}.user_id", "message": f"no member has the user_id {uid!r}"})
+                continue
+            email = _valid_email(member.get("email") or "")
+            if not email:
+                errors.append({"field": f"{where}.user_id", "message": f"member {uid!r} has no valid email address"})
+                continue
+        else:
+            member = None
+            email = _valid_email(address)
+            if not email:
+                errors.append({"field": f"{where}.email", "message": f"{address!r} is not a valid email address"})
+                continue
+        out.append({"user_id": uid, "email": email, "member": member, "variables": item.get("variables") or {}})
+    return out, errors
+
+
+# --- building queue documents ------------------------------------------------------------------------------
+
+def _template_or_422(template_id: str) -> EmailTemplate:
+    try:
+        oid = ObjectId(template_id)
+    except Exception:
+        oid = None
+    template = EmailTemplate.objects(id=oid).first() if oid else None
+    if template is None:
+        raise ApiError(422, "Unknown template.", [{"field": "template_id", "message": f"no template {template_id!r}"}])
+    return template
+
+
+def _build(template: EmailTemplate, recipient: dict, shared: dict, *, email_id: ObjectId, priority: str,
+           category: str, decision: tuple, now: datetime, extra: dict) -> tuple[dict, dict]:
+    """A queue document and its history entry; raises RenderError when the template cannot render."""
+    data = {**_member_context(recipient.get("member"), recipient["email"]), **shared, **recipient["variables"]}
+    rendered = render_fields({"subject": template.subject, "html_body": template.html_body,
+                              "text_body": template.text_body}, data)
+    composed = compose(rendered, email_id, category=category)
+    verdict, reason, until = decision
+    status = {"send": "queued", "skip": "skipped", "defer": "deferred"}[verdict]
+    doc = {"_id": email_id, "channel": "email", "to_email": recipient["email"], "user_id": recipient.get("user_id"),
+           "template_id": template.id, "template_name": template.name, "template_version": template.version,
+           "subject": composed["subject"], "html_body": composed["html_body"], "text_body": composed["text_body"],
+           "links": composed["links"], "unsubscribe_url": composed["unsubscribe_url"], "priority": priority,
+           "category": category, "status": status,
+           "reason": reason, "attempts": 0, "created_at": now, "updated_at": now, "next_attempt_at": until,
+           "message_id": message_id(email_id), "opens": 0, "clicks": 0, **extra}
+    return doc, history_entry(doc)
+
+
+def history_entry(doc: dict) -> dict:
+    """The notification_history entry for a queue document in its current (final) status."""
+    return {"user_id": doc.get("user_id"), "recipient": doc["to_email"], "channel": doc.get("channel", "email"),
+            "category": doc.get("category"), "template_id": doc.get("template_id"),
+            "template": doc.get("template_name"), "status": doc["status"], "reason": doc.get("reason"),
+            "email_id": doc["_id"], "created_at": doc["created_at"]}
+
+
+def _actor() -> str | None:
+    from console.audit import _actor as audit_actor
+
+    return audit_actor()[0]
+
+
+def send_email(template_id: str, to: dict, *, variables: dict | None = None, priority: str = "normal",
+               category: str | None = None, idempotency_key: str | None = None,
+               send_at: datetime | None = None) -> dict:
+    """Queue one email; a repeated idempotency key returns the first email and sends nothing new."""
+    coll = EmailQueue._get_collection()
+    if idempotency_key:
+        existing = coll.find_one({"idempotency_key": idempotency_key}, {"status": 1})
+        if existing:
+            return {"email_id": str(existing["_id"]), "status": existing["status"], "duplicate": True}
+    priority = normalize_priority(priority)
+    template = _template_or_422(template_id)
+    recipients, errors = resolve_recipients([to], field="to")
+    if errors:
+        raise ApiError(422, errors[0]["message"], errors)
+    recipient = recipients[0]
+    category = category or template.category
+    now = utcnow()
+    decision = decide([recipient], category, now=now)[0]
+    send_at = as_utc(send_at)
+    if decision[0] == "send" and send_at and send_at > now:
+        decision = ("send", None, None)
+    email_id = ObjectId()
+    job_id = f"mail-{email_id}"
+    extra = {"idempotency_key": idempotency_key, "job_id": job_id, "send_at": send_at, "created_by": _actor(),
+             "source": {}}
+    if not idempotency_key:
+        extra.pop("idempotency_key")
+    try:
+        doc, history = _build(template, recipient, variables or {}, email_id=email_id, priority=priority,
+                              category=category, decision=decision, now=now, extra=extra)
+    except RenderError as error:
+        raise ApiError(422, "The template failed to render with these variables.", error.errors) from None
+    try:
+        coll.insert_one(doc)
+    except DuplicateKeyError:
+        existing = coll.find_one({"idempotency_key": idempotency_key}, {"status": 1})
+        return {"email_id": str(existing["_id"]), "status": existing["status"], "duplicate": True}
+    if doc["status"] == "skipped":
+        NotificationHistory._get_collection().insert_one(history)
+    if doc["status"] == "queued":
+        enqueue_delivery([email_id], priority, job_id, at=send_at)
+    elif doc["status"] == "deferred":
+        enqueue_delivery([email_id], priority, job_id, at=doc["next_attempt_at"])
+    return {"email_id": str(email_id), "status": doc["status"], "reason": doc["reason"], "duplicate": False}
+
+
+def create_batch(template_id: str, recipients: list[dict], *, variables: dict | None = None, priority: str = "low",
+                 category: str | None = None, source: dict | None = None) -> dict:
+    """Validate every recipient first, then write the batch and its queue documents in bulk and enqueue
+    chunked delivery jobs. Returns {"batch_id", "queued", "skipped"}."""
+    priority = normalize_priority(priority)
+    template = _template_or_422(template_id)
+    if not recipients:
+        raise ApiError(422, "No recipients.", [{"field": "recipients", "message": "give at least one recipient"}])
+    if len(recipients) > MAX_BATCH:
+        raise ApiError(422, f"At most {MAX_BATCH:,} recipients per batch.",
+                       [{"field": "recipients", "message": f"at most {MAX_BATCH} recipients"}])
+    resolved, errors = resolve_recipients(recipients)
+    if errors:
+        raise ApiError(422, f"{len(errors)} recipient(s) are not valid; nothing was sent.", errors[:200])
+    category = category or template.category
+    now = utcnow()
+    batch_id = ObjectId()
+    decisions = decide(resolved, category, now=now)
+    chunk = setting("MAIL_CHUNK_SIZE")
+    docs, histories, render_errors = [], [], []
+    source = dict(source or {})
+    for index, (recipient, decision) in enumerate(zip(resolved, decisions, strict=True)):
+        email_id = ObjectId()
+        job_id = f"mail-batch-{batch_id}-{index // chunk}"
+        try:
+            doc, history = _build(template, recipient, variables or {}, email_id=email_id, priority=priority,
+                                  category=category, decision=decision, now=now,
+                                  extra={"batch_id": batch_id, "source": source, "job_id": job_id})
+        except RenderError as error:
+            render_errors.append({"field": f"recipients.{index}.variables", "message": str(error)})
+            continue
+        docs.append(doc)
+        if doc["status"] == "skipped":  # the others land in history when their outcome is known
+            histories.append(history)
+    if render_errors:
+        raise ApiError(422, "The template failed to render for some recipients.", render_errors[:200])
+    queued = sum(doc["status"] != "skipped" for doc in docs)
+    EmailBatch._get_collection().insert_one(
+        {"_id": batch_id, "template_id": template.id, "template_name": template.name, "priority": priority,
+         "category": category, "total": len(docs), "queued": queued, "skipped": len(docs) - queued,
+         "source": source, "created_by": _actor(), "created_at": now})
+    EmailQueue._get_collection().insert_many(docs, ordered=False)
+    if histories:
+        NotificationHistory._get_collection().insert_many(histories, ordered=False)
+    _enqueue_batch_jobs(docs, priority)
+    return {"batch_id": str(batch_id), "queued": queued, "skipped": len(docs) - queued}
+
+
+def _enqueue_batch_jobs(docs: list[dict], priority: str) -> None:
+    """One job per chunk, all in one Redis pipeline; quiet-hours deferrals get their own timed jobs."""
+    from rq import Queue
+
+    queue = get_queue(PRIORITY_QUEUES[priority])
+    chunks: dict[str, list[str]] = {}
+    for doc in docs:
+        if doc["status"] == "queued":
+            chunks.setdefault(doc["job_id"], []).append(str(doc["_id"]))
+        elif doc["status"] == "deferred":
+            enqueue_delivery([doc["_id"]], priority, f"{doc['job_id']}-{doc['_id']}", at=doc["next_attempt_at"])
+    jobs = [Queue.prepare_data(DELIVER_JOB, args=(ids,), **_timeout_kwargs(_job_options(ids, priority, job_id)))
+            for job_id, ids in chunks.items()]
+    if jobs:
+        queue.enqueue_many(jobs)
+
+
+def _timeout_kwargs(options: dict) -> dict:
+    return {"job_id": options["job_id"], "retry": options["retry"], "timeout": options["job_timeout"],
+            "result_ttl": options["result_ttl"], "failure_ttl": options["failure_ttl"],
+            "description": options["description"]}
+
+
+def batch_status(batch_id: str) -> dict:
+    """Progress of a batch, counted from its queue documents."""
+    oid = object_id_or_404(batch_id)
+    batch = EmailBatch._get_collection().find_one({"_id": oid})
+    if batch is None:
+        raise ApiError(404, f"No batch has the id {batch_id}.")
+    return batch_statuses([batch])[0]
+
+
+def batch_statuses(batches: list[dict]) -> list[dict]:
+    """Progress of several batch documents, counted in one aggregation over their queue documents."""
+    counts = {batch["_id"]: dict.fromkeys(STATUSES, 0) for batch in batches}
+    if counts:
+        for row in EmailQueue._get_collection().aggregate([
+                {"$match": {"batch_id": {"$in": list(counts)}}},
+                {"$group": {"_id": {"batch": "$batch_id", "status": "$status"}, "n": {"$sum": 1}}}]):
+            counts[row["_id"]["batch"]][row["_id"]["status"]] = row["n"]
+    return [_batch_summary(batch, counts[batch["_id"]]) for batch in batches]
+
+
+def _batch_summary(batch: dict, counts: dict) -> dict:
+    oid = batch["_id"]
+    total = batch["total"]
+    done = counts["sent"] + counts["failed"] + counts["skipped"]
+    if total and done >= total:
+        status = "failed" if counts["failed"] and not counts["sent"] else "complete"
+    elif counts["sent"] or counts["failed"] or counts["sending"] or counts["deferred"]:
+        status = "sending"
+    else:
+        status = "queued"
+    return {"batch_id": str(oid), "status": status, "total": total, "sent": counts["sent"],
+            "failed": counts["failed"], "skipped": counts["skipped"], "queued": counts["queued"],
+            "sending": counts["sending"], "deferred": counts["deferred"],
+            "progress": round(100.0 * done / total, 1) if total else 100.0,
+            "template_id": str(batch["template_id"]) if batch.get("template_id") else None,
+            "template_name": batch.get("template_name"), "priority": batch.get("priority"),
+            "category": batch.get("category"), "source": batch.get("source") or {},
+            "created_at": batch.get("created_at"), "created_by": batch.get("created_by")}
+
+
+def deliverability(user_ids: list[str], category: str, channel: str = "email") -> dict[str, str]:
+    """Members who must not get this category now: user_id → "opted_out" | "suppressed" | "frequency_capped"."""
+    return _deliverability(user_ids, category, channel)
+
+
+# --- reading the queue -------------------------------------------------------------------------------------
+
+def email_summary(doc: dict) -> dict:
+    return {"id": str(doc["_id"]), "to": doc.get("to_email"), "user_id": doc.get("user_id"),
+            "subject": doc.get("subject"), "template_id": str(doc["template_id"]) if doc.get("template_id") else None,
+            "template": doc.get("template_name"), "category": doc.get("category"), "priority": doc.get("priority"),
+            "status": doc.get("status"), "reason": doc.get("reason"), "attempts": doc.get("attempts", 0),
+            "batch_id": str(doc["batch_id"]) if doc.get("batch_id") else None,
+            "created_at": doc.get("created_at"), "updated_at": doc.get("updated_at"), "sent_at": doc.get("sent_at"),
+            "next_attempt_at": doc.get("next_attempt_at"), "opens": doc.get("opens", 0),
+            "clicks": doc.get("clicks", 0)}
+
+
+SUMMARY_FIELDS = {"html_body": 0, "text_body": 0, "links": 0}
+
+
+def queue_counts(match: dict | None = None) -> dict[str, int]:
+    counts = {status: 0 for status in STATUSES}
+    pipeline = ([{"$match": match}] if match else []) + [{"$group": {"_id": "$status", "n": {"$sum": 1}}}]
+    for row in EmailQueue._get_collection().aggregate(pipeline):
+        if row["_id"] in counts:
+            counts[row["_id"]] = row["n"]
+    return counts
+
+
+def queue_filter(status: str | None = None, priority: str | None = None, batch_id: str | None = None,
+                 q: str | None = None) -> dict:
+    match: dict = {}
+    if status:
+        match["status"] = status
+    if priority:
+        match["priority"] = normalize_priority(priority)
+    if batch_id:
+        if not ObjectId.is_valid(batch_id):
+            raise ApiError(422, "Bad batch id.", [{"field": "batch_id", "message": "not a batch id"}])
+        match["batch_id"] = ObjectId(batch_id)
+    if q:
+        match["to_email"] = q.strip().lower()
+    return match
+
+
+def queue_page(page: PageQuery, **filters) -> dict:
+    """One page of the queue, newest first: {"items": [email summaries], "next_cursor"}; 422 on bad filters."""
+    queryset = EmailQueue.objects(__raw__=queue_filter(**filters)).exclude(*SUMMARY_FIELDS)
+    return paginate(queryset, page, transform=lambda doc: email_summary(doc.to_mongo().to_dict()))
+
+
+def get_email(email_id: str) -> dict:
+    doc = EmailQueue._get_collection().find_one({"_id": object_id_or_404(email_id)})
+    if doc is None:
+        raise ApiError(404, f"No email has the id {email_id}.")
+    return doc
+
+
+def tracking(email_id: str) -> dict:
+    """Status, why, attempts and the timeline of events for one email."""
+    doc = get_email(email_id)
+    events = [{"type": "queued", "at": doc.get("created_at")}]
+    for row in EmailTracking._get_collection().find({"email_id": doc["_id"]}).sort("at", 1).limit(1000):
+        event = {"type": row["type"], "at": row["at"]}
+        if row["type"] == "open":
+            event["approximate"] = True
+        if row.get("url"):
+            event["url"] = row["url"]
+        if row.get("detail"):
+            event["detail"] = row["detail"]
+        events.append(event)
+    if doc.get("status") == "sent" and doc.get("sent_at"):
+        events.append({"type": "sent", "at": doc["sent_at"]})
+    elif doc.get("status") in ("failed", "skipped", "deferred"):
+        events.append({"type": doc["status"], "at": doc.get("updated_at"), "detail": doc.get("reason")})
+    events.sort(key=lambda e: e["at"] or doc["created_at"])
+    return {"email_id": str(doc["_id"]), "status": doc["status"], "reason": doc.get("reason"),
+            "attempts": doc.get("attempts", 0), "to": doc.get("to_email"), "user_id": doc.get("user_id"),
+            "subject": doc.get("subject"), "category": doc.get("category"), "priority": doc.get("priority"),
+            "template": doc.get("template_name"), "message_id": doc.get("message_id"), "sent_at": doc.get("sent_at"),
+            "events": events, "opens": doc.get("opens", 0), "clicks": doc.get("clicks", 0),
+            "first_opened_at": doc.get("first_opened_at"), "opens_are_approximate": True}
+
+
+def retry_email(email_id: str) -> dict:
+    """Send a failed (or stuck deferred) email again, from attempt one."""
+    doc = get_email(email_id)
+    if doc["status"] not in ("failed", "deferred"):
+        raise ApiError(409, f"Only failed or deferred emails can be retried; this one is {doc['status']}.")
+    job_id = f"mail-{doc['_id']}-retry-{uuid.uuid4().hex[:8]}"
+    now = utcnow()
+    result = EmailQueue._get_collection().update_one(
+        {"_id": doc["_id"], "status": doc["status"]},
+        {"$set": {"status": "queued", "attempts": 0, "reason": None, "job_id": job_id, "updated_at": now,
+                  "next_attempt_at": None}})
+    if not result.modified_count:
+        raise ApiError(409, "The email changed meanwhile; reload.")
+    NotificationHistory._get_collection().delete_many({"email_id": doc["_id"]})  # a new outcome will follow
+    get_redis().delete(HANDOVER_KEY.format(doc["_id"]))  # a person decided to send it again
+    enqueue_delivery([doc["_id"]], doc.get("priority") or "normal", job_id)
+    return {"email_id": str(doc["_id"]), "status": "queued"}
+
+
+def history_query(user_id: str):
+    return NotificationHistory.objects(user_id=user_id)
+
+
+def history_item(doc) -> dict:
+    return {"id": str(doc.id), "channel": doc.channel, "category": doc.category, "template": doc.template,
+            "template_id": str(doc.template_id) if doc.template_id else None, "status": doc.status,
+            "reason": doc.reason, "email_id": str(doc.email_id) if doc.email_id else None,
+            "recipient": doc.recipient, "created_at": doc.created_at}
+
+
+def recent_batches(limit: int = 10) -> list[dict]:
+    return list(EmailBatch._get_collection().find().sort("created_at", -1).limit(limit))

@@ -1,1 +1,0 @@
-"""Business logic, one module per feature. No request objects in here."""

@@ -1,1 +1,0 @@
-"""Go-live hardening: security audit, error analysis, performance, slow queries, health, checklist, optimize."""
