@@ -7,6 +7,7 @@ import random
 from pymongo import UpdateOne
 
 from console.members import Member
+from console.timeutil import utcnow
 
 FIRST = [
     "Ava", "Liam", "Noah", "Emma", "Olivia", "Lucas", "Mia", "Amelia", "Ethan", "Sofia", "Mateo", "Aria", "Leo",
@@ -33,8 +34,9 @@ def demo_members(rng: random.Random, count: int = DEMO_MEMBERS) -> list[dict]:
     return members
 
 
-def seed_members(_rng: random.Random, now) -> str:
+def seed_members(_rng: random.Random, now=None) -> str:
     rng = random.Random(14)  # the seed earlier releases used, so existing demo members keep their names
+    now = now or utcnow()
     ops = [UpdateOne({"user_id": m["user_id"]},
                      {"$set": {"name": m["name"], "email": m["email"]}, "$setOnInsert": {"created_at": now}},
                      upsert=True) for m in demo_members(rng)]
