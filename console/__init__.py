@@ -76,13 +76,14 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 
 def _init_extensions(app: Flask) -> None:
-    from console import db, queues, security, telemetry
+    from console import audit, db, queues, security, telemetry
     from console.extensions import csrf, htmx, limiter, mail, talisman
 
     telemetry.init_app(app)  # registers its command listener, which the Mongo client must be created with
     db.init_app(app)
     queues.init_app(app)
     security.init_app(app)
+    audit.init_app(app)
     mail.init_app(app)
     htmx.init_app(app)
 

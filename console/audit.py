@@ -55,6 +55,17 @@ def record(action: str, target: str, before=None, after=None, *, actor: str | No
     ).save()
 
 
+def init_app(app) -> None:
+    """Listen to security's denials (security does not import the audit log)."""
+    from console.security import permission_denied
+
+    permission_denied.connect(_on_denied, sender=app)
+
+
+def _on_denied(_app, permission: str) -> None:
+    log_denied(permission)
+
+
 def log_denied(permission: str) -> None:
     """Record a denied permission check, at most once a minute per admin, permission and path."""
     from console.queues import get_redis

@@ -14,6 +14,7 @@ from functools import wraps
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from blinker import Namespace
 from bson import ObjectId
 from bson.errors import InvalidId
 from flask import abort, current_app, g, redirect, request, url_for
@@ -26,6 +27,9 @@ from console.extensions import login_manager, principal
 from console.timeutil import utcnow
 
 _hasher = PasswordHasher()
+_signals = Namespace()
+# sent (sender: the app, permission=) when a signed-in admin is refused; the audit log listens
+permission_denied = _signals.signal("permission-denied")
 COMMON_PASSWORDS = {"password", "password123", "1234567890", "qwertyuiop", "letmein123", "changeme123",
                     "admin12345", "welcome123", "iloveyou12", "monkey1234", "passw0rd12"}
 MIN_PASSWORD_LENGTH = 10
@@ -185,9 +189,7 @@ def permission_required(name: str, *, allow_ingest_key: bool = False):
             if not current_user.is_authenticated:
                 return _deny_unauthenticated()
             if not has_permission(name):
-                from console.audit import log_denied
-
-                log_denied(name)
+                permission_denied.send(current_app._get_current_object(), permission=name)
                 abort(403)
             return view(*args, **kwargs)
 
