@@ -5,7 +5,6 @@ import re
 from flask import current_app
 from flask_login import current_user
 
-from console.audit import record
 from console.blueprints.hardening import (
     API,
     bp,
@@ -92,8 +91,7 @@ def optimize_view(body: OptimizeRequest):
     """Tasks: ensure_indexes, purge_expired, rebuild_rollups (start/end), compact_caches. Destructive tasks need
     `"confirm": true`. Poll `GET /optimize/{job_id}` for progress."""
     options = {"start": body.start, "end": body.end}
-    job = optimize.enqueue(body.tasks, options, current_user.email)
-    record("hardening.optimize", job.id, after={"tasks": body.tasks}, confirm=body.confirm)
+    job = optimize.enqueue(body.tasks, options, current_user.email, confirmed=body.confirm)
     return {"job_id": job.id}
 
 

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from flask import current_app
 
-from console import db, maintenance
+from console import audit, db, maintenance
 from console.maintenance import Task
 from console.telemetry import hour_key
 from console.telemetry.models import TELEMETRY_COLLECTIONS, ErrorEvent
@@ -59,13 +59,15 @@ TASKS = (
 )
 
 
-def enqueue(tasks: list[str], options: dict, requested_by: str):
+def enqueue(tasks: list[str], options: dict, requested_by: str, *, confirmed: bool = False):
+    """Queue the optimize job for these tasks and write its one audit entry."""
     from console.queues import get_queue
 
     job = get_queue("low").enqueue(
         JOB_FUNC, tasks, options, job_timeout=current_app.config["JOB_TIMEOUT"], result_ttl=7 * 24 * 3600,
         meta={"progress": 0, "tasks": tasks, "requested_by": requested_by, "current": None, "results": {}},
     )
+    audit.record("hardening.optimize", job.id, after={"tasks": tasks}, confirm=confirmed)
     return job
 
 

@@ -6,7 +6,6 @@ from flask import current_app, render_template, request
 from flask_login import current_user
 
 from console import maintenance
-from console.audit import record
 from console.blueprints.hardening import (
     bp,
     checklist,
@@ -87,8 +86,7 @@ def optimize_start():
         raise ApiError(422, f"Unknown task {name!r}.")
     if task.destructive and request.form.get("confirm") != "1":
         raise ApiError(422, f"{task.title}: confirm before running a destructive task.")
-    job = optimize.enqueue([name], {}, current_user.email)
-    record("hardening.optimize", job.id, after={"tasks": [name]}, confirm=task.destructive)
+    job = optimize.enqueue([name], {}, current_user.email, confirmed=task.destructive)
     return render_template("hardening/_job.html", job=optimize.job_status(job.id), task=task)
 
 
