@@ -76,51 +76,62 @@ def _check_links(paths: dict) -> None:
                                          f"{link['operationId']}")
 
 
+def _success(meta: dict, components: dict) -> dict:
+    if meta["status"] == 204:
+        return {"description": "No content"}
+    response = {"description": "Success", "content": {
+        "application/json": {"schema": _response_schema(meta["response"], components)}}}
+    for media_type in meta.get("alt_media_types", ()):
+        response["content"][media_type] = {"schema": {"type": "string"}}
+    if meta.get("links"):
+        response["links"] = meta["links"]
+    return response
+
+
+def _error_codes(meta: dict, has_path_arguments: bool) -> list[int]:
+    codes = {400, 401, 403, 413, 415, 422, 429} if meta["body"] is not None else {401, 403, 422, 429}
+    if has_path_arguments:
+        codes.add(404)
+    return sorted(codes | set(meta["responses"]))
+
+
+def _operation(rule, method: str, meta: dict, components: dict) -> dict:
+    """One OpenAPI operation from the metadata `http.endpoint` attached to the view."""
+    operation = {
+        "operationId": f"{rule.endpoint}_{method.lower()}".replace(".", "_"),
+        "summary": meta["summary"],
+        "description": meta["description"] + _permission_note(meta["permission"]),
+        "tags": meta["tags"],
+        "parameters": [{"name": arg, "in": "path", "required": True, "schema": {"type": "string"}}
+                       for arg in sorted(rule.arguments)],
+        "responses": {str(meta["status"]): _success(meta, components)},
+    }
+    if meta["query"] is not None:
+        operation["parameters"] += _query_parameters(meta["query"])
+    if meta["body"] is not None:
+        operation["requestBody"] = {"required": True, "content": {
+            "application/json": {"schema": _schema(meta["body"], components)}}}
+    for code in _error_codes(meta, bool(rule.arguments)):
+        operation["responses"][str(code)] = _problem(code)
+    if meta["permission"] is None:
+        operation["security"] = []
+    elif meta["ingest_key"]:
+        operation["security"] = [{"bearer": []}, {"ingestKey": []}, {"cookie": []}]
+    return operation
+
+
 def build_spec(app=None) -> dict:
+    """The whole document: every view registered through `http.endpoint`."""
     app = app or current_app
     components: dict = {"Problem": PROBLEM_SCHEMA}
     paths: dict = {}
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
-        view = app.view_functions.get(rule.endpoint)
-        meta = getattr(view, "__openapi__", None)
+        meta = getattr(app.view_functions.get(rule.endpoint), "__openapi__", None)
         if meta is None:
             continue
         path = _CONVERTER.sub(r"{\1}", rule.rule)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            operation = {
-                "operationId": f"{rule.endpoint}_{method.lower()}".replace(".", "_"),
-                "summary": meta["summary"],
-                "description": meta["description"] + _permission_note(meta["permission"]),
-                "tags": meta["tags"],
-                "parameters": [{"name": arg, "in": "path", "required": True, "schema": {"type": "string"}}
-                               for arg in sorted(rule.arguments)],
-                "responses": {},
-            }
-            if meta["query"] is not None:
-                operation["parameters"] += _query_parameters(meta["query"])
-            if meta["body"] is not None:
-                operation["requestBody"] = {"required": True, "content": {
-                    "application/json": {"schema": _schema(meta["body"], components)}}}
-            status = str(meta["status"])
-            if meta["status"] == 204:
-                operation["responses"][status] = {"description": "No content"}
-            else:
-                operation["responses"][status] = {"description": "Success", "content": {
-                    "application/json": {"schema": _response_schema(meta["response"], components)}}}
-                for media_type in meta.get("alt_media_types", ()):
-                    operation["responses"][status]["content"][media_type] = {"schema": {"type": "string"}}
-            if meta.get("links"):
-                operation["responses"][status]["links"] = meta["links"]
-            codes = [400, 401, 403, 413, 415, 422, 429] if meta["body"] is not None else [401, 403, 422, 429]
-            if rule.arguments:
-                codes.append(404)
-            for code in sorted(set(codes) | set(meta["responses"])):
-                operation["responses"][str(code)] = _problem(code)
-            if meta["permission"] is None:
-                operation["security"] = []
-            elif meta["ingest_key"]:
-                operation["security"] = [{"bearer": []}, {"ingestKey": []}, {"cookie": []}]
-            paths.setdefault(path, {})[method.lower()] = operation
+            paths.setdefault(path, {})[method.lower()] = _operation(rule, method, meta, components)
     _check_links(paths)
     return {
         "openapi": "3.1.0",
