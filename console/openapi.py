@@ -119,7 +119,7 @@ def build_spec(app=None) -> dict:
             if meta["permission"] is None:
                 operation["security"] = []
             elif meta["ingest_key"]:
-                operation["security"] = [{"bearer": []}, {"ingestKey": []}, {"cookie": []}]
+                operation["security"] = [{"bearer": []}, {"ingestKey": []}, {"ingestKeyQuery": []}, {"cookie": []}]
             paths.setdefault(path, {})[method.lower()] = operation
     _check_links(paths)
     return {
@@ -134,6 +134,9 @@ def build_spec(app=None) -> dict:
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "From POST /api/auth/token"},
                 "ingestKey": {"type": "apiKey", "in": "header", "name": "X-Ingest-Key"},
+                "ingestKeyQuery": {"type": "apiKey", "in": "query", "name": "ingest_key",
+                                   "description": "For navigator.sendBeacon (no headers): the body may then be "
+                                                  "text/plain JSON; a browser's Origin must be allowed"},
                 "cookie": {"type": "apiKey", "in": "cookie", "name": "session"},
             },
         },
