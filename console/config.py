@@ -34,6 +34,7 @@ DEFAULTS = {
     "CORS_ORIGINS": "",  # exact origins (comma-separated) allowed to call /api cross-origin; none by default
     "INGEST_CORS_ORIGINS": "",  # origins that may additionally send activity (track.js on the platform's pages)
     "CORS_MAX_AGE": 3600,  # seconds a browser may cache a preflight answer
+    "TRACKING_INGEST_KEY": "",  # which of INGEST_KEYS the Install tracking page shows (default: the first)
     "TRUST_PROXY": 0,
     "MAILBOX_DIR": None,  # the dev SMTP sink's Maildir; enables the Mailbox page
     "MAX_CONTENT_LENGTH": 1024 * 1024,
