@@ -32,7 +32,7 @@ def test_page_lists_the_allowed_origins_and_the_chosen_tracking_key(make_app, se
     from tests.conftest import TEST_PASSWORD, clean_state, csrf_token_from
 
     clean_state(servers)
-    configured = make_app(INGEST_KEYS=f"server-key-0123456789abcdef,browser-key-0123456789abcdef",
+    configured = make_app(INGEST_KEYS="server-key-0123456789abcdef,browser-key-0123456789abcdef",
                           TRACKING_INGEST_KEY="browser-key-0123456789abcdef",
                           PUBLIC_BASE_URL="https://console.example.org/",
                           INGEST_CORS_ORIGINS="https://www.example.org", CORS_ORIGINS="http://localhost:3000")

@@ -147,15 +147,20 @@
     schedule(0);
   }
 
+  // What is left: send it now, or when the grace of the earliest beaconed event is over.
+  function followUp(now) {
+    if (sendable(now).length) return schedule(0);
+    var due = storage.get("queue", []).filter(function (item) { return item.user_id && item.beaconed; })
+      .map(function (item) { return item.beaconed + BEACON_GRACE_MS - now; });
+    if (due.length) schedule(Math.max(0, Math.min.apply(Math, due)) + 50);
+  }
+
   function flush() {
     if (inFlight || !KEY || !window.fetch) return;
     var now = Date.now();
     if (now < pausedUntil) return schedule(0);
     var batch = sendable(now).slice(0, BATCH);
-    if (!batch.length) {
-      if (storage.get("queue", []).some(function (item) { return item.user_id; })) schedule(BEACON_GRACE_MS);
-      return;
-    }
+    if (!batch.length) return followUp(now);
     inFlight = true;
     var ids = {};
     batch.forEach(function (item) { ids[item.event_id] = true; });
@@ -174,7 +179,7 @@
       failures = 0;
       if (response.status !== 202) warn("the console answered " + response.status + "; " + batch.length + " events dropped");
       forget(ids); // accepted, duplicates and events the console rejected as invalid are all done with
-      if (sendable(Date.now()).length) schedule(0);
+      followUp(Date.now());
     }, function () {
       inFlight = false;
       retryLater(0);
