@@ -224,3 +224,17 @@ def test_audit_fails_a_wildcard_or_plain_http_origin_in_production(make_app, app
     assert plain["status"] == "fail" and "http://app.example.org" in plain["detail"]
     assert wild["status"] == "fail" and "INGEST_CORS_ORIGINS" in wild["detail"]
     assert fine["status"] == "pass"
+
+
+def test_openapi_document_validates_and_documents_the_beacon_key(cors_app):
+    from schemathesis.specs.openapi.definitions import OPENAPI_31_VALIDATOR
+
+    spec = cors_app.test_client().get("/api/openapi.json", headers={"Origin": FRONTEND}).json
+    assert [error.message for error in OPENAPI_31_VALIDATOR.iter_errors(spec)] == []
+    assert spec["components"]["securitySchemes"]["ingestKeyQuery"] == {
+        "type": "apiKey", "in": "query", "name": "ingest_key", "description": spec["components"]["securitySchemes"][
+            "ingestKeyQuery"]["description"]}
+    track = spec["paths"][TRACK]["post"]
+    assert {"ingestKeyQuery": []} in track["security"] and {"ingestKey": []} in track["security"]
+    assert all({"ingestKeyQuery": []} not in op.get("security", []) for path, ops in spec["paths"].items()
+               for op in ops.values() if path != TRACK)
