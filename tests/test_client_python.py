@@ -305,21 +305,35 @@ def test_problem_details_carry_status_title_and_field_errors(served, create_admi
     assert caught.value.status == 403 and caught.value.title == "Permission denied"
 
 
-def test_notify_posts_the_contract_shape(served, create_admin):
+def test_notify_sends_the_bound_template_once_per_event_id(served, create_admin, servers, run_jobs):
     if not any(rule.rule == "/api/phase14/communication/notify" for rule in served.app.url_map.iter_rules()):
         pytest.skip("POST /communication/notify is not in this build yet (issue 19 calls it per the CONTRACT)")
     from console.members import Member
+    from console.security import issue_token
 
     Member._get_collection().insert_one({"user_id": "m1", "email": "mia@example.org", "name": "Mia"})
-    console = _admin_client(served, create_admin)
-    try:
-        first = console.notify("no-such-event", user_id="m1", data={"x": 1}, event_id="n-1")
-    except ConsoleError as error:  # an event no template answers to is refused with the reason
-        assert error.status in {404, 422} and error.title
-        return
-    assert first.event_id == "n-1" and (first.email_id or first.skipped)
-    again = console.notify("no-such-event", user_id="m1", data={"x": 1}, event_id="n-1")
-    assert again.email_id == first.email_id
+    token, _ = issue_token(create_admin("super_admin"))
+    browser = served.app.test_client()
+    browser.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    created = browser.post("/api/phase14/communication/templates", json={
+        "name": "Approved", "subject": "Approved, {{ name }}", "html_body": "<p>{{ title }}</p>",
+        "category": "transactional", "key": "submission.approved"})
+    assert created.status_code == 201, created.json
+    bound = browser.put("/api/phase14/communication/bindings/submission.approved",
+                        json={"template_key": "submission.approved"})
+    assert bound.status_code == 200, bound.json
+    console = Console(served.url, token=token)
+
+    first = console.notify("submission.approved", user_id="m1", data={"name": "Mia", "title": "Clean-up"})
+    assert first.email_id and not first.skipped and not first.duplicate and first.event_id
+    again = console.notify("submission.approved", user_id="m1", data={"name": "Mia", "title": "Clean-up"},
+                           event_id=first.event_id)
+    assert again.email_id == first.email_id and again.duplicate
+    with pytest.raises(ConsoleError) as caught:
+        console.notify("no_such.event", user_id="m1")
+    assert caught.value.status == 422 and "event" in caught.value.field_errors
+    run_jobs()
+    assert [m["To"] for m in servers.messages()] == ["mia@example.org"]
 
 
 # --- packaging -----------------------------------------------------------------------------------------------

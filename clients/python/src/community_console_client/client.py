@@ -160,7 +160,8 @@ class Console:
         body = _drop_none({"event": event, "user_id": user_id, "email": email, "data": dict(data or {}),
                            "event_id": event_id})
         answer = self._request("POST", f"{API}/communication/notify", body)
-        return NotifyResult(answer.get("email_id"), answer.get("skipped"), event_id, answer)
+        return NotifyResult(answer.get("email_id"), answer.get("status"), answer.get("skipped"), event_id,
+                            bool(answer.get("duplicate", False)))
 
     def send_email(self, template_id: str | None = None, *, template_key: str | None = None,
                    user_id: str | None = None, email: str | None = None,

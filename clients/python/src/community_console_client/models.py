@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -44,10 +44,13 @@ class TrackResult:
 
 @dataclass(frozen=True)
 class NotifyResult:
+    """`email_id` and `status` when an email was queued; `skipped` names why not (opted out, suppressed ...)."""
+
     email_id: str | None
-    skipped: Any
+    status: str | None
+    skipped: str | None
     event_id: str
-    raw: dict = field(default_factory=dict, repr=False)
+    duplicate: bool = False
 
 
 @dataclass(frozen=True)
