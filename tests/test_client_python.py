@@ -317,16 +317,16 @@ def test_notify_sends_the_bound_template_once_per_event_id(served, create_admin,
     browser.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
     created = browser.post("/api/phase14/communication/templates", json={
         "name": "Approved", "subject": "Approved, {{ name }}", "html_body": "<p>{{ title }}</p>",
-        "category": "transactional", "key": "submission.approved"})
+        "category": "transactional", "key": "client.checked"})
     assert created.status_code == 201, created.json
-    bound = browser.put("/api/phase14/communication/bindings/submission.approved",
-                        json={"template_key": "submission.approved"})
+    bound = browser.put("/api/phase14/communication/bindings/client.checked",
+                        json={"template_key": "client.checked"})
     assert bound.status_code == 200, bound.json
     console = Console(served.url, token=token)
 
-    first = console.notify("submission.approved", user_id="m1", data={"name": "Mia", "title": "Clean-up"})
+    first = console.notify("client.checked", user_id="m1", data={"name": "Mia", "title": "Clean-up"})
     assert first.email_id and not first.skipped and not first.duplicate and first.event_id
-    again = console.notify("submission.approved", user_id="m1", data={"name": "Mia", "title": "Clean-up"},
+    again = console.notify("client.checked", user_id="m1", data={"name": "Mia", "title": "Clean-up"},
                            event_id=first.event_id)
     assert again.email_id == first.email_id and again.duplicate
     with pytest.raises(ConsoleError) as caught:
