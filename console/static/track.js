@@ -218,6 +218,8 @@
   window.addEventListener("pagehide", beacon);
   window.addEventListener("online", function () { failures = 0; pausedUntil = 0; schedule(0); });
 
+  if (!KEY) warn("no data-ingest-key on the script tag; events are kept but not sent");
+
   window.ConsoleTrack = {version: 1, track: track, identify: identify, page: page, flush: flush, reset: reset};
 
   if (data.pageViews !== "off") {
