@@ -65,6 +65,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         # tools): start every request without a previous request's user or identity.
         g.__dict__.clear()
 
+    from console import cors
+
+    cors.init_app(app)  # before auth, CSRF and rate limits, so a preflight never meets them
     _init_extensions(app)
 
     from console import blueprints, cli, errors

@@ -31,6 +31,10 @@ DEFAULTS = {
     "MAIL_SLICE_SIZE": 50,
     "INGEST_KEYS": DEV_INGEST_KEY,
     "PUBLIC_BASE_URL": "http://127.0.0.1:5000",
+    "CORS_ORIGINS": "",  # exact origins (comma-separated) allowed to call /api cross-origin; none by default
+    "INGEST_CORS_ORIGINS": "",  # origins that may additionally send activity (track.js on the platform's pages)
+    "CORS_MAX_AGE": 3600,  # seconds a browser may cache a preflight answer
+    "TRACKING_INGEST_KEY": "",  # which of INGEST_KEYS the Install tracking page shows (default: the first)
     "TRUST_PROXY": 0,
     "MAILBOX_DIR": None,  # the dev SMTP sink's Maildir; enables the Mailbox page
     "MAX_CONTENT_LENGTH": 1024 * 1024,
@@ -68,7 +72,7 @@ _INTS = {"MAIL_PORT", "MAX_CONTENT_LENGTH", "INGEST_MAX_CONTENT_LENGTH", "API_TO
          "CAMPAIGN_FREQUENCY_CAP_DAYS",
          "MAIL_MAX_ATTEMPTS", "JOB_TIMEOUT", "SEED_DEMO", "MAIL_TIMEOUT", "TELEMETRY_FLUSH_EVERY",
          "TELEMETRY_RESERVOIR", "MAIL_CLAIM_LEASE", "MAIL_RECONCILE_INTERVAL", "MAIL_RECONCILE_GRACE",
-         "MAIL_CHUNK_SIZE", "MAIL_SLICE_SIZE"}
+         "MAIL_CHUNK_SIZE", "MAIL_SLICE_SIZE", "CORS_MAX_AGE"}
 _FLOATS = {"TELEMETRY_SAMPLE_RATE", "TELEMETRY_FLUSH_SECONDS"}
 
 

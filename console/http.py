@@ -17,9 +17,11 @@ JSON_MIMETYPES = {"application/json"}
 LOGIN = "@login"  # `permission=LOGIN`: any signed-in admin
 
 
-def read_json() -> Any:
-    """The request body as JSON: 415 when it is not JSON, 400 when it does not parse."""
-    if request.mimetype not in JSON_MIMETYPES and not request.mimetype.endswith("+json"):
+def read_json(*, text_plain: bool = False) -> Any:
+    """The request body as JSON: 415 when it is not JSON, 400 when it does not parse. `text_plain` also
+    accepts a text/plain body (what navigator.sendBeacon sends without a CORS preflight)."""
+    plain = text_plain and request.mimetype == "text/plain"
+    if request.mimetype not in JSON_MIMETYPES and not request.mimetype.endswith("+json") and not plain:
         raise ApiError(415, "Send the body as application/json.")
     raw = request.get_data(cache=True)
     try:

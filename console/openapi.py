@@ -116,7 +116,7 @@ def _operation(rule, method: str, meta: dict, components: dict) -> dict:
     if meta["permission"] is None:
         operation["security"] = []
     elif meta["ingest_key"]:
-        operation["security"] = [{"bearer": []}, {"ingestKey": []}, {"cookie": []}]
+        operation["security"] = [{"bearer": []}, {"ingestKey": []}, {"ingestKeyQuery": []}, {"cookie": []}]
     return operation
 
 
@@ -145,6 +145,9 @@ def build_spec(app=None) -> dict:
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "description": "From POST /api/auth/token"},
                 "ingestKey": {"type": "apiKey", "in": "header", "name": "X-Ingest-Key"},
+                "ingestKeyQuery": {"type": "apiKey", "in": "query", "name": "ingest_key",
+                                   "description": "For navigator.sendBeacon (no headers): the body may then be "
+                                                  "text/plain JSON; a browser's Origin must be allowed"},
                 "cookie": {"type": "apiKey", "in": "cookie", "name": "session"},
             },
         },

@@ -21,6 +21,7 @@ from flask import abort, current_app, g, redirect, request, url_for
 from flask_login import AnonymousUserMixin, current_user
 from flask_principal import ActionNeed, Identity, Permission, RoleNeed, identity_loaded
 
+from console import cors
 from console.accounts import Admin, ApiToken
 from console.authz import PERMISSIONS, permissions_for_roles
 from console.extensions import login_manager, principal
@@ -106,6 +107,24 @@ def valid_ingest_key(key: str | None) -> bool:
     return any(hmac.compare_digest(key, allowed) for allowed in current_app.config["INGEST_KEY_SET"])
 
 
+INGEST_KEY_PARAM = "ingest_key"
+
+
+def _takes_ingest_key() -> bool:
+    view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
+    return bool(getattr(view, "__ingest_key__", False))
+
+
+def request_ingest_key() -> tuple[str | None, bool]:
+    """(the ingest key sent, whether it came in the query). The `ingest_key` query parameter exists for
+    navigator.sendBeacon, which cannot set headers; only views that take an ingest key read it."""
+    key = request.headers.get("X-Ingest-Key")
+    if key:
+        return key, False
+    key = request.args.get(INGEST_KEY_PARAM) if _takes_ingest_key() else None
+    return key or None, bool(key)
+
+
 def authenticate_request() -> None:
     """A request carrying a bearer header is authenticated by it alone, never by the session cookie."""
     g.auth_method = "session"
@@ -125,7 +144,7 @@ def csrf_exempt_request() -> bool:
     if not request.path.startswith("/api/"):
         return False
     # Without a signed-in session there is nothing to forge: the permission check answers 401, not CSRF's 400.
-    return bool(request.headers.get("X-Ingest-Key")) or not current_user.is_authenticated
+    return bool(request_ingest_key()[0]) or not current_user.is_authenticated
 
 
 # --- identities ----------------------------------------------------------------------------------------
@@ -181,10 +200,13 @@ def permission_required(name: str, *, allow_ingest_key: bool = False):
     def decorator(view):
         @wraps(view)
         def wrapped(*args, **kwargs):
-            if allow_ingest_key and request.headers.get("X-Ingest-Key") and not request.headers.get("Authorization"):
-                if not valid_ingest_key(request.headers["X-Ingest-Key"]):
+            key, in_query = request_ingest_key() if allow_ingest_key else (None, False)
+            if key and not request.headers.get("Authorization"):
+                if not valid_ingest_key(key):
                     abort(401)
-                g.auth_method = "ingest"
+                if in_query and not cors.beacon_origin_ok():
+                    abort(403, "This origin may not send activity: add it to INGEST_CORS_ORIGINS.")
+                g.auth_method = "ingest_query" if in_query else "ingest"
                 return view(*args, **kwargs)
             if not current_user.is_authenticated:
                 return _deny_unauthenticated()

@@ -24,6 +24,8 @@ SCENARIOS = int(os.environ.get("FUZZ_SCENARIOS", str(max(EXAMPLES, 60))))
 # (an unknown referenced id, a template that does not compile, a weak password); likewise a request that
 # breaks the schema may still be accepted where we are lenient (query strings). Everything else is checked.
 SEMANTIC_CHECKS = [schemathesis.checks.positive_data_acceptance, schemathesis.checks.negative_data_rejection]
+# The fuzzer calls as the platform's frontend would: cross-origin, from an origin CORS_ORIGINS allows.
+CORS_ORIGIN = "https://app.example.org"
 # Schemathesis' own strategies draw from `random` at times; Hypothesis warns about it, which is not our finding.
 pytestmark = pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
 
@@ -47,9 +49,14 @@ def recorder(app):
     return listener
 
 
+@pytest.fixture(autouse=True)
+def _cors_on(monkeypatch):
+    monkeypatch.setenv("CORS_ORIGINS", CORS_ORIGIN)  # read by create_app, so it must come before the app
+
+
 @pytest.fixture
 def headers(api):
-    return {"Authorization": f"Bearer {api('super_admin').token}"}
+    return {"Authorization": f"Bearer {api('super_admin').token}", "Origin": CORS_ORIGIN}
 
 
 def _assert_store_whole(app) -> None:
@@ -70,6 +77,7 @@ def test_api_operation_never_fails_and_matches_its_schema(app, recorder, headers
         response = case.call(headers=headers)
         STATS["cases"][f"{method} {path}"] += 1
         STATS["statuses"][response.status_code] += 1
+        assert response.headers.get("access-control-allow-origin") == [CORS_ORIGIN], response.status_code
         case.validate_response(response, additional_checks=checks, excluded_checks=SEMANTIC_CHECKS, headers=headers)
 
     fuzz()

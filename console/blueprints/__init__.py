@@ -7,7 +7,7 @@ feature only through the functions that feature's docstring names. `tests/test_l
 
 import importlib
 
-FEATURES = ("auth", "communication", "core", "engagement", "hardening", "platform", "roles")
+FEATURES = ("auth", "communication", "core", "engagement", "hardening", "integration", "platform", "roles")
 
 
 def register_all(app) -> None:

@@ -7,7 +7,7 @@ import hashlib
 import io
 from datetime import UTC, date, datetime, time
 
-from flask import Response, current_app, request
+from flask import Response, current_app, g, request
 from flask_login import current_user
 
 from console.blueprints.engagement import bp, campaigns, churn, inactive, ingest, members, retention
@@ -32,6 +32,7 @@ from console.errors import ApiError, validation_error
 from console.extensions import limiter
 from console.http import endpoint, link, read_json
 from console.pagination import PageQuery, decode_cursor, encode_cursor
+from console.security import request_ingest_key
 from console.timeutil import as_utc
 
 PREFIX = "/api/phase14/engagement"
@@ -44,7 +45,7 @@ def _ingest_limit() -> str:
 
 def _ingest_caller() -> str:
     """Rate-limit per ingest key (hashed) or per admin, never per shared IP."""
-    key = request.headers.get("X-Ingest-Key")
+    key, _ = request_ingest_key()
     if key and not request.headers.get("Authorization"):
         return "ingest:" + hashlib.sha256(key.encode()).hexdigest()[:16]
     if current_user and current_user.is_authenticated:
@@ -79,8 +80,9 @@ def _after(cursor: str | None) -> list | None:
 def track_activity():
     """Body: one event `{user_id, event, feature?, session_id?, properties?, timestamp?, event_id?, traits?}` or
     `{"events": [...]}`. Bad items are rejected individually (index and reasons) while good ones are stored;
-    duplicates by `event_id` are counted, not stored twice; timestamps over an hour ahead are clamped."""
-    data = read_json()
+    duplicates by `event_id` are counted, not stored twice; timestamps over an hour ahead are clamped.
+    Browsers may send the key as `?ingest_key=` with a `text/plain` JSON body (navigator.sendBeacon)."""
+    data = read_json(text_plain=g.get("auth_method") == "ingest_query")
     if isinstance(data, dict) and "events" in data:
         if set(data) != {"events"}:
             raise validation_error("body", "A batch body holds only `events`.")

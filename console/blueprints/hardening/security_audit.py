@@ -16,6 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from console.accounts import Admin
 from console.config import DEV_INGEST_KEY
+from console.cors import parse_origins
 from console.security import view_permission
 from console.telemetry import PROBE_ENVIRON
 from console.timeutil import utcnow
@@ -262,6 +263,31 @@ def _ingest_keys(config) -> dict:
                  f"{len(keys)} custom ingest key(s), none of them the development default.", remediation)
 
 
+def _cors(config, production: bool) -> dict:
+    title = "CORS allows only exact HTTPS origins"
+    remediation = ("List the platform's exact origins (https://app.example.com) in CORS_ORIGINS and "
+                   "INGEST_CORS_ORIGINS; never `*` and never plain http:// in production.")
+    origins, refused = set(), []
+    for key in ("CORS_ORIGINS", "INGEST_CORS_ORIGINS"):
+        found, bad = parse_origins(config.get(key))
+        origins |= found
+        refused += [f"{key}: {entry}" for entry in bad]
+    plain = sorted(origin for origin in origins if origin.startswith("http://"))
+    wildcard = [entry for entry in refused if "*" in entry]
+    if wildcard or (plain and production):
+        problems = wildcard + [f"plain HTTP origin {origin}" for origin in plain]
+        return check("cors_origins", title, FAIL if production else WARN, "high",
+                     "; ".join(problems) + ". Wildcards are ignored; plain HTTP lets a network attacker "
+                     "act as the allowed origin.", remediation)
+    if refused:
+        return check("cors_origins", title, WARN, "medium", "Ignored: " + "; ".join(refused) + ".", remediation)
+    if not origins:
+        return check("cors_origins", title, PASS, "high",
+                     "No cross-origin access: only this console's own pages can call the API.", remediation)
+    return check("cors_origins", title, PASS, "high",
+                 f"{len(origins)} exact origin(s), without credentials: {', '.join(sorted(origins))}.", remediation)
+
+
 def _admin_passwords() -> dict:
     cutoff = utcnow() - timedelta(days=PASSWORD_MAX_AGE_DAYS)
     stale = Admin.objects(active=True).filter(
@@ -349,7 +375,8 @@ def run_checks(app=None) -> list[dict]:
     return [
         _secret_key(config, production), _debug(app), *_cookies(config, production), _csrf(app),
         *_headers(probes, production), *_proxy(app, production), *_mongodb(config, production),
-        _redis(config, production), _ingest_keys(config), _admin_passwords(), _routes(app), _rate_limits(app),
+        _redis(config, production), _ingest_keys(config), _cors(config, production), _admin_passwords(),
+        _routes(app), _rate_limits(app),
         _body_size(config),
     ]
 
