@@ -1,0 +1,65 @@
+"""Helpers every feature's pages share: toasts, streamed CSV downloads, htmx detection, 404s."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable
+from datetime import datetime
+
+from flask import Response, abort, stream_with_context
+from htmx_flask import request
+
+from console.timeutil import isoformat
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def toast(message: str, tone: str = "success") -> dict:
+    """Response headers that make the shell show a toast (`tone`: success | error | info)."""
+    return {"HX-Trigger": json.dumps({"toast": {"message": message, "tone": tone}})}
+
+
+def is_htmx() -> bool:
+    """True for a request htmx made (a fragment is wanted, not a whole page)."""
+    return bool(request.htmx)
+
+
+def or_404(value):
+    """The value, or a 404 page when there is none."""
+    if value is None:
+        abort(404)
+    return value
+
+
+def csv_cell(value) -> str:
+    """A cell as text; a leading = + - @ (which spreadsheets run as a formula) is neutralised with a quote."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return isoformat(value)
+    if isinstance(value, (dict, list)):
+        value = json.dumps(value, default=str, sort_keys=True)
+    text = str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def csv_lines(header: list[str], rows: Iterable[Iterable]) -> Iterable[str]:
+    """The header and rows as CSV text, a line at a time, every cell through `csv_cell`."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([csv_cell(value) for value in row])
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    if buffer.getvalue():
+        yield buffer.getvalue()
+
+
+def csv_response(filename: str, header: list[str], rows: Iterable[Iterable]) -> Response:
+    """A streamed CSV download: rows are read (e.g. from a database cursor) while the response is sent."""
+    return Response(stream_with_context(csv_lines(header, rows)), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
