@@ -2,7 +2,7 @@
 
 import json
 
-from flask import current_app, render_template, request
+from flask import Response, current_app, render_template, request
 from flask_login import current_user
 
 from console import maintenance
@@ -12,13 +12,14 @@ from console.blueprints.hardening import (
     checklist,
     errors,
     health,
+    metrics,
     optimize,
     performance,
     security_audit,
     slow_queries,
 )
 from console.errors import ApiError
-from console.security import has_permission, permission_required
+from console.security import has_permission, permission_required, public
 
 CHART_ENDPOINTS = 15
 
@@ -28,6 +29,19 @@ CHART_ENDPOINTS = 15
 def index():
     return render_template("hardening/index.html", tasks=maintenance.tasks().values(),
                            can_optimize=has_permission("hardening.optimize"))
+
+
+@bp.route("/metrics")
+@public
+def prometheus_metrics():
+    """Prometheus text format; its own guard: METRICS_TOKEN (bearer) or METRICS_ALLOW (404 when neither set)."""
+    allowed, status = metrics.access_allowed()
+    if not allowed:
+        headers = {"WWW-Authenticate": 'Bearer realm="metrics"'} if status == 401 else {}
+        return Response("Not found\n" if status == 404 else "Unauthorized\n", status, headers,
+                        mimetype="text/plain")
+    body, content_type = metrics.exposition()
+    return Response(body, 200, {"Cache-Control": "no-store"}, content_type=content_type)
 
 
 @bp.route("/system/health")
