@@ -9,11 +9,9 @@ State that lives in MongoDB or Redis (mail queue, RQ registries, workers) is rea
 
 from __future__ import annotations
 
-import os
+from prometheus_client import Counter, Histogram, values
 
-from prometheus_client import Counter, Histogram
-
-MULTIPROCESS = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir"))
+MULTIPROCESS = values.ValueClass is not values.MutexValue  # chosen by prometheus_client from the environment
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _DB_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
