@@ -49,3 +49,8 @@ def live_worker(app, name: str = "hardening-test-worker"):
     finally:
         with suppress(Exception):  # Redis may have been restarted empty by the test
             worker.register_death()
+
+
+def failing_job(order_id: int, email: str) -> None:
+    """An RQ job that fails, with values in its message that must not be stored."""
+    raise RuntimeError(f"could not sync order {order_id} for {email} with token abcdefabcdefabcdefabcdefabcdef0123")

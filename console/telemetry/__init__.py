@@ -350,9 +350,9 @@ def scrubbed_traceback(error: BaseException, limit: int = 30) -> str:
             else os.path.basename(filename)
         lines.append(f'  File "{short}", line {frame.lineno}, in {frame.name}')
         if frame.line:
-            lines.append(f"    {frame.line.strip()[:200]}")
+            lines.append(f"    {scrub(frame.line.strip())[:200]}")  # literals in code can hold secrets too
     exc = f"{type(error).__module__}.{type(error).__qualname__}".removeprefix("builtins.")
-    lines.append(f"{exc}: {scrub(str(error))}")
+    lines.append(f"{exc}: {normalize_message(str(error))}")
     return "\n".join(lines)[:8000]
 
 

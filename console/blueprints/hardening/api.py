@@ -19,9 +19,15 @@ from console.blueprints.hardening import (
 )
 from console.blueprints.hardening.schemas import (
     ChecklistOut,
+    EmptyRequest,
     ErrorAnalysisOut,
+    ErrorAnalysisQuery,
+    ErrorGroup,
+    ErrorTrendOut,
     HealthOut,
     HoursQuery,
+    IgnoreRequest,
+    JobActionOut,
     OptimizeAccepted,
     OptimizeRequest,
     OptimizeStatus,
@@ -35,6 +41,7 @@ from console.http import endpoint, link
 
 TAGS = ["hardening"]
 JOB_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+FINGERPRINT = re.compile(r"^[0-9a-f]{1,64}$")
 
 
 @endpoint(bp, f"{API}/security-audit", permission="hardening.view", response=SecurityAuditOut, tags=TAGS,
@@ -45,11 +52,59 @@ def security_audit_view():
     return security_audit.security_audit()
 
 
-@endpoint(bp, f"{API}/error-analysis", permission="hardening.view", query=HoursQuery, response=ErrorAnalysisOut,
-          tags=TAGS, summary="Unhandled errors grouped by fingerprint over the last hours")
-def error_analysis_view(query: HoursQuery):
-    """`count` is the occurrences inside the window; `error_rate` divides them by the requests recorded."""
-    return errors.error_analysis(query.hours)
+@endpoint(bp, f"{API}/error-analysis", permission="hardening.view", query=ErrorAnalysisQuery,
+          response=ErrorAnalysisOut, tags=TAGS,
+          summary="Unhandled errors and failed RQ jobs grouped by fingerprint over the last hours")
+def error_analysis_view(query: ErrorAnalysisQuery):
+    """`count` is the occurrences inside the window; `error_rate` divides the request errors by the requests
+    recorded. `state` filters: active (open, regressions first), open, resolved, ignored, regressed, all."""
+    return errors.error_analysis(query.hours, state=query.state, source=query.source)
+
+
+@endpoint(bp, f"{API}/error-trend", permission="hardening.view", query=HoursQuery, response=ErrorTrendOut,
+          tags=TAGS, summary="Requests, errors, error rate and failed jobs per hour over the window")
+def error_trend_view(query: HoursQuery):
+    return errors.error_trend(query.hours)
+
+
+def _fingerprint(fingerprint: str) -> str:
+    if not FINGERPRINT.match(fingerprint):
+        raise ApiError(404, f"No error group has the fingerprint {fingerprint}.")
+    return fingerprint
+
+
+@endpoint(bp, f"{API}/error-groups/<fingerprint>/resolve", methods=["POST"], permission="hardening.optimize",
+          body=EmptyRequest, response=ErrorGroup, tags=TAGS,
+          summary="Resolve an error group; if it recurs it reopens, marked as a regression")
+def error_group_resolve_view(fingerprint: str, body: EmptyRequest):
+    return errors.change_state(_fingerprint(fingerprint), "resolve", current_user.email)
+
+
+@endpoint(bp, f"{API}/error-groups/<fingerprint>/ignore", methods=["POST"], permission="hardening.optimize",
+          body=IgnoreRequest, response=ErrorGroup, tags=TAGS,
+          summary="Ignore an error group for some minutes, or for good")
+def error_group_ignore_view(fingerprint: str, body: IgnoreRequest):
+    return errors.change_state(_fingerprint(fingerprint), "ignore", current_user.email, body.minutes)
+
+
+@endpoint(bp, f"{API}/error-groups/<fingerprint>/reopen", methods=["POST"], permission="hardening.optimize",
+          body=EmptyRequest, response=ErrorGroup, tags=TAGS, summary="Reopen a resolved or ignored error group")
+def error_group_reopen_view(fingerprint: str, body: EmptyRequest):
+    return errors.change_state(_fingerprint(fingerprint), "reopen", current_user.email)
+
+
+@endpoint(bp, f"{API}/error-groups/<fingerprint>/retry", methods=["POST"], permission="hardening.optimize",
+          body=EmptyRequest, response=JobActionOut, tags=TAGS, responses={422: "not a failed-job group"},
+          summary="Requeue the failed RQ jobs of a failed-job group")
+def error_group_retry_view(fingerprint: str, body: EmptyRequest):
+    return errors.job_action(_fingerprint(fingerprint), "retry")
+
+
+@endpoint(bp, f"{API}/error-groups/<fingerprint>/discard", methods=["POST"], permission="hardening.optimize",
+          body=EmptyRequest, response=JobActionOut, tags=TAGS, responses={422: "not a failed-job group"},
+          summary="Delete the failed RQ jobs of a failed-job group and resolve it")
+def error_group_discard_view(fingerprint: str, body: EmptyRequest):
+    return errors.job_action(_fingerprint(fingerprint), "discard")
 
 
 @endpoint(bp, f"{API}/performance-review", permission="hardening.view", query=HoursQuery, response=PerformanceOut,

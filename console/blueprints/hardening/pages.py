@@ -71,7 +71,33 @@ def checklist_fragment():
 @bp.route("/system/errors")
 @permission_required("hardening.view")
 def errors_fragment():
-    return render_template("hardening/_errors.html", analysis=errors.error_analysis(_hours()))
+    return _errors_fragment()
+
+
+@bp.route("/system/errors/<fingerprint>", methods=["POST"])
+@permission_required("hardening.optimize")
+def error_group_action(fingerprint: str):
+    """Resolve, ignore (`minutes`, or for good), reopen; retry or discard a failed-job group's jobs."""
+    action = request.form.get("action", "")
+    if action in ("retry", "discard"):
+        errors.job_action(fingerprint, action)
+    elif action in ("resolve", "ignore", "reopen"):
+        minutes = request.form.get("minutes", "")
+        errors.change_state(fingerprint, action, current_user.email,
+                            min(int(minutes), 525_600) if minutes.isdigit() and int(minutes) > 0 else None)
+    else:
+        raise ApiError(422, f"Unknown action {action!r}.")
+    return _errors_fragment()
+
+
+def _errors_fragment():
+    hours = _hours()
+    state = request.args.get("state", "active")
+    if state not in errors.STATE_FILTERS:
+        state = "active"
+    return render_template("hardening/_errors.html", analysis=errors.error_analysis(hours, state=state),
+                           trend_figure=trend_figure(errors.error_trend(hours)["series"]),
+                           can_optimize=has_permission("hardening.optimize"))
 
 
 @bp.route("/system/performance")
@@ -135,4 +161,24 @@ def p95_figure(endpoints: list[dict]) -> dict:
                                    "<br>%{customdata[2]} requests<extra></extra>"}],
         "layout": {"margin": {"l": 280, "r": 24, "t": 8, "b": 40}, "xaxis": {"title": {"text": "p95 (ms)"}},
                    "yaxis": {"automargin": True}, "height": max(220, 28 * len(rows) + 80)},
+    }
+
+
+def trend_figure(series: list[dict]) -> dict:
+    """Error rate per hour (line, left axis) and failed job runs per hour (bars, right axis)."""
+    hours = [point["hour"].strftime("%Y-%m-%dT%H:00:00Z") for point in series]
+    return {
+        "data": [
+            {"type": "scatter", "mode": "lines+markers", "name": "error rate %", "x": hours,
+             "y": [round(p["error_rate"] * 100, 2) if p["error_rate"] is not None else None for p in series],
+             "customdata": [[p["errors"], p["requests"]] for p in series], "line": {"color": "#dc2626"},
+             "hovertemplate": "%{x}<br>%{y}% (%{customdata[0]} of %{customdata[1]} requests)<extra></extra>"},
+            {"type": "bar", "name": "failed jobs", "x": hours, "y": [p["job_failures"] for p in series],
+             "yaxis": "y2", "marker": {"color": "#f59e0b"}, "opacity": 0.6},
+        ],
+        "layout": {"margin": {"l": 48, "r": 48, "t": 8, "b": 36}, "height": 220, "showlegend": True,
+                   "legend": {"orientation": "h", "y": 1.15}, "yaxis": {"title": {"text": "error rate %"},
+                                                                        "rangemode": "tozero"},
+                   "yaxis2": {"overlaying": "y", "side": "right", "rangemode": "tozero", "showgrid": False,
+                              "title": {"text": "failed jobs"}}},
     }
