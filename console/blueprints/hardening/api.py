@@ -8,6 +8,7 @@ from flask_login import current_user
 from console.audit import record
 from console.blueprints.hardening import (
     API,
+    alerts,
     bp,
     checklist,
     errors,
@@ -18,6 +19,10 @@ from console.blueprints.hardening import (
     slow_queries,
 )
 from console.blueprints.hardening.schemas import (
+    AlertRuleOut,
+    AlertRuleUpdate,
+    AlertsOut,
+    AlertsQuery,
     ChecklistOut,
     EmptyRequest,
     ErrorAnalysisOut,
@@ -159,3 +164,24 @@ def optimize_status_view(job_id: str):
     if status is None:
         raise ApiError(404, f"No optimize job has the id {job_id}.")
     return status
+
+
+@endpoint(bp, f"{API}/alerts", permission="hardening.view", query=AlertsQuery, response=AlertsOut, tags=TAGS,
+          summary="Alert rules with their settings and state, the firing ones, and the history")
+def alerts_view(query: AlertsQuery):
+    rules = alerts.rules()
+    return {"firing": [rule["rule"] for rule in rules if rule["state"] == "firing"], "rules": rules,
+            "history": alerts.history(query.limit)}
+
+
+@endpoint(bp, f"{API}/alerts/rules/<rule>", methods=["PUT"], permission="hardening.optimize", body=AlertRuleUpdate,
+          response=AlertRuleOut, tags=TAGS, summary="Change an alert rule's threshold, window, cool-down or enabled")
+def alert_rule_update_view(rule: str, body: AlertRuleUpdate):
+    return alerts.update_rule(rule, body.model_dump(exclude_none=True), current_user.email)
+
+
+@endpoint(bp, f"{API}/alerts/evaluate", methods=["POST"], permission="hardening.optimize", body=EmptyRequest,
+          response=OptimizeAccepted, status=202, tags=TAGS, summary="Evaluate the alert rules now (a job)")
+def alerts_evaluate_view(body: EmptyRequest):
+    """The rules are evaluated every ALERT_INTERVAL seconds anyway; this runs one evaluation at once."""
+    return {"job_id": alerts.enqueue_evaluation(force=True).id}

@@ -8,6 +8,7 @@ from flask_login import current_user
 from console import maintenance
 from console.audit import record
 from console.blueprints.hardening import (
+    alerts,
     bp,
     checklist,
     errors,
@@ -54,6 +55,43 @@ def health_fragment():
 @permission_required("hardening.view")
 def widget_health():
     return render_template("hardening/_widget_health.html", report=health.health_comprehensive())
+
+
+@bp.route("/system/alerts")
+@permission_required("hardening.view")
+def alerts_fragment():
+    return _alerts_fragment()
+
+
+@bp.route("/system/alerts/<rule>", methods=["POST"])
+@permission_required("hardening.optimize")
+def alert_rule_update(rule: str):
+    """The rule's row form: threshold, window and cool-down (minutes), enabled."""
+    from pydantic import ValidationError
+
+    from console.blueprints.hardening.schemas import AlertRuleUpdate
+    from console.validation import pydantic_errors
+
+    form = request.form
+    try:
+        changes = AlertRuleUpdate.model_validate({
+            "enabled": form.get("enabled") == "1",
+            **{key: form.get(key) for key in ("threshold", "window_minutes", "cooldown_minutes") if form.get(key)}})
+    except ValidationError as error:
+        raise ApiError(422, "The alert rule was not changed.", pydantic_errors(error)) from None
+    alerts.update_rule(rule, changes.model_dump(exclude_none=True), current_user.email)
+    return _alerts_fragment(saved=rule)
+
+
+def _alerts_fragment(saved: str | None = None):
+    return render_template("hardening/_alerts.html", rules=alerts.rules(), history=alerts.history(20),
+                           can_optimize=has_permission("hardening.optimize"), saved=saved)
+
+
+@bp.route("/system/widgets/alerts")
+@permission_required("hardening.view")
+def widget_alerts():
+    return render_template("hardening/_widget_alerts.html", firing=alerts.firing())
 
 
 @bp.route("/system/audit")

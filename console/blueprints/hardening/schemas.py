@@ -203,3 +203,55 @@ class OptimizeStatus(BaseModel):
     result: dict[str, Any] | None
     enqueued_at: datetime | None
     ended_at: datetime | None
+
+
+class AlertRuleUpdate(RequestModel):
+    enabled: bool | None = None
+    threshold: float | None = Field(None, ge=0, le=1_000_000)
+    window_minutes: int | None = Field(None, ge=0, le=7 * 24 * 60,
+                                       description="Rate rules: the measuring window; state rules: how long the "
+                                                   "condition must hold before firing")
+    cooldown_minutes: int | None = Field(None, ge=0, le=7 * 24 * 60,
+                                         description="Minimum time between notifications of this rule")
+
+
+class AlertRuleOut(BaseModel):
+    rule: str
+    title: str
+    unit: str
+    kind: Literal["rate", "state"]
+    direction: Literal["above", "below"]
+    help: str
+    enabled: bool
+    threshold: float
+    window_minutes: int
+    cooldown_minutes: int
+    defaults: dict[str, float]
+    state: Literal["ok", "pending", "firing"]
+    value: float | None
+    detail: str | None
+    fired_at: datetime | None
+    evaluated_at: datetime | None
+    updated_by: str | None
+
+
+class AlertEventOut(BaseModel):
+    rule: str
+    title: str
+    kind: Literal["fired", "reminder", "resolved"]
+    value: float | None
+    threshold: float | None
+    detail: str | None
+    at: datetime
+    notified: bool
+    delivery: dict[str, Any]
+
+
+class AlertsOut(BaseModel):
+    firing: list[str]
+    rules: list[AlertRuleOut]
+    history: list[AlertEventOut]
+
+
+class AlertsQuery(QueryModel):
+    limit: int = Field(50, ge=1, le=500, description="History entries, newest first")
