@@ -68,6 +68,9 @@ DEFAULTS = {
     "ALERT_WEBHOOK_URL": None,
     "ALERT_WEBHOOK_SECRET": None,
     "BACKUP_MAX_AGE_HOURS": 24,
+    "MAIL_DKIM_SELECTOR": None,  # DKIM key at <selector>._domainkey.<sender domain>, checked by the checklist
+    "DNS_RESOLVER": None,  # "host[:port]" for the checklist's DNS lookups; the system resolver when unset
+    "DNS_TIMEOUT": 2.0,
     "RAW_EVENT_TTL_DAYS": 0,  # 0: raw activity events are kept; aggregates keep history either way
 }
 
@@ -79,7 +82,7 @@ _INTS = {"MAIL_PORT", "MAX_CONTENT_LENGTH", "INGEST_MAX_CONTENT_LENGTH", "API_TO
          "TELEMETRY_RESERVOIR", "MAIL_CLAIM_LEASE", "MAIL_RECONCILE_INTERVAL", "MAIL_RECONCILE_GRACE",
          "MAIL_CHUNK_SIZE", "MAIL_SLICE_SIZE", "ALERT_INTERVAL", "BACKUP_MAX_AGE_HOURS",
          "RAW_EVENT_TTL_DAYS"}
-_FLOATS = {"TELEMETRY_SAMPLE_RATE", "TELEMETRY_FLUSH_SECONDS", "METRICS_CACHE_SECONDS"}
+_FLOATS = {"TELEMETRY_SAMPLE_RATE", "TELEMETRY_FLUSH_SECONDS", "METRICS_CACHE_SECONDS", "DNS_TIMEOUT"}
 
 
 class ConfigError(RuntimeError):
