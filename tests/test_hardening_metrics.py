@@ -125,6 +125,25 @@ def test_counts_from_other_processes_are_merged_through_the_multiprocess_directo
                   job="communication.deliver", outcome="failed") == 7
     assert _value(families, "console_events_ingested", "console_events_ingested_total") >= 5
 
+    # a web process in multiprocess mode (as under gunicorn) answers with everyone's counts, its own included
+    web = ("import sys\n"
+           "from console import create_app\n"
+           "from console.telemetry import prom\n"
+           "assert prom.MULTIPROCESS\n"
+           "app = create_app({'TESTING': True, 'SECRET_KEY': 'k' * 40, 'MONGODB_URI': sys.argv[1],"
+           " 'REDIS_URL': sys.argv[2], 'METRICS_TOKEN': 'mp-token'})\n"
+           "client = app.test_client()\n"
+           "headers = {'Authorization': 'Bearer mp-token'}\n"
+           "assert client.get('/metrics', headers=headers).status_code == 200\n"
+           "print(client.get('/metrics', headers=headers).get_data(as_text=True))\n")
+    out = subprocess.run([sys.executable, "-c", web, guarded.config["MONGODB_URI"], guarded.config["REDIS_URL"]],
+                         env=env, check=True, cwd=os.getcwd(), timeout=120, capture_output=True, text=True)
+    families = _families(out.stdout)
+    assert _value(families, "console_rq_jobs", "console_rq_jobs_total", job="communication.deliver") == 7
+    assert _value(families, "console_http_requests", "console_http_requests_total", endpoint="/metrics",
+                  status="200") >= 1
+    assert _value(families, "console_mail_queue_emails", status="queued", priority="normal") == 0
+
 
 def _ago(seconds: int):
     from datetime import timedelta

@@ -93,6 +93,7 @@ def export_member(user_id: str) -> dict:
                                                           {"name": 1, "holdout": 1, "created_at": 1})]
     suppressed = Suppression._get_collection().find_one({"email": (email or "").lower()}, {"_id": 0}) if email \
         else None
+    churn = get_db()["churn_scores"].find_one({"user_id": user_id}, {"_id": 0, "run_id": 0})
     record("member.export", f"member:{user_id}", after={"events": len(events), "emails": len(mail)})
     return _jsonable({
         "export_version": EXPORT_VERSION, "exported_at": utcnow(), "user_id": user_id,
@@ -112,6 +113,7 @@ def export_member(user_id: str) -> dict:
         "preferences": preferences,
         "history": history,
         "campaigns": campaigns,
+        "churn_score": churn,
         "suppression": suppressed,
     })
 
