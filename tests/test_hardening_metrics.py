@@ -151,3 +151,17 @@ def _ago(seconds: int):
     from console.timeutil import utcnow
 
     return utcnow() - timedelta(seconds=seconds)
+
+
+def test_security_audit_judges_the_metrics_guard(make_app, app):
+    from console.blueprints.hardening.security_audit import run_checks
+
+    def guard(**config):
+        built = make_app(**config)
+        with built.app_context():
+            return next(c for c in run_checks(built) if c["id"] == "metrics_guard")
+
+    assert guard()["status"] == "pass"
+    assert guard(METRICS_TOKEN="short")["status"] == "warn"
+    assert guard(METRICS_ALLOW="0.0.0.0/0")["status"] == "fail"
+    assert "10.0.0.0/8" in guard(METRICS_ALLOW="10.0.0.0/8", METRICS_TOKEN="t" * 32)["detail"]
