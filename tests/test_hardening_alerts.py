@@ -165,6 +165,8 @@ def test_system_page_and_dashboard_show_a_firing_alert_and_edit_rules(app, login
     browser = login("super_admin")
     widget = browser.get("/system/widgets/alerts").get_data(as_text=True)
     assert 'data-rule="no_worker"' in widget and "firing" in widget
+    firing = browser.get("/system/alerts/firing").get_data(as_text=True)
+    assert 'class="sys-alert" data-rule="no_worker"' in firing
     card = browser.get("/system/alerts").get_data(as_text=True)
     assert 'data-rule="no_worker" data-state="firing"' in card and 'name="threshold"' in card
     saved = browser.post("/system/alerts/slow_queries", data={"threshold": "25", "window_minutes": "30",

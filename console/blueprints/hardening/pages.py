@@ -63,6 +63,12 @@ def alerts_fragment():
     return _alerts_fragment()
 
 
+@bp.route("/system/alerts/firing")
+@permission_required("hardening.view")
+def alerts_firing_fragment():
+    return render_template("hardening/_alerts_firing.html", rules=alerts.firing())
+
+
 @bp.route("/system/alerts/<rule>", methods=["POST"])
 @permission_required("hardening.optimize")
 def alert_rule_update(rule: str):
