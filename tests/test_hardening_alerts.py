@@ -179,3 +179,38 @@ def test_system_page_and_dashboard_show_a_firing_alert_and_edit_rules(app, login
     viewer = login("admin", email="viewer@test.example.com")
     assert "name=\"threshold\"" not in viewer.get("/system/alerts").get_data(as_text=True)
     assert viewer.post("/system/alerts/slow_queries", data={"threshold": "1"}).status_code == 403
+
+
+def test_each_rule_measures_what_it_names(app):
+    from console.blueprints.hardening import alerts
+    from console.db import get_db
+    from console.telemetry.models import RequestMetric, SlowQuery
+
+    now = utcnow()
+    _only("none")
+    measures = {name: alerts.MEASURES[name] for name in alerts.RULES}
+    assert measures["error_rate"](15, now)[0] is None  # too few requests to judge
+    RequestMetric(at=now - timedelta(minutes=5), endpoint="/x", method="GET", n=40, errors=4).save()
+    RequestMetric(at=now - timedelta(minutes=50), endpoint="/x", method="GET", n=100, errors=100).save()  # outside
+    assert measures["error_rate"](15, now)[0] == 10.0
+    emails = get_db()["email_queue"]
+    emails.insert_many([{"to_email": f"m{i}@example.com", "status": "bounced" if i < 3 else "complained" if i == 3
+                         else "sent", "sent_at": now - timedelta(minutes=10), "created_at": now} for i in range(25)])
+    assert measures["bounce_rate"](60, now)[0] == 12.0
+    assert measures["complaint_rate"](60, now)[0] == 4.0
+    SlowQuery.objects.insert([SlowQuery(at=now - timedelta(minutes=1), collection="users", duration_ms=300)
+                              for _ in range(30)])
+    assert measures["slow_queries"](15, now)[0] == 2.0
+    assert 0 < measures["disk_low"](5, now)[0] <= 100
+    assert measures["dependency_down"](1, now)[0] == 0
+    app.config["MAIL_PORT"] = 9  # nothing listens: SMTP is DOWN
+    value, detail = measures["dependency_down"](1, now)
+    assert value == 1 and "smtp" in detail
+    for name, threshold in (("error_rate", 5), ("bounce_rate", 5), ("complaint_rate", 1), ("slow_queries", 1),
+                            ("disk_low", 101), ("dependency_down", 0)):
+        alerts.update_rule(name, {"enabled": True, "threshold": threshold, "window_minutes": 0 if name in
+                                  ("disk_low", "dependency_down") else None}, "test")
+    outcome = alerts.evaluate(now)["rules"]
+    assert {name: outcome[name] for name in ("error_rate", "bounce_rate", "complaint_rate", "slow_queries",
+                                             "disk_low", "dependency_down")} == dict.fromkeys(
+        ("error_rate", "bounce_rate", "complaint_rate", "slow_queries", "disk_low", "dependency_down"), "fired")
