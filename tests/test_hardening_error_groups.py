@@ -149,3 +149,25 @@ def test_system_page_resolves_and_retries_from_the_errors_card(app, login, run_j
     assert fingerprint not in html and ErrorEvent.objects.get().state == "resolved"
     viewer = login("admin", email="viewer@test.example.com")
     assert viewer.post(f"/system/errors/{fingerprint}", data={"action": "reopen"}).status_code == 403
+
+
+def test_a_retried_job_counts_its_attempts(app, api, run_jobs):
+    from rq import Retry
+
+    client = api("super_admin")
+    app.extensions["queues"]["default"].enqueue(JOB, 1, "a@example.com", retry=Retry(max=2))
+    for _ in range(3):  # the first run and two retries, each failing
+        run_jobs()
+    [group] = client.get(f"{API}/error-analysis?hours=1&source=job").json["groups"]
+    assert group["count"] == 3
+    assert group["job"]["attempts"] == 3 and group["job"]["will_retry"] is False
+    assert group["job"]["failed_jobs"] == 1  # the same job each time, in the failed registry once
+
+
+def test_resolving_a_failed_job_group_answers_the_group(app, api, run_jobs):
+    client = api("super_admin")
+    _enqueue_failures(app, 1)
+    run_jobs()
+    fingerprint = ErrorEvent.objects.get().fingerprint
+    body = client.post(f"{API}/error-groups/{fingerprint}/resolve", json={}).json
+    assert body["state"] == "resolved" and body["job"]["failed_jobs"] == 1 and "job_ids" not in body["job"]

@@ -296,7 +296,9 @@ class Telemetry:
             func = _job_name(job)
             base, name, frames = fingerprint(error)
             fp = hashlib.sha1(f"job|{func}|{base}".encode(), usedforsecurity=False).hexdigest()[:20]
-            attempts = int(getattr(job, "number_of_retries", 0) or 0) + 1
+            attempts = int(job.meta.get("failed_attempts", 0)) + 1  # meta survives RQ's retries
+            job.meta["failed_attempts"] = attempts
+            job.save_meta()
             will_retry = bool(getattr(job, "retries_left", 0))
             details = {"name": prom.short_job_name(func), "func": func, "queue": job.origin,
                        "attempts": attempts, "will_retry": will_retry, "job_id": job.id,

@@ -63,6 +63,7 @@ def error_analysis(hours: int = 24, limit: int = 100, state: str = "active", sou
         if not _matches(current, doc, state) or (source and kind != source):
             continue
         groups.append(_group(doc, in_window, current))
+    _count_failed_jobs(groups)
     groups.sort(key=lambda g: (not g["regressed"], -g["count"], g["fingerprint"]))
     requests, _server_errors = requests_in_window(since)
     return {"hours": hours, "total": total, "requests": requests, "job_failures": job_failures,
@@ -75,7 +76,7 @@ def _group(doc: dict, in_window: int, state: str) -> dict:
     if job:
         job = {key: job.get(key) for key in ("name", "func", "queue", "attempts", "will_retry", "job_id",
                                              "traceback")}
-        job["failed_jobs"] = len(doc.get("job_ids") or [])
+        job["job_ids"] = list(dict.fromkeys(doc.get("job_ids") or []))  # counted against RQ below, then dropped
     return {
         "fingerprint": doc["fingerprint"], "exception": doc.get("exception"), "message": doc.get("message"),
         "endpoint": doc.get("endpoint"), "count": in_window, "total_count": doc.get("count", 0),
@@ -86,6 +87,32 @@ def _group(doc: dict, in_window: int, state: str) -> dict:
         "resolved_at": doc.get("resolved_at"), "ignored_until": doc.get("ignored_until") if state == "ignored"
         else None,
     }
+
+
+def _count_failed_jobs(groups: list[dict]) -> None:
+    """`failed_jobs`: the group's jobs still in RQ's failed registry (one Redis pipeline for every group)."""
+    from rq.registry import FailedJobRegistry
+
+    from console.queues import get_redis
+
+    jobs = [g["job"] for g in groups if g.get("job")]
+    if not jobs:
+        return
+    conn = get_redis()
+    try:
+        with conn.pipeline(transaction=False) as pipe:
+            for job in jobs:
+                key = FailedJobRegistry(name=job["queue"] or "default", connection=conn).key
+                for job_id in job["job_ids"]:
+                    pipe.zscore(key, job_id)
+            scores = iter(pipe.execute())
+        for job in jobs:
+            job["failed_jobs"] = sum(1 for _ in job["job_ids"] if next(scores) is not None)
+    except Exception:  # Redis down: the groups still show, without the retry count
+        for job in jobs:
+            job["failed_jobs"] = 0
+    for job in jobs:
+        del job["job_ids"]
 
 
 def _sample(sample: dict | None) -> dict:
@@ -146,7 +173,9 @@ def change_state(fingerprint: str, action: str, actor: str, minutes: int | None 
     group.reload()
     after = {"state": group.state, "ignored_until": group.ignored_until}
     record(f"hardening.error_group.{action}", fingerprint, before=before, after=after)
-    return _group(group.to_mongo().to_dict(), 0, effective_state(group.to_mongo(), now))
+    result = _group(group.to_mongo().to_dict(), 0, effective_state(group.to_mongo(), now))
+    _count_failed_jobs([result])
+    return result
 
 
 def job_action(fingerprint: str, action: str) -> dict:
@@ -162,7 +191,7 @@ def job_action(fingerprint: str, action: str) -> dict:
         raise ApiError(422, "Only failed-job groups can be retried or discarded.")
     conn = get_redis()
     done, gone = [], []
-    for job_id in list(group.job_ids or []):
+    for job_id in list(dict.fromkeys(group.job_ids or [])):
         try:
             job = Job.fetch(job_id, connection=conn)
         except NoSuchJobError:
