@@ -171,3 +171,14 @@ def test_resolving_a_failed_job_group_answers_the_group(app, api, run_jobs):
     fingerprint = ErrorEvent.objects.get().fingerprint
     body = client.post(f"{API}/error-groups/{fingerprint}/resolve", json={}).json
     assert body["state"] == "resolved" and body["job"]["failed_jobs"] == 1 and "job_ids" not in body["job"]
+
+
+def test_errors_card_trend_follows_the_chosen_window(app, login):
+    import json
+    import re
+
+    browser = login("super_admin")
+    html = browser.get("/system/errors?hours=72").get_data(as_text=True)
+    assert 'class="chip chip-on" data-hours="72"' in html
+    figure = json.loads(re.search(r"id=\"error-trend-chart\"[^>]*data-plotly='([^']+)'", html).group(1))
+    assert len(figure["data"][0]["x"]) == 73  # one point per hour of the window, both ends included
