@@ -157,8 +157,9 @@ def _mail_queue_age(window, now):
     due = [{"status": "queued", "$or": [{"send_at": None}, {"send_at": {"$lte": now}}]},
            {"status": "deferred", "next_attempt_at": {"$lte": now}}]
     oldest = None
-    for match, field in ((due[0], "created_at"), (due[1], "next_attempt_at")):
-        doc = coll.find_one(match, {field: 1}, sort=[(field, 1)])
+    # queued: the lowest _id is the oldest (the (status, _id) index serves it); deferred ones are few
+    for match, field, order in ((due[0], "created_at", "_id"), (due[1], "next_attempt_at", "next_attempt_at")):
+        doc = coll.find_one(match, {field: 1}, sort=[(order, 1)])
         if doc and doc.get(field):
             moment = as_utc(doc[field])
             oldest = moment if oldest is None or moment < oldest else oldest
