@@ -164,3 +164,17 @@ def test_raw_event_retention_drops_old_events_and_keeps_the_aggregates(app, api)
     assert UserActivity.objects(timestamp__gte=cutoff).count() > 0
     assert ActivityRollup.objects.count() == rollups
     assert _dashboards(client) == before
+
+
+def test_existing_admin_roles_get_members_erase_once(app):
+    from console.authz import Role
+    from console.blueprints.engagement.privacy import grant_erase_to_admins
+    from console.db import get_db
+
+    Role.objects(name="admin").update_one(pull__permissions="members.erase")
+    get_db()["schema_migrations"].delete_many({})
+    assert grant_erase_to_admins() == "granted members.erase to the admin role"
+    assert "members.erase" in Role.objects.get(name="admin").permissions
+    Role.objects(name="admin").update_one(pull__permissions="members.erase")  # a super admin takes it away
+    assert grant_erase_to_admins() is None
+    assert "members.erase" not in Role.objects.get(name="admin").permissions

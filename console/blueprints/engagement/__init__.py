@@ -14,7 +14,7 @@ def init_app(app) -> None:
     from console.blueprints.engagement.demo import seed_activity
     from console.blueprints.engagement.ingest import migrate_rollup_ids
     from console.blueprints.engagement.maintenance import CACHES, TASKS
-    from console.blueprints.engagement.privacy import PURGE_TASK, start_retention_schedule
+    from console.blueprints.engagement.privacy import PURGE_TASK, grant_erase_to_admins, start_retention_schedule
 
     app.register_blueprint(bp)
     for label, endpoint, icon, order in (
@@ -27,6 +27,7 @@ def init_app(app) -> None:
     add_widget(app, Widget("Engagement", "engagement.widget", "analytics.view", order=20, width=2))
     add_demo_seeder(app, "activity", seed_activity, order=10)
     add_migration(app, "rollup ids", migrate_rollup_ids)
+    add_migration(app, "members.erase for admins", grant_erase_to_admins)
     for task in TASKS:
         add_task(app, task)
     add_task(app, PURGE_TASK)

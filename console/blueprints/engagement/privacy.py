@@ -208,3 +208,21 @@ def start_retention_schedule(app) -> None:
             time.sleep(3600)
 
     threading.Thread(target=tick, name="raw-event-retention", daemon=True).start()
+
+
+def grant_erase_to_admins() -> str | None:
+    """Migration, once per database: existing `admin` roles get the new `members.erase` (as new databases do);
+    a marker keeps a later removal by a super admin from being undone."""
+    from console.authz import Role, bump_authz_version
+
+    marker = {"_id": "migration:members.erase"}
+    markers = get_db()["schema_migrations"]
+    if markers.find_one(marker):
+        return None
+    changed = Role._get_collection().update_one({"name": "admin", "permissions": {"$ne": "members.erase"}},
+                                                {"$push": {"permissions": "members.erase"}}).modified_count
+    markers.insert_one({**marker, "at": utcnow()})
+    if changed:
+        bump_authz_version()
+        return "granted members.erase to the admin role"
+    return None
