@@ -1,7 +1,8 @@
 """An RQ worker on the queues high, default, low (in that order), with the scheduler on.
 
 The app is built once; jobs run inside its application context. SimpleWorker runs jobs in this
-process (no fork), so the MongoDB and SMTP connections are reused across jobs.
+process (no fork), so the MongoDB and SMTP connections are reused across jobs. Each job's outcome is counted
+for /metrics and a failure becomes an error group (the app's `rq_exception_handlers`).
 """
 
 from __future__ import annotations
@@ -10,10 +11,9 @@ import logging
 import sys
 
 import redis
-from rq import Queue, SimpleWorker
 
 from console import create_app
-from console.queues import QUEUE_NAMES
+from console.queues import make_worker
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,9 +26,7 @@ def main(argv: list[str] | None = None) -> int:
         # The worker blocks on BLPOP for minutes: its connection must not have the app's short socket timeout.
         connection = redis.Redis.from_url(app.config["REDIS_URL"], socket_connect_timeout=5,
                                           health_check_interval=30)
-        queues = [Queue(name, connection=connection, default_timeout=app.config["JOB_TIMEOUT"])
-                  for name in QUEUE_NAMES]
-        worker = SimpleWorker(queues, connection=connection)
+        worker = make_worker(app, connection)
         logging.getLogger("rq.worker").setLevel(logging.INFO)
         worker.work(with_scheduler=True, burst=burst, logging_level="INFO")
     return 0

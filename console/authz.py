@@ -37,6 +37,7 @@ CATALOG: tuple[PermissionDef, ...] = (
     PermissionDef("roles.view", "roles", "See roles, the permission matrix and admins' permissions"),
     PermissionDef("roles.assign", "roles", "Assign roles to admins"),
     PermissionDef("roles.manage", "roles", "Create, change and delete roles"),
+    PermissionDef("members.erase", "analytics", "Export a member's data and erase a member"),
     PermissionDef("hardening.view", "hardening", "See security, health, errors and performance"),
     PermissionDef("hardening.optimize", "hardening", "Run optimization and maintenance tasks"),
 )

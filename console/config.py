@@ -64,6 +64,18 @@ DEFAULTS = {
     "REMEMBER_COOKIE_HTTPONLY": True,
     "REMEMBER_COOKIE_SAMESITE": "Lax",
     "REQUIRE_BROWSER": 0,
+    "METRICS_TOKEN": None,  # bearer token for GET /metrics
+    "METRICS_ALLOW": "",  # comma-separated IPs or CIDRs allowed to scrape /metrics without the token
+    "METRICS_CACHE_SECONDS": 5,
+    "PROMETHEUS_MULTIPROC_DIR": None,  # read by prometheus_client from the environment at import
+    "ALERT_INTERVAL": 60,  # seconds between alert evaluations
+    "ALERT_WEBHOOK_URL": None,
+    "ALERT_WEBHOOK_SECRET": None,
+    "BACKUP_MAX_AGE_HOURS": 24,
+    "MAIL_DKIM_SELECTOR": None,  # DKIM key at <selector>._domainkey.<sender domain>, checked by the checklist
+    "DNS_RESOLVER": None,  # "host[:port]" for the checklist's DNS lookups; the system resolver when unset
+    "DNS_TIMEOUT": 2.0,
+    "RAW_EVENT_TTL_DAYS": 0,  # 0: raw activity events are kept; aggregates keep history either way
 }
 
 _BOOLS = {"MAIL_USE_TLS", "MAIL_USE_SSL", "RATELIMIT_ENABLED", "TELEMETRY_ENABLED", "MAIL_SUPPRESS_SEND"}
@@ -72,8 +84,9 @@ _INTS = {"MAIL_PORT", "MAX_CONTENT_LENGTH", "INGEST_MAX_CONTENT_LENGTH", "API_TO
          "CAMPAIGN_FREQUENCY_CAP_DAYS",
          "MAIL_MAX_ATTEMPTS", "JOB_TIMEOUT", "SEED_DEMO", "MAIL_TIMEOUT", "TELEMETRY_FLUSH_EVERY",
          "TELEMETRY_RESERVOIR", "MAIL_CLAIM_LEASE", "MAIL_RECONCILE_INTERVAL", "MAIL_RECONCILE_GRACE",
-         "MAIL_CHUNK_SIZE", "MAIL_SLICE_SIZE", "CORS_MAX_AGE"}
-_FLOATS = {"TELEMETRY_SAMPLE_RATE", "TELEMETRY_FLUSH_SECONDS"}
+         "MAIL_CHUNK_SIZE", "MAIL_SLICE_SIZE", "CORS_MAX_AGE", "ALERT_INTERVAL", "BACKUP_MAX_AGE_HOURS",
+         "RAW_EVENT_TTL_DAYS"}
+_FLOATS = {"TELEMETRY_SAMPLE_RATE", "TELEMETRY_FLUSH_SECONDS", "METRICS_CACHE_SECONDS", "DNS_TIMEOUT"}
 
 
 class ConfigError(RuntimeError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 from flask import current_app
-from rq import Queue
+from rq import Queue, SimpleWorker
 
 QUEUE_NAMES = ("high", "default", "low")
 PRIORITY_QUEUES = {"high": "high", "normal": "default", "low": "low"}
@@ -24,3 +24,39 @@ def get_redis() -> redis.Redis:
 
 def get_queue(name: str = "default") -> Queue:
     return current_app.extensions["queues"][name]
+
+
+class ConsoleWorker(SimpleWorker):
+    """SimpleWorker (jobs run in this process) that counts each job's outcome for /metrics."""
+
+    def handle_job_success(self, job, queue, started_job_registry):
+        _count_job(job, queue, "finished")
+        return super().handle_job_success(job, queue, started_job_registry)
+
+    def handle_job_failure(self, job, queue, started_job_registry=None, exc_string=""):
+        outcome = "retried" if job.should_retry and self._stopped_job_id != job.id else "failed"
+        _count_job(job, queue, outcome)
+        return super().handle_job_failure(job, queue, started_job_registry=started_job_registry,
+                                          exc_string=exc_string)
+
+
+def _count_job(job, queue, outcome: str) -> None:
+    from console.telemetry import prom
+
+    try:
+        name = prom.short_job_name(job.func_name)
+    except Exception:  # an undeserializable job still counts
+        name = "<undeserializable>"
+    origin = getattr(queue, "name", None) or job.origin
+    prom.RQ_JOBS.labels(origin, name, outcome).inc()
+    if job.started_at and job.ended_at:
+        prom.RQ_JOB_DURATION.labels(origin).observe(max(0.0, (job.ended_at - job.started_at).total_seconds()))
+
+
+def make_worker(app, connection: redis.Redis | None = None) -> ConsoleWorker:
+    """The worker `python worker.py` runs (and the tests' burst worker): the queues high, default, low, with the
+    exception handlers the app registered (`rq_exception_handlers`: failed jobs become error groups)."""
+    connection = connection or app.extensions["redis"]
+    queues = [Queue(name, connection=connection, default_timeout=app.config["JOB_TIMEOUT"]) for name in QUEUE_NAMES]
+    return ConsoleWorker(queues, connection=connection,
+                         exception_handlers=list(app.extensions.get("rq_exception_handlers", [])))

@@ -8,6 +8,7 @@ server and one RQ worker. Ctrl-C stops every process it started, web first, data
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -64,6 +65,11 @@ def main() -> int:
             subprocess.run([*flask, "seed-demo"], env=env, cwd=ROOT, check=True)
             marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
+        if "PROMETHEUS_MULTIPROC_DIR" not in env:  # /metrics merges the web's and the worker's counters
+            metrics_dir = VAR / "metrics"
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+            metrics_dir.mkdir(parents=True)
+            env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         port = env.get("PORT", "5000")
         children.append(subprocess.Popen([sys.executable, "worker.py"], env=env, cwd=ROOT))
         children.append(subprocess.Popen([*flask, "run", "--host", "127.0.0.1", "--port", port,

@@ -209,14 +209,10 @@ def api(app, create_admin):
 
 def work_queued_jobs(app, with_scheduler: bool = False) -> None:
     """Work every queued RQ job in this process, like `python worker.py --burst`."""
-    from rq import SimpleWorker
-
-    from console.queues import QUEUE_NAMES
+    from console.queues import make_worker
 
     with app.app_context():
-        queues = [app.extensions["queues"][name] for name in QUEUE_NAMES]
-        SimpleWorker(queues, connection=app.extensions["redis"]).work(burst=True, with_scheduler=with_scheduler,
-                                                                       logging_level="WARNING")
+        make_worker(app).work(burst=True, with_scheduler=with_scheduler, logging_level="WARNING")
 
 
 @pytest.fixture

@@ -35,6 +35,7 @@ CONTRACT_TABLE = [
     (("roles.manage",), "super_admin"),
     (("hardening.view",), "super_admin admin"),
     (("hardening.optimize",), "super_admin"),
+    (("members.erase",), "super_admin admin"),
 ]
 CONTRACT_MATRIX = {name: frozenset(holders.split()) for names, holders in CONTRACT_TABLE for name in names}
 ROLES = list(BUILTIN_ROLES)
@@ -79,6 +80,8 @@ CONTRACT_ENDPOINTS = [
     ("GET", "/hardening/production-checklist", "hardening.view"),
     ("POST", "/hardening/optimize", "hardening.optimize"),
     ("GET", "/hardening/optimize/{job_id}", "hardening.optimize"),
+    ("GET", "/engagement/user/{user_id}/export", "members.erase"),
+    ("DELETE", "/engagement/user/{user_id}", "members.erase"),
 ]
 # Public routes checked anonymously only; these few answer 401 on purpose when nothing is sent.
 ANONYMOUS_401_BY_DESIGN = {"auth.delete_token"}

@@ -12,6 +12,7 @@ PUBLIC_ENDPOINTS = {
     "static", "core.healthz", "core.readyz", "core.openapi_json", "core.api_docs", "core.plotly_js",
     "auth.login", "auth.create_token", "auth.delete_token",
     "tracking.open_pixel", "tracking.click", "tracking.unsubscribe",
+    "hardening.prometheus_metrics",  # its own guard: METRICS_TOKEN or METRICS_ALLOW, 404 when neither is set
 }
 # Routes for any signed-in admin, whatever their role.
 LOGIN_ONLY_ENDPOINTS = {"core.dashboard", "auth.logout", "auth.me"}

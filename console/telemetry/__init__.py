@@ -25,8 +25,9 @@ from datetime import datetime, timedelta
 from flask import Flask, got_request_exception, request
 from pymongo import monitoring
 
+from console.telemetry import prom
 from console.telemetry.models import TELEMETRY_COLLECTIONS
-from console.timeutil import utcnow
+from console.timeutil import as_utc, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +176,11 @@ class SlowCommandListener(monitoring.CommandListener):
 
     def succeeded(self, event):
         started = self._running.pop((event.connection_id, event.request_id), None)
-        if started is not None and event.duration_micros >= self.telemetry.slow_micros:
+        if started is None:
+            return
+        prom.MONGO_COMMANDS.labels(started[0]).observe(event.duration_micros / 1_000_000)
+        if event.duration_micros >= self.telemetry.slow_micros:
+            prom.SLOW_QUERIES.labels(started[2]).inc()
             self.telemetry.slow.append((utcnow(), event.duration_micros / 1000.0, started))
             _flusher.ensure_running()  # an RQ worker serves no requests, so the listener starts the flusher
 
@@ -274,23 +279,83 @@ class Telemetry:
     # errors are rare: written at once
     def record_error(self, error: BaseException) -> None:
         try:
-            from console.db import get_db
-
-            now = utcnow()
             fp, name, frames = fingerprint(error)
             sample = {"method": request.method, "path": request.path[:300],
-                      "query_keys": sorted(request.args.keys())[:20], "at": now}
+                      "query_keys": sorted(request.args.keys())[:20], "at": utcnow()}
             endpoint = request.url_rule.rule if request.url_rule else "<unmatched>"
-            get_db()["error_events"].update_one(
-                {"fingerprint": fp},
-                {"$inc": {"count": 1, f"hours.{hour_key(now)}": 1},
-                 "$set": {"last_seen": now, "message": scrub(str(error)), "endpoint": endpoint, "sample": sample,
-                          "expires_at": now + self.ttl},
-                 "$setOnInsert": {"first_seen": now, "exception": name, "frames": frames}},
-                upsert=True,
-            )
+            self._upsert_group(fp, name, frames, error, {"source": "request", "endpoint": endpoint,
+                                                         "sample": sample})
+            prom.ERRORS.labels("request").inc()
         except Exception:  # never hide the original error behind a telemetry failure
             log.warning("could not record an error group", exc_info=True)
+
+    def record_job_error(self, job, error: BaseException) -> None:
+        """A failed RQ job: grouped by job name plus the error's fingerprint, with the last scrubbed traceback
+        and the ids of the recent failures (so the System page can retry or discard them)."""
+        try:
+            func = _job_name(job)
+            base, name, frames = fingerprint(error)
+            fp = hashlib.sha1(f"job|{func}|{base}".encode(), usedforsecurity=False).hexdigest()[:20]
+            attempts = int(job.meta.get("failed_attempts", 0)) + 1  # meta survives RQ's retries
+            job.meta["failed_attempts"] = attempts
+            job.save_meta()
+            will_retry = bool(getattr(job, "retries_left", 0))
+            details = {"name": prom.short_job_name(func), "func": func, "queue": job.origin,
+                       "attempts": attempts, "will_retry": will_retry, "job_id": job.id,
+                       "traceback": scrubbed_traceback(error)}
+            now = utcnow()
+            self._upsert_group(fp, name, frames, error,
+                               {"source": "job", "endpoint": f"job {details['name']}", "job": details,
+                                "sample": {"queue": job.origin, "at": now}},
+                               push={"job_ids": {"$each": [job.id], "$slice": -50}})
+            prom.ERRORS.labels("job").inc()
+        except Exception:
+            log.warning("could not record a job error group", exc_info=True)
+
+    def _upsert_group(self, fp: str, name: str, frames: list[str], error: BaseException, fields: dict,
+                      push: dict | None = None) -> None:
+        """One occurrence: count it; a resolved group that recurs reopens, marked as a regression."""
+        from console.db import get_db
+
+        now = utcnow()
+        groups = get_db()["error_events"]
+        update = {"$inc": {"count": 1, f"hours.{hour_key(now)}": 1},
+                  "$set": {"last_seen": now, "message": scrub(str(error)), "expires_at": now + self.ttl, **fields},
+                  "$setOnInsert": {"first_seen": now, "exception": name, "frames": frames, "state": "open"}}
+        if push:
+            update["$push"] = push
+        before = groups.find_one_and_update({"fingerprint": fp}, update, upsert=True,
+                                            projection={"state": 1, "ignored_until": 1})
+        state = (before or {}).get("state")
+        if state == "resolved":
+            groups.update_one({"fingerprint": fp, "state": "resolved"},
+                              {"$set": {"state": "open", "regressed": True, "regressed_at": now}})
+        elif state == "ignored" and before.get("ignored_until") and as_utc(before["ignored_until"]) <= now:
+            groups.update_one({"fingerprint": fp, "state": "ignored"},
+                              {"$set": {"state": "open"}, "$unset": {"ignored_until": ""}})
+
+
+def _job_name(job) -> str:
+    try:
+        return job.func_name or "<unknown>"
+    except Exception:  # a job that cannot be deserialized still fails into a group
+        return "<undeserializable>"
+
+
+def scrubbed_traceback(error: BaseException, limit: int = 30) -> str:
+    """File, line, function and source line of each frame, then the exception with its message scrubbed.
+    No locals, no argument values."""
+    lines = []
+    for frame in traceback.extract_tb(error.__traceback__)[-limit:]:
+        filename = os.path.abspath(frame.filename)
+        short = filename[len(_CONSOLE_DIR) - len("console/"):] if filename.startswith(_CONSOLE_DIR) \
+            else os.path.basename(filename)
+        lines.append(f'  File "{short}", line {frame.lineno}, in {frame.name}')
+        if frame.line:
+            lines.append(f"    {scrub(frame.line.strip())[:200]}")  # literals in code can hold secrets too
+    exc = f"{type(error).__module__}.{type(error).__qualname__}".removeprefix("builtins.")
+    lines.append(f"{exc}: {normalize_message(str(error))}")
+    return "\n".join(lines)[:8000]
 
 
 class _Flusher:
@@ -363,8 +428,9 @@ def init_app(app: Flask) -> None:
         if started is None or request.environ.get(PROBE_ENVIRON) or request.endpoint == "static":
             return response
         rule = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-        telemetry.record_request(rule, request.method, response.status_code,
-                                 (time.perf_counter() - started) * 1000.0)
+        seconds = time.perf_counter() - started
+        telemetry.record_request(rule, request.method, response.status_code, seconds * 1000.0)
+        prom.observe_request(rule, request.method, response.status_code, seconds)
         _flusher.ensure_running()
         return response
 
@@ -373,3 +439,9 @@ def init_app(app: Flask) -> None:
 
     got_request_exception.connect(_on_exception, app)
     app.extensions["telemetry_signal_handler"] = _on_exception  # blinker holds receivers weakly
+
+    def _on_job_exception(job, exc_type, exc_value, tb):
+        telemetry.record_job_error(job, exc_value)
+        return True  # let RQ's own handling (failed registry, retries) go on
+
+    app.extensions.setdefault("rq_exception_handlers", []).append(_on_job_exception)

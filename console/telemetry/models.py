@@ -7,6 +7,7 @@ TELEMETRY_TTL_DAYS at write time instead of being frozen into the index definiti
 from __future__ import annotations
 
 from mongoengine import (
+    BooleanField,
     DateTimeField,
     DictField,
     Document,
@@ -34,6 +35,15 @@ class ErrorEvent(Document):
     first_seen = DateTimeField(default=utcnow)
     last_seen = DateTimeField(default=utcnow)
     sample = DictField()  # method, path (query values stripped), status; never headers or bodies
+    source = StringField(default="request")  # request | job
+    job = DictField()  # name, func, queue, attempts, will_retry, job_id, traceback (scrubbed)
+    job_ids = ListField(StringField())  # the recent failed job ids, for retry or discard
+    state = StringField(default="open")  # open | resolved | ignored
+    ignored_until = DateTimeField()  # None while ignored: for good
+    resolved_at = DateTimeField()
+    changed_by = StringField()
+    regressed = BooleanField(default=False)  # a resolved group recurred
+    regressed_at = DateTimeField()
     expires_at = DateTimeField()
 
     meta = {

@@ -4,7 +4,7 @@ from flask import Blueprint
 
 from console.cli import add_demo_seeder, add_migration
 from console.maintenance import add_cache, add_task
-from console.ui import NavItem, Widget, add_nav, add_widget
+from console.ui import MemberPanel, NavItem, Widget, add_member_panel, add_nav, add_widget
 
 bp = Blueprint("engagement", __name__)
 
@@ -14,6 +14,7 @@ def init_app(app) -> None:
     from console.blueprints.engagement.demo import seed_activity
     from console.blueprints.engagement.ingest import migrate_rollup_ids
     from console.blueprints.engagement.maintenance import CACHES, TASKS
+    from console.blueprints.engagement.privacy import PURGE_TASK, grant_erase_to_admins, start_retention_schedule
 
     app.register_blueprint(bp)
     for label, endpoint, icon, order in (
@@ -26,7 +27,11 @@ def init_app(app) -> None:
     add_widget(app, Widget("Engagement", "engagement.widget", "analytics.view", order=20, width=2))
     add_demo_seeder(app, "activity", seed_activity, order=10)
     add_migration(app, "rollup ids", migrate_rollup_ids)
+    add_migration(app, "members.erase for admins", grant_erase_to_admins)
     for task in TASKS:
         add_task(app, task)
+    add_task(app, PURGE_TASK)
+    add_member_panel(app, MemberPanel("Data rights", "engagement.member_privacy_panel", "members.erase", order=90))
+    app.extensions.setdefault("worker_startup", []).append(start_retention_schedule)
     for cache in CACHES:
         add_cache(app, cache)

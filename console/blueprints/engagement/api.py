@@ -5,12 +5,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 from datetime import UTC, date, datetime, time
 
 from flask import Response, current_app, g, request
 from flask_login import current_user
 
-from console.blueprints.engagement import bp, campaigns, churn, inactive, ingest, members, retention
+from console.blueprints.engagement import bp, campaigns, churn, inactive, ingest, members, privacy, retention
 from console.blueprints.engagement import lifecycle as lifecycle_service
 from console.blueprints.engagement import metrics as metrics_service
 from console.blueprints.engagement.schemas import (
@@ -113,6 +114,26 @@ def user_activity(user_id: str, query: ActivityQuery):
                                        event=query.event, limit=query.limit, after=_after(query.cursor))
     return {"user_id": user_id, "items": page["items"],
             "next_cursor": encode_cursor([page["after"][0].isoformat(), page["after"][1]]) if page["after"] else None}
+
+
+@endpoint(bp, f"{PREFIX}/user/<user_id>/export", permission="members.erase", responses={404: ""},
+          alt_media_types=("application/json",), summary="Download everything held about a member (JSON)")
+def user_export(user_id: str):
+    """Profile, activity, aggregates (per-day rollups), mail with its tracking, preferences, notification
+    history and campaign memberships, as one JSON attachment. The export is audited."""
+    body = privacy.export_member(user_id)
+    name = hashlib.sha256(user_id.encode()).hexdigest()[:12]
+    return Response(json.dumps(body, indent=1, ensure_ascii=False), mimetype="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="member-{name}.json"',
+                             "Cache-Control": "no-store"})
+
+
+@endpoint(bp, f"{PREFIX}/user/<user_id>", methods=["DELETE"], permission="members.erase", responses={404: ""},
+          summary="Erase a member: activity, aggregates, mail, history, preferences, tracking")
+def user_erase(user_id: str):
+    """Leaves only an audit entry and a suppression of the address (so nothing is sent to it again); the
+    dashboards stay exact. Erasing twice is a 404 the second time."""
+    return privacy.erase_member(user_id)
 
 
 @endpoint(bp, f"{PREFIX}/metrics", permission="analytics.view", query=MetricsQuery,

@@ -21,6 +21,7 @@ from console.blueprints.engagement.models import ActivityRollup, EngagementCache
 from console.blueprints.engagement.periods import period_fields
 from console.db import find_in
 from console.members import Member
+from console.telemetry import prom
 from console.timeutil import as_utc, utcnow
 from console.validation import pydantic_errors, unstorable
 
@@ -160,6 +161,7 @@ def ingest(items: list[Any], *, now: datetime | None = None) -> dict:
     if stored:
         apply_rollups(stored, now=now)
     touch_members(stored, traits, now)
+    prom.count_ingest(len(inserted), len(docs) - len(inserted), len(rejected))
     return {
         "accepted": len(inserted),
         "duplicates": len(docs) - len(inserted),

@@ -35,3 +35,10 @@ def warm_caches(day: str | None = None) -> dict:
     report = churn.churn_report()
     _progress(100)
     return {"mau": overview["mau"], "scored": len(report["items"])}
+
+
+def purge_raw_events() -> dict:
+    """The daily raw-event retention (RAW_EVENT_TTL_DAYS); aggregates keep their history."""
+    from console.blueprints.engagement import privacy
+
+    return privacy.purge_raw_events({})

@@ -327,3 +327,45 @@ def _report_or_404(campaign_id: str) -> dict:
 @bp.context_processor
 def _permissions():
     return {"has_permission": has_permission}
+
+
+# --- data rights ---------------------------------------------------------------------------------------------
+
+@bp.route("/engagement/members/<user_id>/privacy")
+@permission_required("members.erase")
+def member_privacy_panel(user_id: str):
+    return render_template("engagement/_member_privacy.html", user_id=user_id)
+
+
+@bp.route("/engagement/members/<user_id>/export.json")
+@permission_required("members.erase")
+def member_export(user_id: str):
+    import hashlib
+
+    from console.blueprints.engagement import privacy
+
+    body = privacy.export_member(user_id)
+    name = hashlib.sha256(user_id.encode()).hexdigest()[:12]
+    return Response(json.dumps(body, indent=1, ensure_ascii=False), mimetype="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="member-{name}.json"',
+                             "Cache-Control": "no-store"})
+
+
+@bp.route("/engagement/members/<user_id>/erase", methods=["POST"])
+@permission_required("members.erase")
+def member_erase(user_id: str):
+    """Confirmed by typing the user_id (the form), then erased; back to the member list."""
+    from flask import redirect
+
+    from console.blueprints.engagement import privacy
+
+    if request.form.get("confirm_user_id") != user_id:
+        raise ApiError(422, "Type the member's user_id to confirm the erase.")
+    from flask import flash
+
+    privacy.erase_member(user_id)
+    flash(f"Member {user_id} was erased; their address is suppressed.", "success")
+    target = url_for("engagement.members")
+    if request.headers.get("HX-Request"):
+        return "", 204, {"HX-Redirect": target}
+    return redirect(target)

@@ -7,6 +7,7 @@ from flask_login import current_user
 
 from console.blueprints.hardening import (
     API,
+    alerts,
     bp,
     checklist,
     errors,
@@ -17,10 +18,20 @@ from console.blueprints.hardening import (
     slow_queries,
 )
 from console.blueprints.hardening.schemas import (
+    AlertRuleOut,
+    AlertRuleUpdate,
+    AlertsOut,
+    AlertsQuery,
     ChecklistOut,
+    EmptyRequest,
     ErrorAnalysisOut,
+    ErrorAnalysisQuery,
+    ErrorGroup,
+    ErrorTrendOut,
     HealthOut,
     HoursQuery,
+    IgnoreRequest,
+    JobActionOut,
     OptimizeAccepted,
     OptimizeRequest,
     OptimizeStatus,
@@ -34,6 +45,7 @@ from console.http import endpoint, link
 
 TAGS = ["hardening"]
 JOB_ID = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+FINGERPRINT = re.compile(r"^[0-9a-f]{1,64}$")
 
 
 @endpoint(bp, f"{API}/security-audit", permission="hardening.view", response=SecurityAuditOut, tags=TAGS,
@@ -44,11 +56,59 @@ def security_audit_view():
     return security_audit.security_audit()
 
 
-@endpoint(bp, f"{API}/error-analysis", permission="hardening.view", query=HoursQuery, response=ErrorAnalysisOut,
-          tags=TAGS, summary="Unhandled errors grouped by fingerprint over the last hours")
-def error_analysis_view(query: HoursQuery):
-    """`count` is the occurrences inside the window; `error_rate` divides them by the requests recorded."""
-    return errors.error_analysis(query.hours)
+@endpoint(bp, f"{API}/error-analysis", permission="hardening.view", query=ErrorAnalysisQuery,
+          response=ErrorAnalysisOut, tags=TAGS,
+          summary="Unhandled errors and failed RQ jobs grouped by fingerprint over the last hours")
+def error_analysis_view(query: ErrorAnalysisQuery):
+    """`count` is the occurrences inside the window; `error_rate` divides the request errors by the requests
+    recorded. `state` filters: active (open, regressions first), open, resolved, ignored, regressed, all."""
+    return errors.error_analysis(query.hours, state=query.state, source=query.source)
+
+
+@endpoint(bp, f"{API}/error-trend", permission="hardening.view", query=HoursQuery, response=ErrorTrendOut,
+          tags=TAGS, summary="Requests, errors, error rate and failed jobs per hour over the window")
+def error_trend_view(query: HoursQuery):
+    return errors.error_trend(query.hours)
+
+
+def _fingerprint(fingerprint: str) -> str:
+    if not FINGERPRINT.match(fingerprint):
+        raise ApiError(404, f"No error group has the fingerprint {fingerprint}.")
+    return fingerprint
+
+
+@endpoint(bp, f"{API}/error-groups/<fingerprint>/resolve", methods=["POST"], permission="hardening.optimize",
+          body=EmptyRequest, response=ErrorGroup, tags=TAGS,
+          summary="Resolve an error group; if it recurs it reopens, marked as a regression")
+def error_group_resolve_view(fingerprint: str, body: EmptyRequest):
+    return errors.change_state(_fingerprint(fingerprint), "resolve", current_user.email)
+
+
+@endpoint(bp, f"{API}/error-groups/<fingerprint>/ignore", methods=["POST"], permission="hardening.optimize",
+          body=IgnoreRequest, response=ErrorGroup, tags=TAGS,
+          summary="Ignore an error group for some minutes, or for good")
+def error_group_ignore_view(fingerprint: str, body: IgnoreRequest):
+    return errors.change_state(_fingerprint(fingerprint), "ignore", current_user.email, body.minutes)
+
+
+@endpoint(bp, f"{API}/error-groups/<fingerprint>/reopen", methods=["POST"], permission="hardening.optimize",
+          body=EmptyRequest, response=ErrorGroup, tags=TAGS, summary="Reopen a resolved or ignored error group")
+def error_group_reopen_view(fingerprint: str, body: EmptyRequest):
+    return errors.change_state(_fingerprint(fingerprint), "reopen", current_user.email)
+
+
+@endpoint(bp, f"{API}/error-groups/<fingerprint>/retry", methods=["POST"], permission="hardening.optimize",
+          body=EmptyRequest, response=JobActionOut, tags=TAGS, responses={422: "not a failed-job group"},
+          summary="Requeue the failed RQ jobs of a failed-job group")
+def error_group_retry_view(fingerprint: str, body: EmptyRequest):
+    return errors.job_action(_fingerprint(fingerprint), "retry")
+
+
+@endpoint(bp, f"{API}/error-groups/<fingerprint>/discard", methods=["POST"], permission="hardening.optimize",
+          body=EmptyRequest, response=JobActionOut, tags=TAGS, responses={422: "not a failed-job group"},
+          summary="Delete the failed RQ jobs of a failed-job group and resolve it")
+def error_group_discard_view(fingerprint: str, body: EmptyRequest):
+    return errors.job_action(_fingerprint(fingerprint), "discard")
 
 
 @endpoint(bp, f"{API}/performance-review", permission="hardening.view", query=HoursQuery, response=PerformanceOut,
@@ -102,3 +162,24 @@ def optimize_status_view(job_id: str):
     if status is None:
         raise ApiError(404, f"No optimize job has the id {job_id}.")
     return status
+
+
+@endpoint(bp, f"{API}/alerts", permission="hardening.view", query=AlertsQuery, response=AlertsOut, tags=TAGS,
+          summary="Alert rules with their settings and state, the firing ones, and the history")
+def alerts_view(query: AlertsQuery):
+    rules = alerts.rules()
+    return {"firing": [rule["rule"] for rule in rules if rule["state"] == "firing"], "rules": rules,
+            "history": alerts.history(query.limit)}
+
+
+@endpoint(bp, f"{API}/alerts/rules/<rule>", methods=["PUT"], permission="hardening.optimize", body=AlertRuleUpdate,
+          response=AlertRuleOut, tags=TAGS, summary="Change an alert rule's threshold, window, cool-down or enabled")
+def alert_rule_update_view(rule: str, body: AlertRuleUpdate):
+    return alerts.update_rule(rule, body.model_dump(exclude_none=True), current_user.email)
+
+
+@endpoint(bp, f"{API}/alerts/evaluate", methods=["POST"], permission="hardening.optimize", body=EmptyRequest,
+          response=OptimizeAccepted, status=202, tags=TAGS, summary="Evaluate the alert rules now (a job)")
+def alerts_evaluate_view(body: EmptyRequest):
+    """The rules are evaluated every ALERT_INTERVAL seconds anyway; this runs one evaluation at once."""
+    return {"job_id": alerts.enqueue_evaluation(force=True).id}

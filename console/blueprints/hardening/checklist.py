@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
+from urllib.parse import urlparse
 
 from flask import current_app
 
 from console import db
-from console.blueprints.hardening import health
+from console.blueprints.hardening import backups, health, mail_dns
 from console.blueprints.hardening.security_audit import FAIL, PASS, WARN, run_checks
 from console.telemetry.models import TELEMETRY_COLLECTIONS
+from console.timeutil import utcnow
 
 _RANK = {PASS: 0, WARN: 1, FAIL: 2}
 
@@ -93,13 +96,137 @@ def _dependencies(root: Path) -> list[dict]:
     return [pinned_item, vulns]
 
 
-def _backups(root: Path) -> dict:
-    readme = root / "README.md"
-    text = readme.read_text() if readme.exists() else ""
-    documented = bool(re.search(r"mongodump|back ?up", text, re.IGNORECASE))
-    return item("backups.documented", "Backups are documented", PASS if documented else FAIL,
-                "README.md explains how to back up MongoDB." if documented
-                else "No backup procedure found in README.md.")
+def _backups(app) -> dict:
+    """The last backup the operator recorded with `flask --app wsgi record-backup`."""
+    title = "Backups are recent"
+    last = backups.last_backup()
+    limit = timedelta(hours=int(app.config.get("BACKUP_MAX_AGE_HOURS", 24)))
+    if last is None:
+        return item("backups.recent", title, FAIL if app.config.get("IS_PRODUCTION") else WARN,
+                    "No backup was ever recorded. Back up MongoDB (mongodump or your provider's snapshots), then run "
+                    "`flask --app wsgi record-backup`.")
+    age = utcnow() - last["at"]
+    hours = round(age.total_seconds() / 3600, 1)
+    if age > limit:
+        return item("backups.recent", title, WARN, f"The last recorded backup is {hours} h old (more than "
+                    f"{int(limit.total_seconds() // 3600)} h). Back up and run `flask --app wsgi record-backup`.")
+    return item("backups.recent", title, PASS, f"The last backup was recorded {hours} h ago"
+                + (f" ({last['note']})." if last["note"] else "."))
+
+
+def _demo_content(app) -> list[dict]:
+    """Demo admins (the seeded one-per-role accounts) or demo activity in production."""
+    from console.accounts import Admin
+    from console.authz import BUILTIN_ROLES
+
+    demo_emails = [f"{role.replace('_', '.')}@example.com" for role in BUILTIN_ROLES]
+    admins = sorted(a.email for a in Admin.objects(email__in=demo_emails, active=True).only("email"))
+    activity = db.get_db()["user_activities"].find_one({"event_id": {"$regex": "^demo-"}}, {"_id": 1}) is not None
+    production = app.config.get("IS_PRODUCTION")
+    found = ([f"demo admin(s) {', '.join(admins)}"] if admins else []) + (["demo activity"] if activity else [])
+    if not found:
+        return [item("demo.absent", "No demo admins or demo data", PASS, "No seeded demo admin or demo activity.")]
+    status = FAIL if production else WARN
+    detail = f"Found {' and '.join(found)}."
+    detail += (" Deactivate the demo admins and drop the demo data before going live (start with SEED_DEMO=0)."
+               if production else " Fine for development; production must not have them.")
+    return [item("demo.absent", "No demo admins or demo data", status, detail)]
+
+
+def _super_admins() -> dict:
+    from console.accounts import Admin
+
+    count = Admin.objects(roles="super_admin", active=True).count()
+    title = "At least two active super admins"
+    if count >= 2:
+        return item("admins.super_admins", title, PASS, f"{count} active super admins.")
+    return item("admins.super_admins", title, FAIL if count == 0 else WARN,
+                f"{count} active super admin(s): one lost password or departure locks everyone out of roles and "
+                "maintenance. Create a second with `flask --app wsgi create-admin EMAIL --role super_admin`.")
+
+
+def _public_url(app) -> dict:
+    url = str(app.config.get("PUBLIC_BASE_URL") or "")
+    title = "PUBLIC_BASE_URL is https"
+    if urlparse(url).scheme == "https":
+        return item("config.public_base_url", title, PASS, f"Links in emails and tracking use {url}.")
+    return item("config.public_base_url", title, FAIL if app.config.get("IS_PRODUCTION") else WARN,
+                f"PUBLIC_BASE_URL is {url or 'empty'}: tracking, unsubscribe and preference links in every email "
+                "would travel unencrypted. Set it to the https address of this console.")
+
+
+def _mail_dns(app) -> dict:
+    title = "SPF, DKIM and DMARC for the sender's domain"
+    domain = mail_dns.sender_domain(app.config.get("MAIL_DEFAULT_SENDER"))
+    if not domain:
+        return item("mail.dns", title, FAIL, "MAIL_DEFAULT_SENDER has no address to check.")
+    records = mail_dns.check_domain(domain, app.config.get("MAIL_DKIM_SELECTOR"))
+    statuses = {name: entry["status"] for name, entry in records.items()}
+    detail = f"{domain}: " + ", ".join(f"{name.upper()} {status}" for name, status in statuses.items()) + "."
+    problems = [entry["detail"] for entry in records.values() if entry["status"] != "present" and entry.get("detail")]
+    if problems:
+        detail += " " + "; ".join(problems) + "."
+    if "missing" in statuses.values():
+        status = FAIL if app.config.get("IS_PRODUCTION") else WARN
+    elif "unknown" in statuses.values():
+        status = WARN
+    else:
+        status = PASS
+    return item("mail.dns", title, status, detail)
+
+
+def _config_items(pick) -> list[dict]:
+    return [
+        _from_checks("config.secret_key", "Secret key is strong and explicit", pick("secret_key")),
+        _from_checks("config.debug", "Debug is off", pick("debug")),
+        _from_checks("config.hosts", "Hosts and proxy are configured", pick("trusted_hosts", "proxy_fix")),
+        _from_checks("transport.https", "HTTPS is enforced (redirect and HSTS)", pick("https_redirect", "hsts")),
+        _from_checks("transport.headers", "Security headers are sent",
+                     pick("csp", "frame_options", "content_type_nosniff", "referrer_policy", "server_header")),
+        _from_checks("sessions.cookies", "Session cookies are Secure, HttpOnly, SameSite",
+                     pick("session_cookie_secure", "session_cookie_httponly", "session_cookie_samesite")),
+        _from_checks("sessions.csrf", "CSRF protection is on", pick("csrf")),
+        _from_checks("authz.routes", "No route without a permission", pick("route_permissions")),
+        _from_checks("authz.limits", "Rate and size limits are in place", pick("rate_limits", "request_size")),
+        _from_checks("secrets.ingest_keys", "Ingest keys are custom", pick("dev_ingest_key")),
+        _from_checks("mongodb.auth_tls", "MongoDB uses authentication and TLS", pick("mongodb_auth", "mongodb_tls")),
+    ]
+
+
+def _database_items() -> list[dict]:
+    missing = missing_indexes()
+    indexes = item("mongodb.indexes", "Indexes exist for hot queries", FAIL if missing else PASS,
+                   "Missing: " + "; ".join(f"{c}: {', '.join(n)}" for c, n in missing.items())
+                   + ". Run the optimize task ensure_indexes." if missing
+                   else f"Every index declared by {len(db.all_documents())} models exists.")
+    ttl = ttl_status()
+    without = [name for name, ok in ttl.items() if not ok]
+    expiry = item("mongodb.ttl", "Telemetry expires (TTL indexes)", FAIL if without else PASS,
+                  f"No TTL index on: {', '.join(without)}." if without else f"TTL indexes on {', '.join(ttl)}.")
+    return [indexes, expiry]
+
+
+def _redis_item(app, pick) -> dict:
+    conn = app.extensions["redis"]
+    try:
+        redis_check = health.check_redis(conn)
+        workers = health.check_workers(conn)
+    except Exception as error:  # Redis down: the item fails with the reason's type only
+        redis_check, workers = {"status": health.DOWN, "error": type(error).__name__}, None
+    if redis_check["status"] == health.DOWN:
+        return item("redis.workers", "Redis answers and workers run", FAIL,
+                    f"Redis is unreachable ({redis_check.get('error')}).")
+    redis_items = pick("redis_password")
+    alive = workers["alive"] if workers else 0
+    status = max([PASS if alive else FAIL, *(c["status"] for c in redis_items)], key=_RANK.__getitem__)
+    detail = (f"Redis answers in {redis_check['latency_ms']} ms; {alive} RQ worker(s) alive."
+              if alive else "Redis answers, but no RQ worker is alive: start `python worker.py`.")
+    detail += "".join(f" {c['detail']}" for c in redis_items if c["status"] != PASS)
+    return item("redis.workers", "Redis answers and workers run", status, detail)
+
+
+def _operations_items(app) -> list[dict]:
+    return [*_demo_content(app), _super_admins(), _public_url(app), _mail_dns(app), _backups(app)]
 
 
 def _observability(app) -> dict:
@@ -120,6 +247,8 @@ def _observability(app) -> dict:
 
 
 def production_checklist() -> dict:
+    """Every item verified live: configuration (from the security audit), database, Redis and workers,
+    observability, dependencies, and operations (demo content, super admins, links, mail DNS, backups)."""
     app = current_app._get_current_object()
     root = Path(app.root_path).parent
     checks = {c["id"]: c for c in run_checks(app)}
@@ -127,51 +256,8 @@ def production_checklist() -> dict:
     def pick(*ids):
         return [checks[i] for i in ids if i in checks]
 
-    items = [
-        _from_checks("config.secret_key", "Secret key is strong and explicit", pick("secret_key")),
-        _from_checks("config.debug", "Debug is off", pick("debug")),
-        _from_checks("config.hosts", "Hosts and proxy are configured", pick("trusted_hosts", "proxy_fix")),
-        _from_checks("transport.https", "HTTPS is enforced (redirect and HSTS)", pick("https_redirect", "hsts")),
-        _from_checks("transport.headers", "Security headers are sent",
-                     pick("csp", "frame_options", "content_type_nosniff", "referrer_policy", "server_header")),
-        _from_checks("sessions.cookies", "Session cookies are Secure, HttpOnly, SameSite",
-                     pick("session_cookie_secure", "session_cookie_httponly", "session_cookie_samesite")),
-        _from_checks("sessions.csrf", "CSRF protection is on", pick("csrf")),
-        _from_checks("authz.routes", "No route without a permission", pick("route_permissions")),
-        _from_checks("authz.limits", "Rate and size limits are in place", pick("rate_limits", "request_size")),
-        _from_checks("secrets.ingest_keys", "Ingest keys are custom", pick("dev_ingest_key")),
-        _from_checks("mongodb.auth_tls", "MongoDB uses authentication and TLS", pick("mongodb_auth", "mongodb_tls")),
-    ]
-    missing = missing_indexes()
-    items.append(item("mongodb.indexes", "Indexes exist for hot queries", FAIL if missing else PASS,
-                      "Missing: " + "; ".join(f"{c}: {', '.join(n)}" for c, n in missing.items())
-                      + ". Run the optimize task ensure_indexes." if missing
-                      else f"Every index declared by {len(db.all_documents())} models exists."))
-    ttl = ttl_status()
-    without = [name for name, ok in ttl.items() if not ok]
-    items.append(item("mongodb.ttl", "Telemetry expires (TTL indexes)", FAIL if without else PASS,
-                      f"No TTL index on: {', '.join(without)}." if without
-                      else f"TTL indexes on {', '.join(ttl)}."))
-    conn = app.extensions["redis"]
-    try:
-        redis_check = health.check_redis(conn)
-        workers = health.check_workers(conn)
-    except Exception as error:  # Redis down: both items fail with the reason's type only
-        redis_check, workers = {"status": health.DOWN, "error": type(error).__name__}, None
-    redis_items = pick("redis_password")
-    if redis_check["status"] == health.DOWN:
-        items.append(item("redis.workers", "Redis answers and workers run", FAIL,
-                          f"Redis is unreachable ({redis_check.get('error')})."))
-    else:
-        alive = workers["alive"] if workers else 0
-        status = max([PASS if alive else FAIL, *(c["status"] for c in redis_items)], key=_RANK.__getitem__)
-        detail = (f"Redis answers in {redis_check['latency_ms']} ms; {alive} RQ worker(s) alive."
-                  if alive else "Redis answers, but no RQ worker is alive: start `python worker.py`.")
-        detail += "".join(f" {c['detail']}" for c in redis_items if c["status"] != PASS)
-        items.append(item("redis.workers", "Redis answers and workers run", status, detail))
-    items.append(_observability(app))
-    items.extend(_dependencies(root))
-    items.append(_backups(root))
+    items = [*_config_items(pick), *_database_items(), _redis_item(app, pick), _observability(app),
+             *_dependencies(root), *_operations_items(app)]
     ready = all(entry["status"] != FAIL for entry in items)
     summary = {status: sum(1 for entry in items if entry["status"] == status) for status in (PASS, WARN, FAIL)}
     return {"ready": ready, "summary": summary, "items": items}

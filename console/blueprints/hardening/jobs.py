@@ -21,3 +21,10 @@ def optimize(tasks: list[str], options: dict) -> dict:
         job.meta.update({"current": None, "progress": 100, "results": results})
         job.save_meta()
     return {"tasks": results}
+
+
+def evaluate_alerts() -> dict:
+    """The scheduled alert evaluation (enqueued every ALERT_INTERVAL seconds by the worker's schedule)."""
+    from console.blueprints.hardening import alerts
+
+    return alerts.run_locked()

@@ -2,22 +2,24 @@
 
 import json
 
-from flask import current_app, render_template, request
+from flask import Response, current_app, render_template, request
 from flask_login import current_user
 
 from console import maintenance
 from console.blueprints.hardening import (
+    alerts,
     bp,
     checklist,
     errors,
     health,
+    metrics,
     optimize,
     performance,
     security_audit,
     slow_queries,
 )
 from console.errors import ApiError
-from console.security import has_permission, permission_required
+from console.security import has_permission, permission_required, public
 
 CHART_ENDPOINTS = 15
 
@@ -27,6 +29,19 @@ CHART_ENDPOINTS = 15
 def index():
     return render_template("hardening/index.html", tasks=maintenance.tasks().values(),
                            can_optimize=has_permission("hardening.optimize"))
+
+
+@bp.route("/metrics")
+@public
+def prometheus_metrics():
+    """Prometheus text format; its own guard: METRICS_TOKEN (bearer) or METRICS_ALLOW (404 when neither set)."""
+    allowed, status = metrics.access_allowed()
+    if not allowed:
+        headers = {"WWW-Authenticate": 'Bearer realm="metrics"'} if status == 401 else {}
+        return Response("Not found\n" if status == 404 else "Unauthorized\n", status, headers,
+                        mimetype="text/plain")
+    body, content_type = metrics.exposition()
+    return Response(body, 200, {"Cache-Control": "no-store"}, content_type=content_type)
 
 
 @bp.route("/system/health")
@@ -39,6 +54,49 @@ def health_fragment():
 @permission_required("hardening.view")
 def widget_health():
     return render_template("hardening/_widget_health.html", report=health.health_comprehensive())
+
+
+@bp.route("/system/alerts")
+@permission_required("hardening.view")
+def alerts_fragment():
+    return _alerts_fragment()
+
+
+@bp.route("/system/alerts/firing")
+@permission_required("hardening.view")
+def alerts_firing_fragment():
+    return render_template("hardening/_alerts_firing.html", rules=alerts.firing())
+
+
+@bp.route("/system/alerts/<rule>", methods=["POST"])
+@permission_required("hardening.optimize")
+def alert_rule_update(rule: str):
+    """The rule's row form: threshold, window and cool-down (minutes), enabled."""
+    from pydantic import ValidationError
+
+    from console.blueprints.hardening.schemas import AlertRuleUpdate
+    from console.validation import pydantic_errors
+
+    form = request.form
+    try:
+        changes = AlertRuleUpdate.model_validate({
+            "enabled": form.get("enabled") == "1",
+            **{key: form.get(key) for key in ("threshold", "window_minutes", "cooldown_minutes") if form.get(key)}})
+    except ValidationError as error:
+        raise ApiError(422, "The alert rule was not changed.", pydantic_errors(error)) from None
+    alerts.update_rule(rule, changes.model_dump(exclude_none=True), current_user.email)
+    return _alerts_fragment(saved=rule)
+
+
+def _alerts_fragment(saved: str | None = None):
+    return render_template("hardening/_alerts.html", rules=alerts.rules(), history=alerts.history(20),
+                           can_optimize=has_permission("hardening.optimize"), saved=saved)
+
+
+@bp.route("/system/widgets/alerts")
+@permission_required("hardening.view")
+def widget_alerts():
+    return render_template("hardening/_widget_alerts.html", firing=alerts.firing())
 
 
 @bp.route("/system/audit")
@@ -56,7 +114,33 @@ def checklist_fragment():
 @bp.route("/system/errors")
 @permission_required("hardening.view")
 def errors_fragment():
-    return render_template("hardening/_errors.html", analysis=errors.error_analysis(_hours()))
+    return _errors_fragment()
+
+
+@bp.route("/system/errors/<fingerprint>", methods=["POST"])
+@permission_required("hardening.optimize")
+def error_group_action(fingerprint: str):
+    """Resolve, ignore (`minutes`, or for good), reopen; retry or discard a failed-job group's jobs."""
+    action = request.form.get("action", "")
+    if action in ("retry", "discard"):
+        errors.job_action(fingerprint, action)
+    elif action in ("resolve", "ignore", "reopen"):
+        minutes = request.form.get("minutes", "")
+        errors.change_state(fingerprint, action, current_user.email,
+                            min(int(minutes), 525_600) if minutes.isdigit() and int(minutes) > 0 else None)
+    else:
+        raise ApiError(422, f"Unknown action {action!r}.")
+    return _errors_fragment()
+
+
+def _errors_fragment():
+    hours = _hours()
+    state = request.args.get("state", "active")
+    if state not in errors.STATE_FILTERS:
+        state = "active"
+    return render_template("hardening/_errors.html", analysis=errors.error_analysis(hours, state=state),
+                           trend_figure=trend_figure(errors.error_trend(hours)["series"]),
+                           can_optimize=has_permission("hardening.optimize"))
 
 
 @bp.route("/system/performance")
@@ -119,4 +203,24 @@ def p95_figure(endpoints: list[dict]) -> dict:
                                    "<br>%{customdata[2]} requests<extra></extra>"}],
         "layout": {"margin": {"l": 280, "r": 24, "t": 8, "b": 40}, "xaxis": {"title": {"text": "p95 (ms)"}},
                    "yaxis": {"automargin": True}, "height": max(220, 28 * len(rows) + 80)},
+    }
+
+
+def trend_figure(series: list[dict]) -> dict:
+    """Error rate per hour (line, left axis) and failed job runs per hour (bars, right axis)."""
+    hours = [point["hour"].strftime("%Y-%m-%dT%H:00:00Z") for point in series]
+    return {
+        "data": [
+            {"type": "scatter", "mode": "lines+markers", "name": "error rate %", "x": hours,
+             "y": [round(p["error_rate"] * 100, 2) if p["error_rate"] is not None else None for p in series],
+             "customdata": [[p["errors"], p["requests"]] for p in series], "line": {"color": "#dc2626"},
+             "hovertemplate": "%{x}<br>%{y}% (%{customdata[0]} of %{customdata[1]} requests)<extra></extra>"},
+            {"type": "bar", "name": "failed jobs", "x": hours, "y": [p["job_failures"] for p in series],
+             "yaxis": "y2", "marker": {"color": "#f59e0b"}, "opacity": 0.6},
+        ],
+        "layout": {"margin": {"l": 48, "r": 48, "t": 8, "b": 36}, "height": 220, "showlegend": True,
+                   "legend": {"orientation": "h", "y": 1.15}, "yaxis": {"title": {"text": "error rate %"},
+                                                                        "rangemode": "tozero"},
+                   "yaxis2": {"overlaying": "y", "side": "right", "rangemode": "tozero", "showgrid": False,
+                              "title": {"text": "failed jobs"}}},
     }

@@ -16,6 +16,21 @@ class HoursQuery(QueryModel):
     hours: int = Field(24, ge=1, le=24 * 30, description="Window in hours (1-720)")
 
 
+class ErrorAnalysisQuery(HoursQuery):
+    state: Literal["active", "open", "resolved", "ignored", "regressed", "all"] = Field(
+        "active", description="active (open, regressions first) by default; all for every state")
+    source: Literal["request", "job"] | None = Field(None, description="request errors or failed RQ jobs only")
+
+
+class IgnoreRequest(RequestModel):
+    minutes: int | None = Field(None, ge=1, le=60 * 24 * 365,
+                                description="Ignore for this long; absent or null: for good")
+
+
+class EmptyRequest(RequestModel):
+    pass
+
+
 class SlowQueriesQuery(QueryModel):
     threshold_ms: float | None = Field(None, ge=0, le=600_000,
                                        description="Minimum duration; SLOW_QUERY_MS when absent")
@@ -63,6 +78,17 @@ class SecurityAuditOut(BaseModel):
     checks: list[Check]
 
 
+class FailedJob(BaseModel):
+    name: str | None
+    func: str | None
+    queue: str | None
+    attempts: int | None
+    will_retry: bool | None
+    job_id: str | None
+    traceback: str | None = Field(None, description="The last failure's frames and scrubbed message; no values")
+    failed_jobs: int = Field(description="Failed runs still in RQ's failed registry that can be retried")
+
+
 class ErrorGroup(BaseModel):
     fingerprint: str
     exception: str | None
@@ -74,14 +100,44 @@ class ErrorGroup(BaseModel):
     last_seen: datetime | None
     frames: list[str]
     sample: dict[str, Any]
+    source: Literal["request", "job"]
+    job: FailedJob | None
+    state: Literal["open", "resolved", "ignored"]
+    regressed: bool
+    regressed_at: datetime | None
+    resolved_at: datetime | None
+    ignored_until: datetime | None
 
 
 class ErrorAnalysisOut(BaseModel):
     hours: int
     total: int
     requests: int
+    job_failures: int
     error_rate: float
+    states: dict[str, int]
+    state: str
     groups: list[ErrorGroup]
+
+
+class TrendPoint(BaseModel):
+    hour: datetime
+    requests: int
+    errors: int
+    job_failures: int
+    error_rate: float | None
+
+
+class ErrorTrendOut(BaseModel):
+    hours: int
+    series: list[TrendPoint]
+
+
+class JobActionOut(BaseModel):
+    fingerprint: str
+    action: Literal["retry", "discard"]
+    jobs: list[str]
+    already_gone: int
 
 
 class EndpointPerformance(BaseModel):
@@ -147,3 +203,55 @@ class OptimizeStatus(BaseModel):
     result: dict[str, Any] | None
     enqueued_at: datetime | None
     ended_at: datetime | None
+
+
+class AlertRuleUpdate(RequestModel):
+    enabled: bool | None = None
+    threshold: float | None = Field(None, ge=0, le=1_000_000)
+    window_minutes: int | None = Field(None, ge=0, le=7 * 24 * 60,
+                                       description="Rate rules: the measuring window; state rules: how long the "
+                                                   "condition must hold before firing")
+    cooldown_minutes: int | None = Field(None, ge=0, le=7 * 24 * 60,
+                                         description="Minimum time between notifications of this rule")
+
+
+class AlertRuleOut(BaseModel):
+    rule: str
+    title: str
+    unit: str
+    kind: Literal["rate", "state"]
+    direction: Literal["above", "below"]
+    help: str
+    enabled: bool
+    threshold: float
+    window_minutes: int
+    cooldown_minutes: int
+    defaults: dict[str, float]
+    state: Literal["ok", "pending", "firing"]
+    value: float | None
+    detail: str | None
+    fired_at: datetime | None
+    evaluated_at: datetime | None
+    updated_by: str | None
+
+
+class AlertEventOut(BaseModel):
+    rule: str
+    title: str
+    kind: Literal["fired", "reminder", "resolved"]
+    value: float | None
+    threshold: float | None
+    detail: str | None
+    at: datetime
+    notified: bool
+    delivery: dict[str, Any]
+
+
+class AlertsOut(BaseModel):
+    firing: list[str]
+    rules: list[AlertRuleOut]
+    history: list[AlertEventOut]
+
+
+class AlertsQuery(QueryModel):
+    limit: int = Field(50, ge=1, le=500, description="History entries, newest first")

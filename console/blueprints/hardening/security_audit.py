@@ -365,6 +365,25 @@ def _body_size(config) -> dict:
                  "Set MAX_CONTENT_LENGTH (1 MiB default; ingestion raises its own limit).")
 
 
+def _metrics_guard(config) -> dict:
+    token = str(config.get("METRICS_TOKEN") or "")
+    allow = [e.strip() for e in str(config.get("METRICS_ALLOW") or "").split(",") if e.strip()]
+    remediation = ("Set METRICS_TOKEN to a long random value (the scraper's bearer token) and/or METRICS_ALLOW to "
+                   "the scraper's addresses; never 0.0.0.0/0.")
+    title = "/metrics is guarded"
+    if any(entry in ("0.0.0.0/0", "::/0") for entry in allow):
+        return check("metrics_guard", title, FAIL, "medium", "METRICS_ALLOW admits every address.", remediation)
+    if token and len(token) < 24:
+        return check("metrics_guard", title, WARN, "medium", "METRICS_TOKEN is shorter than 24 characters.",
+                     remediation)
+    if not token and not allow:
+        return check("metrics_guard", title, PASS, "medium", "/metrics is off (neither METRICS_TOKEN nor "
+                     "METRICS_ALLOW is set).", remediation)
+    return check("metrics_guard", title, PASS, "medium", "Scrapes need " + " or ".join(
+        (["the bearer token"] if token else []) + ([f"an address in {', '.join(allow)}"] if allow else [])) + ".",
+        remediation)
+
+
 # --- the audit -----------------------------------------------------------------------------------------------
 
 def run_checks(app=None) -> list[dict]:
@@ -376,8 +395,7 @@ def run_checks(app=None) -> list[dict]:
         _secret_key(config, production), _debug(app), *_cookies(config, production), _csrf(app),
         *_headers(probes, production), *_proxy(app, production), *_mongodb(config, production),
         _redis(config, production), _ingest_keys(config), _cors(config, production), _admin_passwords(),
-        _routes(app), _rate_limits(app),
-        _body_size(config),
+        _routes(app), _rate_limits(app), _body_size(config), _metrics_guard(config),
     ]
 
 
