@@ -21,7 +21,10 @@ CONSOLE = ROOT / "console"
 ABOVE_FEATURES = {"console.blueprints", "console.jobs"}
 # feature → modules of other features it may import (keep short; each is a named entry point)
 ALLOWED = {
-    "engagement": {"console.blueprints.communication.sending", "console.blueprints.communication.models"},
+    "engagement": {"console.blueprints.communication.sending", "console.blueprints.communication.models",
+                   "console.blueprints.communication.member_data"},
+    "hardening": {"console.blueprints.communication.sending", "console.blueprints.communication.email_templates",
+                  "console.blueprints.communication.models"},
 }
 HTTP_MODULES = {"api", "pages", "public", "hooks", "forms", "schemas", "charts", "__init__"}
 

@@ -5,7 +5,7 @@ An erase removes the member's events, rollups and every aggregate contribution (
 the day aggregates exist), cached dashboard results, queued and past mail with its tracking, notification
 history, preferences, churn scores and campaign memberships, then the member document — leaving an audit entry
 (no personal data) and a suppression of the address so nothing is sent to it again.
-Uses communication's models and `prefs.suppress` (a feature-to-feature use, like campaigns → sending).
+Communication's part (mail, tracking, preferences, history, the suppression) is `communication.member_data`.
 """
 
 from __future__ import annotations
@@ -16,14 +16,7 @@ from bson import ObjectId
 from flask import current_app
 
 from console.audit import record
-from console.blueprints.communication import prefs
-from console.blueprints.communication.models import (
-    EmailQueue,
-    EmailTracking,
-    NotificationHistory,
-    NotificationPreference,
-    Suppression,
-)
+from console.blueprints.communication import member_data
 from console.blueprints.engagement.ingest import unescape_key
 from console.blueprints.engagement.models import ActivityRollup, Campaign, UserActivity
 from console.db import get_db
@@ -35,11 +28,6 @@ from console.timeutil import as_utc, utcnow
 EXPORT_VERSION = 1
 CACHE_COLLECTIONS = ("engagement_metrics", "retention_cohorts")  # cached dashboard results hold every member
 KEYED_COLLECTIONS = ("churn_scores",)  # stored per member by other parts of engagement (absent is fine)
-_MAIL_FIELDS = {"_id": 1, "channel": 1, "to_email": 1, "template_name": 1, "subject": 1, "text_body": 1,
-                "category": 1, "priority": 1, "status": 1, "reason": 1, "attempts": 1, "created_at": 1,
-                "sent_at": 1, "opens": 1, "clicks": 1, "first_opened_at": 1}
-
-
 def _jsonable(value):
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items() if k != "_id"}
@@ -52,14 +40,6 @@ def _jsonable(value):
     if hasattr(value, "isoformat"):
         return as_utc(value).isoformat().replace("+00:00", "Z") if hasattr(value, "tzinfo") else value.isoformat()
     return value
-
-
-def _mail_query(user_id: str, email: str | None) -> dict:
-    clauses = [{"user_id": user_id}]
-    if email:
-        clauses.append({"to_email": email.lower()})
-        clauses.append({"to_email": email})
-    return {"$or": clauses}
 
 
 def _member_or_404(user_id: str) -> dict:
@@ -77,24 +57,13 @@ def export_member(user_id: str) -> dict:
     events = list(UserActivity._get_collection().find({"user_id": user_id}, {"batch": 0}).sort("timestamp", 1))
     rollups = list(ActivityRollup._get_collection().find({"user_id": user_id}, {"ts": 0, "sid": 0, "applied": 0,
                                                                                "v": 0}).sort("day", 1))
-    mail = list(EmailQueue._get_collection().find(_mail_query(user_id, email), _MAIL_FIELDS).sort("created_at", 1))
-    tracking: dict[str, list] = {}
-    if mail:
-        for row in EmailTracking._get_collection().find({"email_id": {"$in": [m["_id"] for m in mail]}},
-                                                        {"_id": 0, "email_id": 1, "type": 1, "at": 1, "url": 1}):
-            tracking.setdefault(str(row["email_id"]), []).append({"type": row["type"], "at": row["at"],
-                                                                  "url": row.get("url")})
-    preferences = NotificationPreference._get_collection().find_one({"user_id": user_id}, {"_id": 0})
-    history = list(NotificationHistory._get_collection().find({"user_id": user_id}, {"_id": 0, "counted": 0})
-                   .sort("created_at", 1))
+    communication = member_data.export_member(user_id, email)
     campaigns = [{"campaign": c["name"], "group": "holdout" if user_id in (c.get("holdout") or []) else "treated",
                   "created_at": c.get("created_at")}
                  for c in Campaign._get_collection().find({"$or": [{"treated": user_id}, {"holdout": user_id}]},
                                                           {"name": 1, "holdout": 1, "created_at": 1})]
-    suppressed = Suppression._get_collection().find_one({"email": (email or "").lower()}, {"_id": 0}) if email \
-        else None
     churn = get_db()["churn_scores"].find_one({"user_id": user_id}, {"_id": 0, "run_id": 0})
-    record("member.export", f"member:{user_id}", after={"events": len(events), "emails": len(mail)})
+    record("member.export", f"member:{user_id}", after={"events": len(events), "emails": len(communication["mail"])})
     return _jsonable({
         "export_version": EXPORT_VERSION, "exported_at": utcnow(), "user_id": user_id,
         "profile": {k: v for k, v in member.items() if k != "_id"},
@@ -108,13 +77,12 @@ def export_member(user_id: str) -> dict:
                                  "first_at": r.get("first_at"), "last_at": r.get("last_at")} for r in rollups],
                        "total_events": sum(r.get("events", 0) for r in rollups),
                        "active_days": len(rollups)},
-        "mail": [{**{k: v for k, v in m.items() if k != "_id"}, "id": str(m["_id"]),
-                  "tracking": tracking.get(str(m["_id"]), [])} for m in mail],
-        "preferences": preferences,
-        "history": history,
+        "mail": communication["mail"],
+        "preferences": communication["preferences"],
+        "history": communication["history"],
         "campaigns": campaigns,
         "churn_score": churn,
-        "suppression": suppressed,
+        "suppression": communication["suppression"],
     })
 
 
@@ -142,14 +110,7 @@ def erase_member(user_id: str) -> dict:
         database[name].delete_many({})
     for name in KEYED_COLLECTIONS:
         removed[name] = database[name].delete_many({"user_id": user_id}).deleted_count
-    mail_ids = [doc["_id"] for doc in EmailQueue._get_collection().find(_mail_query(user_id, email), {"_id": 1})]
-    removed["tracking"] = EmailTracking._get_collection().delete_many(
-        {"email_id": {"$in": mail_ids}}).deleted_count if mail_ids else 0
-    removed["mail"] = EmailQueue._get_collection().delete_many({"_id": {"$in": mail_ids}}).deleted_count \
-        if mail_ids else 0
-    history = {"$or": [{"user_id": user_id}, *([{"recipient": email}] if email else [])]}
-    removed["history"] = NotificationHistory._get_collection().delete_many(history).deleted_count
-    removed["preferences"] = NotificationPreference._get_collection().delete_many({"user_id": user_id}).deleted_count
+    removed.update(member_data.erase_member(user_id, email))
     campaigns = Campaign._get_collection()
     pulled = campaigns.update_many({"$or": [{"treated": user_id}, {"holdout": user_id}]},
                                    {"$pull": {"treated": user_id, "holdout": user_id}}).modified_count
@@ -161,8 +122,6 @@ def erase_member(user_id: str) -> dict:
                                                                  for reason in lists}})
             pulled += 1
     removed["campaigns"] = pulled
-    if email:
-        prefs.suppress(email, "erased", "the member's data was erased")
     removed["member"] = Member._get_collection().delete_one({"user_id": user_id}).deleted_count
     record("member.erase", f"member:{user_id}", after={"removed": removed, "suppressed": bool(email)})
     return {"user_id": user_id, "erased": True, "suppressed": bool(email), "removed": removed}

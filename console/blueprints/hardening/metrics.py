@@ -14,7 +14,7 @@ import os
 import threading
 import time
 
-from flask import current_app, request
+from flask import current_app
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -34,17 +34,18 @@ _cache_lock = threading.Lock()
 
 # --- access ---------------------------------------------------------------------------------------------------
 
-def access_allowed() -> tuple[bool, int]:
-    """(allowed, status when not): 404 when neither setting is made (off by default), 401 otherwise."""
+def access_allowed(authorization: str, remote_addr: str | None) -> tuple[bool, int]:
+    """(allowed, status when not) for a scrape with this Authorization header from this address: 404 when
+    neither setting is made (off by default), 401 otherwise."""
     config = current_app.config
     token = (config.get("METRICS_TOKEN") or "").strip()
     allow = [entry.strip() for entry in str(config.get("METRICS_ALLOW") or "").split(",") if entry.strip()]
     if not token and not allow:
         return False, 404
-    header = request.headers.get("Authorization", "")
+    header = authorization or ""
     if token and header.startswith("Bearer ") and hmac.compare_digest(header[7:].strip().encode(), token.encode()):
         return True, 200
-    if allow and _address_allowed(request.remote_addr, allow):
+    if allow and _address_allowed(remote_addr, allow):
         return True, 200
     return False, 401
 

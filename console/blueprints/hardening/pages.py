@@ -35,7 +35,7 @@ def index():
 @public
 def prometheus_metrics():
     """Prometheus text format; its own guard: METRICS_TOKEN (bearer) or METRICS_ALLOW (404 when neither set)."""
-    allowed, status = metrics.access_allowed()
+    allowed, status = metrics.access_allowed(request.headers.get("Authorization", ""), request.remote_addr)
     if not allowed:
         headers = {"WWW-Authenticate": 'Bearer realm="metrics"'} if status == 401 else {}
         return Response("Not found\n" if status == 404 else "Unauthorized\n", status, headers,
