@@ -104,8 +104,16 @@ def template_save(template_id: str | None):
 @bp.route("/communication/templates/preview", methods=["POST"])
 @permission_required("templates.view")
 def template_preview():
-    """The editor's live preview: the form rendered with its sample data, in a sandboxed iframe."""
-    data, errors = _form_data()
+    """The editor's live preview: the form rendered with its sample data, in a sandboxed iframe.
+
+    Unsaved source needs `templates.manage`; a viewer previews only the saved template the form names."""
+    if has_permission("templates.manage"):
+        data, errors = _form_data()
+    else:
+        template_id = request.form.get("template_id") or ""
+        if not template_id:
+            abort(403)
+        data, errors = email_templates.to_dict(_page_template(template_id)), []
     result = email_templates.preview(data) if not errors else {"ok": False, "errors": errors, "variables": []}
     return render_template("communication/_preview.html", result=result)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import html
 from functools import lru_cache
 
 from bson import ObjectId
@@ -11,11 +11,11 @@ from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
 from markupsafe import Markup
 
+from console.blueprints.communication.htmltokens import tokens
 from console.blueprints.communication.models import EmailQueue, EmailTracking
 from console.timeutil import utcnow
 
 SALTS = {"open": "mail-open", "click": "mail-click", "unsubscribe": "mail-unsubscribe"}
-HREF = re.compile(r'''(<a\b[^>]*?\bhref\s*=\s*)(["'])(https?://[^"'\s]+)\2''', re.IGNORECASE)
 
 
 def _serializer(kind: str) -> URLSafeSerializer:
@@ -52,15 +52,22 @@ def public_url(endpoint: str, **values) -> str:
 
 
 def rewrite_links(markup: str, email_id) -> tuple[str, list[str]]:
-    """Point every http(s) link at the click route; return the new HTML and the recorded URLs."""
+    """Point every http(s) link at the click route; return the new HTML and the recorded URLs.
+
+    One pass of a linear tokenizer: time grows with the size of the HTML, whatever it holds."""
     links: list[str] = []
-
-    def swap(match: re.Match) -> str:
-        links.append(match.group(3).replace("&amp;", "&"))
-        token = make_token("click", email_id, len(links) - 1)
-        return f"{match.group(1)}{match.group(2)}{public_url('tracking.click', token=token)}{match.group(2)}"
-
-    return HREF.sub(swap, markup), links
+    pieces, done = [], 0
+    for token in tokens(markup):
+        href = token.attr("href") if token.kind == "start" and token.name == "a" else None
+        url = html.unescape(href.value).strip() if href is not None and href.value else ""
+        if not url.lower().startswith(("http://", "https://")):
+            continue
+        links.append(url)
+        target = public_url("tracking.click", token=make_token("click", email_id, len(links) - 1))
+        pieces += [markup[done:href.start], target if href.quote else f'"{target}"']
+        done = href.end
+    pieces.append(markup[done:])
+    return "".join(pieces), links
 
 
 def compose(rendered: dict, email_id, *, category: str | None, track: bool = True) -> dict:
