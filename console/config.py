@@ -36,8 +36,9 @@ DEFAULTS = {
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     "INGEST_MAX_CONTENT_LENGTH": 8 * 1024 * 1024,
     "API_TOKEN_TTL_HOURS": 12,
-    "LOGIN_RATE_LIMIT": "5 per minute",
-    "TOKEN_RATE_LIMIT": "10 per minute",
+    "LOGIN_RATE_LIMIT": "5 per minute",  # failed sign-ins per account
+    "TOKEN_RATE_LIMIT": "10 per minute",  # failed token requests per account
+    "AUTH_IP_RATE_LIMIT": "30 per minute",  # failed sign-ins and token requests per client IP
     "INGEST_RATE_LIMIT": "600 per minute",
     "RATELIMIT_ENABLED": True,
     "SLOW_QUERY_MS": 100,

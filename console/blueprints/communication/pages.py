@@ -11,8 +11,10 @@ from flask_login import current_user
 from console.audit import record
 from console.blueprints.communication import bp, email_templates, mailbox, prefs, sending
 from console.errors import ApiError
+from console.http import MAX_JSON_DEPTH, depth_over
 from console.pagination import PageQuery
 from console.security import has_permission, permission_required
+from console.validation import unstorable
 
 
 def _toast(message: str, tone: str = "success") -> dict:
@@ -39,9 +41,14 @@ def _form_data() -> tuple[dict, list[dict]]:
         sample = json.loads(form.get("sample_data") or "{}")
         if not isinstance(sample, dict):
             raise ValueError("not an object")
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         sample = {}
         errors.append({"field": "sample_data", "message": f"sample data must be a JSON object ({error})"})
+    if depth_over(sample, MAX_JSON_DEPTH):
+        sample = {}
+        errors.append({"field": "sample_data", "message": f"sample data nests more than {MAX_JSON_DEPTH} levels"})
+    for problem in unstorable(sample)[:5]:
+        errors.append({"field": f"sample_data.{problem['field']}", "message": f"sample data {problem['message']}"})
     data = {"name": (form.get("name") or "").strip(), "subject": form.get("subject") or "",
             "html_body": form.get("html_body") or "", "text_body": form.get("text_body") or None,
             "category": (form.get("category") or "").strip(), "description": form.get("description") or "",
