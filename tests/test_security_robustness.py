@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from bson import ObjectId
+from pymongo import monitoring
 
 from console import create_app
 from console.audit import AuditLog
@@ -228,15 +229,48 @@ def test_wrong_ingest_keys_share_one_bucket_per_ip(make_app):
 
 # --- 9: streamed CSV ------------------------------------------------------------------------------------------
 
-def test_inactive_users_csv_streams_every_member(api):
+class _Reads(monitoring.CommandListener):
+    """The member reads an export makes: each aggregate and getMore with the number of documents it returned."""
+
+    def __init__(self):
+        self.batches: list[tuple[str, int]] = []
+
+    def started(self, event):
+        pass
+
+    def succeeded(self, event):
+        cursor = event.reply.get("cursor") or {}
+        batch = cursor.get("firstBatch", cursor.get("nextBatch"))
+        if event.command_name in {"aggregate", "getMore"} and batch is not None:
+            self.batches.append((event.command_name, len(batch)))
+
+    def failed(self, event):
+        pass
+
+
+def test_inactive_users_csv_streams_from_the_cursor(app, api):
+    from console import db
+
+    reads = _Reads()
+    app.extensions.setdefault("command_listeners", []).append(reads)
+    db.init_app(app)
     old = utcnow() - timedelta(days=40)
     Member._get_collection().insert_many([{"user_id": f"u{i:05d}", "email": f"u{i}@members.example",
                                            "name": "=HYPERLINK(1)" if i == 0 else f"Member {i}",
                                            "last_seen": old - timedelta(minutes=i), "created_at": old}
                                           for i in range(2300)])
-    response = api("analyst").get("/api/phase14/engagement/inactive-users?days=0&format=csv")
-    assert response.status_code == 200 and response.mimetype == "text/csv" and response.is_streamed
-    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    client = api("analyst")
+    reads.batches.clear()
+    response = client.get("/api/phase14/engagement/inactive-users?days=0&format=csv", buffered=False)
+    assert response.status_code == 200 and response.mimetype == "text/csv"
+    chunks = iter(response.response)
+    first = next(chunks)
+    read_before_first_bytes = sum(size for _name, size in reads.batches)
+    body = first + b"".join(chunks)
+    response.close()
+    assert read_before_first_bytes < 2300  # the first rows went out before every member was read
+    assert max(size for _name, size in reads.batches) <= 1000 and len(reads.batches) >= 3
+    rows = list(csv.DictReader(io.StringIO(body.decode())))
     assert len(rows) == 2300 and rows[0]["user_id"] == "u02299" and rows[-1]["user_id"] == "u00000"
     assert rows[-1]["name"] == "'=HYPERLINK(1)"
 
