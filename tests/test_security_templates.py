@@ -90,7 +90,7 @@ def test_analyst_cannot_preview_unsaved_source(login):
     browser = login("analyst")
     form = {**WELCOME, "sample_data": "{}", "text_body": "", "html_body": HEAVY["constant power"]}
     assert browser.post("/communication/templates/preview", data=form).status_code == 403
-    saved = browser.post("/communication/templates/preview", data=form | {"template_id": str(template.id)})
+    saved = browser.post(f"/communication/templates/{template.id}/preview", data=form)
     assert saved.status_code == 200 and b"Hello Ava" in saved.data
 
 

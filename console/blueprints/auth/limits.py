@@ -25,13 +25,13 @@ def _failed(response) -> bool:
 
 def attempted_email() -> str:
     """The account a sign-in request names (form or JSON body), normalised; empty when there is none."""
-    email = request.form.get("email") if request.form else None
-    if email is None and request.is_json:
-        try:
+    try:  # a key function must never raise: the limiter would take it for a storage failure
+        email = request.form.get("email") if request.form else None
+        if email is None and request.is_json:
             body = json.loads(request.get_data(cache=True) or b"null")
-        except (ValueError, RecursionError):
-            body = None
-        email = body.get("email") if isinstance(body, dict) else None
+            email = body.get("email") if isinstance(body, dict) else None
+    except Exception:  # too large, not JSON, nested too deeply: the view answers with the right 4xx
+        email = None
     return email.strip().lower()[:254] if isinstance(email, str) else ""
 
 

@@ -109,20 +109,21 @@ def template_save(template_id: str | None):
 
 
 @bp.route("/communication/templates/preview", methods=["POST"])
-@permission_required("templates.view")
+@permission_required("templates.manage")
 def template_preview():
     """The editor's live preview: the form rendered with its sample data, in a sandboxed iframe.
-
-    Unsaved source needs `templates.manage`; a viewer previews only the saved template the form names."""
-    if has_permission("templates.manage"):
-        data, errors = _form_data()
-    else:
-        template_id = request.form.get("template_id") or ""
-        if not template_id:
-            abort(403)
-        data, errors = email_templates.to_dict(_page_template(template_id)), []
+    Rendering unsaved source is editing, so it needs templates.manage."""
+    data, errors = _form_data()
     result = email_templates.preview(data) if not errors else {"ok": False, "errors": errors, "variables": []}
     return render_template("communication/_preview.html", result=result)
+
+
+@bp.route("/communication/templates/<template_id>/preview", methods=["GET", "POST"])
+@permission_required("templates.view")
+def template_saved_preview(template_id: str):
+    """The preview of the saved template with its own sample data (what a read-only editor shows)."""
+    data = email_templates.to_dict(_page_template(template_id))
+    return render_template("communication/_preview.html", result=email_templates.preview(data))
 
 
 @bp.route("/communication/templates/<template_id>/delete", methods=["POST"])
