@@ -9,6 +9,10 @@ from pathlib import Path
 from dotenv import load_dotenv
 
 DEV_INGEST_KEY = "dev-ingest-key"
+ENVIRONMENTS = ("development", "production")
+MIN_SECRET_KEY_BYTES = 32
+# Values that are public (in this repository) and must never be what production runs with.
+DEVELOPMENT_DEFAULTS = {"INGEST_KEYS": DEV_INGEST_KEY, "INGEST_TRUSTED_KEYS": DEV_INGEST_KEY}
 
 DEFAULTS = {
     "CONSOLE_ENV": "development",
@@ -30,6 +34,10 @@ DEFAULTS = {
     "MAIL_CHUNK_SIZE": 500,  # emails per delivery job (and SMTP connection); each job has fixed costs
     "MAIL_SLICE_SIZE": 50,
     "INGEST_KEYS": DEV_INGEST_KEY,
+    "INGEST_TRUSTED_KEYS": "",  # ingest keys allowed to change a member's email through traits
+    "TRACKING_TOKEN_MAX_AGE_DAYS": 180,  # open/click links in older mail stop counting and redirecting
+    "TRACKING_DEDUP_SECONDS": 10,  # repeated hits on one tracking link within this window count once
+    "TRACKING_RATE_LIMIT": "120 per minute",  # tracking hits per client IP
     "PUBLIC_BASE_URL": "http://127.0.0.1:5000",
     "CORS_ORIGINS": "",  # exact origins (comma-separated) allowed to call /api cross-origin; none by default
     "INGEST_CORS_ORIGINS": "",  # origins that may additionally send activity (track.js on the platform's pages)
@@ -40,8 +48,9 @@ DEFAULTS = {
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     "INGEST_MAX_CONTENT_LENGTH": 8 * 1024 * 1024,
     "API_TOKEN_TTL_HOURS": 12,
-    "LOGIN_RATE_LIMIT": "5 per minute",
-    "TOKEN_RATE_LIMIT": "10 per minute",
+    "LOGIN_RATE_LIMIT": "5 per minute",  # failed sign-ins per account
+    "TOKEN_RATE_LIMIT": "10 per minute",  # failed token requests per account
+    "AUTH_IP_RATE_LIMIT": "30 per minute",  # failed sign-ins and token requests per client IP
     "INGEST_RATE_LIMIT": "600 per minute",
     "RATELIMIT_ENABLED": True,
     "SLOW_QUERY_MS": 100,
@@ -85,7 +94,7 @@ _INTS = {"MAIL_PORT", "MAX_CONTENT_LENGTH", "INGEST_MAX_CONTENT_LENGTH", "API_TO
          "MAIL_MAX_ATTEMPTS", "JOB_TIMEOUT", "SEED_DEMO", "MAIL_TIMEOUT", "TELEMETRY_FLUSH_EVERY",
          "TELEMETRY_RESERVOIR", "MAIL_CLAIM_LEASE", "MAIL_RECONCILE_INTERVAL", "MAIL_RECONCILE_GRACE",
          "MAIL_CHUNK_SIZE", "MAIL_SLICE_SIZE", "CORS_MAX_AGE", "ALERT_INTERVAL", "BACKUP_MAX_AGE_HOURS",
-         "RAW_EVENT_TTL_DAYS"}
+         "RAW_EVENT_TTL_DAYS", "TRACKING_TOKEN_MAX_AGE_DAYS", "TRACKING_DEDUP_SECONDS"}
 _FLOATS = {"TELEMETRY_SAMPLE_RATE", "TELEMETRY_FLUSH_SECONDS", "METRICS_CACHE_SECONDS", "DNS_TIMEOUT"}
 
 
@@ -120,12 +129,17 @@ def load_config(app, test_config: dict | None = None) -> None:
         sources.update({key: "test" for key in test_config})
     app.config["CONFIG_SOURCES"] = sources
 
+    if app.config["CONSOLE_ENV"] not in ENVIRONMENTS:
+        raise ConfigError(f"CONSOLE_ENV must be one of {', '.join(ENVIRONMENTS)}, not {app.config['CONSOLE_ENV']!r}")
     production = app.config["CONSOLE_ENV"] == "production"
     if production:
         missing = [key for key in ("SECRET_KEY", "INGEST_KEYS")
                    if sources.get(key) not in {"environment", "test"} or not app.config.get(key)]
         if missing:
             raise ConfigError(f"production needs explicit {', '.join(missing)} in the environment")
+        problems = production_problems(app.config)
+        if problems:
+            raise ConfigError("production refuses to start: " + "; ".join(problems))
         app.config["SESSION_COOKIE_SECURE"] = True
         app.config["REMEMBER_COOKIE_SECURE"] = True
         app.config["PREFERRED_URL_SCHEME"] = "https"
@@ -136,7 +150,26 @@ def load_config(app, test_config: dict | None = None) -> None:
     app.config["INGEST_KEY_SET"] = frozenset(
         key.strip() for key in str(app.config["INGEST_KEYS"] or "").split(",") if key.strip()
     )
+    app.config["INGEST_TRUSTED_KEY_SET"] = frozenset(
+        key.strip() for key in str(app.config.get("INGEST_TRUSTED_KEYS") or "").split(",") if key.strip()
+    )
     app.config["IS_PRODUCTION"] = production
+
+
+def _keys(value) -> set[str]:
+    return {key.strip() for key in str(value or "").split(",") if key.strip()}
+
+
+def production_problems(config) -> list[str]:
+    """What makes these settings unfit for production: a short SECRET_KEY or a public development default."""
+    problems = []
+    secret = str(config.get("SECRET_KEY") or "")
+    if len(secret.encode()) < MIN_SECRET_KEY_BYTES:
+        problems.append(f"SECRET_KEY must be at least {MIN_SECRET_KEY_BYTES} bytes (it has {len(secret.encode())})")
+    for key, default in DEVELOPMENT_DEFAULTS.items():
+        if default in _keys(config.get(key)):
+            problems.append(f"{key} holds the development default {default!r}")
+    return problems
 
 
 def _dev_secret(app) -> str:

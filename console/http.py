@@ -15,6 +15,7 @@ from console.validation import pydantic_errors, unstorable
 
 JSON_MIMETYPES = {"application/json"}
 LOGIN = "@login"  # `permission=LOGIN`: any signed-in admin
+MAX_JSON_DEPTH = 32  # deeper bodies would reach recursive validators (and Python's recursion limit)
 
 
 def read_json(*, text_plain: bool = False) -> Any:
@@ -25,9 +26,26 @@ def read_json(*, text_plain: bool = False) -> Any:
         raise ApiError(415, "Send the body as application/json.")
     raw = request.get_data(cache=True)
     try:
-        return json.loads(raw or b"null")
+        data = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError) as error:
         raise ApiError(400, f"The body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise ApiError(400, "The body is nested too deeply.") from None
+    if depth_over(data, MAX_JSON_DEPTH):
+        raise ApiError(400, f"The body is nested more than {MAX_JSON_DEPTH} levels deep.")
+    return data
+
+
+def depth_over(value: Any, limit: int) -> bool:
+    """True when containers nest deeper than `limit` (checked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 def parse_body(model: type[BaseModel], data: Any, *, check_operators: bool = True) -> BaseModel:

@@ -17,7 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from blinker import Namespace
 from bson import ObjectId
 from bson.errors import InvalidId
-from flask import abort, current_app, g, redirect, request, url_for
+from flask import abort, current_app, g, has_request_context, redirect, request, url_for
 from flask_login import AnonymousUserMixin, current_user
 from flask_principal import ActionNeed, Identity, Permission, RoleNeed, identity_loaded
 
@@ -63,13 +63,23 @@ def password_problems(password: str, email: str = "") -> list[str]:
 
 
 def authenticate(email: str, password: str) -> Admin | None:
-    admin = Admin.objects(email=email.strip().lower()).first()
+    """The active admin with this email and password, or None; every failure is in the audit log."""
+    email = email.strip().lower()
+    admin = Admin.objects(email=email).first()
     if admin is None:
         verify_password(_DUMMY_HASH, password)  # spend the same time for unknown emails
-        return None
-    if not admin.is_active or not verify_password(admin.password_hash, password):
-        return None
-    return admin
+        reason = "unknown account"
+    elif not admin.is_active:
+        reason = "inactive account"
+    elif not verify_password(admin.password_hash, password):
+        reason = "wrong password"
+    else:
+        return admin
+    from console.audit import record
+
+    record("auth.login_failed", email[:254], actor="anonymous", reason=reason,
+           path=request.path if has_request_context() else None)
+    return None
 
 
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
@@ -102,9 +112,12 @@ def _admin_for_token(token: str) -> Admin | None:
 
 
 def valid_ingest_key(key: str | None) -> bool:
+    """Constant-time comparison as bytes: a header with non-ASCII characters is simply a wrong key."""
     if not key:
         return False
-    return any(hmac.compare_digest(key, allowed) for allowed in current_app.config["INGEST_KEY_SET"])
+    sent = key.encode("utf-8", "replace")
+    return any(hmac.compare_digest(sent, allowed.encode("utf-8", "replace"))
+               for allowed in current_app.config["INGEST_KEY_SET"])
 
 
 INGEST_KEY_PARAM = "ingest_key"

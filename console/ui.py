@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 
 from flask import current_app, url_for
@@ -83,3 +84,9 @@ def add_member_panel(app, panel: MemberPanel) -> None:
 
 def visible_member_panels() -> list[MemberPanel]:
     return _visible("console_member_panels")
+
+
+def plot_text(value) -> str:
+    """Member-supplied text for a Plotly label or hover: Plotly reads `<a>`, `<b>`, `<br>` in text as markup, so
+    it must arrive escaped (Plotly shows the entities as the characters)."""
+    return html.escape("" if value is None else str(value), quote=True)

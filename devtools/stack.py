@@ -72,9 +72,8 @@ def main() -> int:
             env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
         port = env.get("PORT", "5000")
         children.append(subprocess.Popen([sys.executable, "worker.py"], env=env, cwd=ROOT))
-        children.append(subprocess.Popen([*flask, "run", "--host", "127.0.0.1", "--port", port,
-                                          "--no-reload", "--with-threads"],
-                                         env=env, cwd=ROOT))
+        children.append(subprocess.Popen([sys.executable, "-m", "devtools.serve", "--host", "127.0.0.1",
+                                          "--port", port], env=env, cwd=ROOT))  # `flask run` without the banner
         services.wait_for_port(int(port), timeout=60, proc=children[-1])
         password_file = VAR / "demo-password"
         login = (f"super.admin@example.com / {password_file.read_text().strip()}" if password_file.exists()

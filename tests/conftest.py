@@ -47,16 +47,39 @@ class Servers:
             flag.unlink(missing_ok=True)
 
 
+class UnsafeTestTarget(RuntimeError):
+    """The environment names servers the suite must not wipe."""
+
+
+def named_test_servers(environ) -> tuple[str | None, str | None]:
+    """The MongoDB and Redis the suite may wipe besides those it starts: only TEST_MONGODB_URI / TEST_REDIS_URL,
+    never MONGODB_URI / REDIS_URL (which name the console's real data), and never the same servers as those."""
+    mongo, redis_url = environ.get("TEST_MONGODB_URI") or None, environ.get("TEST_REDIS_URL") or None
+    if mongo and mongo == environ.get("MONGODB_URI"):
+        raise UnsafeTestTarget("TEST_MONGODB_URI is the same as MONGODB_URI; the tests empty every collection")
+    if mongo:
+        from pymongo.uri_parser import parse_uri
+
+        name = parse_uri(mongo).get("database") or ""
+        if "test" not in name.lower():
+            raise UnsafeTestTarget(f"TEST_MONGODB_URI must name a database with 'test' in its name, not {name!r}")
+    if redis_url and redis_url == environ.get("REDIS_URL"):
+        raise UnsafeTestTarget("TEST_REDIS_URL is the same as REDIS_URL; the tests flush the database")
+    return mongo, redis_url
+
+
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("servers")
     handles = {}
-    mongo_uri = os.environ.get("MONGODB_URI")
+    try:
+        mongo_uri, redis_url = named_test_servers(os.environ)
+    except UnsafeTestTarget as error:
+        pytest.exit(f"refusing to run the tests: {error}", returncode=4)
     if not mongo_uri:
         port = embedded.free_port()
         handles["mongodb"] = embedded.mongo(port, ":memory:", tmp / "mongo.log", test_commands=True).start(timeout=120)
         mongo_uri = f"mongodb://127.0.0.1:{port}/console_test"
-    redis_url = os.environ.get("REDIS_URL")
     if not redis_url:
         port = embedded.free_port()
         handles["redis"] = embedded.redis(port, log_path=tmp / "redis.log").start()

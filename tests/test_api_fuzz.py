@@ -157,3 +157,46 @@ def test_the_fuzzers_own_checks_see_writes_and_half_written_documents(app, recor
     db.get_db().email_batches.insert_one({"_id": ObjectId(), "total": 2, "queued": 2, "skipped": 0})
     db.get_db().email_template_versions.delete_many({})
     assert len(store_problems(db.get_db())) == 2
+
+
+# Explicit examples of malformed input an attacker's read of the code found (issue 15); each must be a 4xx
+# problem that writes nothing, never a 500.
+NESTED = "[" * 5000 + "]" * 5000
+TEMPLATE = "/api/phase14/communication/templates"
+TRACK = "/api/phase14/engagement/track-activity"
+MALFORMED = {
+    "nested JSON to the token endpoint": ("POST", "/api/auth/token", {"data": NESTED}, {}, 400),
+    "nested objects to the token endpoint": ("POST", "/api/auth/token", {"data": '{"a":' * 3000 + "1" + "}" * 3000},
+                                             {}, 400),
+    "nested JSON to ingestion": ("POST", TRACK, {"data": NESTED}, {"X-Ingest-Key": "test-ingest-key"}, 400),
+    "non-ASCII ingest key": ("POST", TRACK, {"json": {"user_id": "u1", "event": "e"}}, {"X-Ingest-Key": "clé"}, 401),
+    "non-ASCII bearer token": ("GET", "/api/auth/me", {}, {"Authorization": "Bearer jeton-é"}, 401),
+    "invalid UTF-8 body": ("POST", "/api/auth/token", {"data": b'{"email": "\xff\xfe"}'}, {}, 400),
+    "$-keys in sample data": ("POST", TEMPLATE, {"json": {"name": "t", "subject": "s", "html_body": "<p>x</p>",
+                                                          "category": "news", "sample_data": {"$where": "1"}}},
+                              "bearer", 422),
+    "constant-folded power": ("POST", TEMPLATE, {"json": {"name": "t", "subject": "s", "category": "news",
+                                                          "html_body": "{% if 3**40000000 %}x{% endif %}"}},
+                              "bearer", 422),
+    "printed huge power": ("POST", TEMPLATE, {"json": {"name": "t", "subject": "s", "category": "news",
+                                                       "html_body": "{{ 3**300000 }}"}}, "bearer", 422),
+    "recursive macro": ("POST", TEMPLATE, {"json": {"name": "t", "subject": "s", "category": "news",
+                                                    "html_body": "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"}},
+                        "bearer", 422),
+    "deeply nested template expression": ("POST", TEMPLATE, {"json": {
+        "name": "t", "subject": "s", "category": "news", "html_body": "{{ " + "(" * 3000 + "1" + ")" * 3000 + " }}"}},
+        "bearer", 422),
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+def test_malformed_input_examples_are_4xx_problems_that_change_nothing(app, recorder, headers, name):
+    method, path, body, extra, status = MALFORMED[name]
+    sent = dict(headers) if extra == "bearer" else dict(extra)
+    if "data" in body:
+        body = {**body, "content_type": "application/json"}
+    recorder.clear()
+    response = app.test_client().open(path, method=method, headers=sent, **body)
+    assert response.status_code == status, response.get_data(as_text=True)[:500]
+    assert response.mimetype == "application/problem+json"
+    assert recorder.changes == []

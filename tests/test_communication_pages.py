@@ -40,7 +40,12 @@ def test_analyst_sees_a_read_only_editor(login):
     assert editor.status_code == 200 and b"<fieldset disabled>" in editor.data and b"Save as" not in editor.data
     assert browser.get("/communication/templates/new").status_code == 403
     assert browser.post("/communication/templates/save", data=form()).status_code == 403
-    assert browser.post("/communication/templates/preview", data=form()).status_code == 200
+    # Unsaved source needs templates.manage; a viewer's editor previews the saved template, whatever is posted.
+    assert browser.post("/communication/templates/preview", data=form()).status_code == 403
+    assert f'hx-post="/communication/templates/{template.id}/preview"'.encode() in editor.data
+    saved = browser.post(f"/communication/templates/{template.id}/preview",
+                         data=form(html_body="<p>{{ 'x' * 99 }}</p>"))
+    assert saved.status_code == 200 and b"Hello Ava" in saved.data and b"x" * 99 not in saved.data
 
 
 def test_preview_renders_sample_data_in_a_sandboxed_iframe(login):

@@ -2,15 +2,15 @@
 
 from datetime import datetime
 
-from flask import current_app, request
 from flask import g as request_globals
+from flask import request
 from flask_login import current_user
 from pydantic import BaseModel, Field
 
 from console.audit import record
 from console.blueprints.auth import bp
+from console.blueprints.auth.limits import failed_auth_limits
 from console.errors import ApiError
-from console.extensions import limiter
 from console.http import LOGIN, endpoint
 from console.security import authenticate, current_permissions, issue_token, revoke_token
 from console.validation import RequestModel
@@ -27,13 +27,9 @@ class TokenOut(BaseModel):
     token_type: str = "Bearer"
 
 
-def _token_limit() -> str:
-    return current_app.config["TOKEN_RATE_LIMIT"]
-
-
 @endpoint(bp, "/api/auth/token", methods=["POST"], permission=None, body=TokenRequest, response=TokenOut,
           summary="Exchange email and password for a bearer token", tags=["auth"], responses={401: "", 429: ""},
-          csrf=False, rate_limit=limiter.limit(_token_limit, deduct_when=lambda r: r.status_code == 401))
+          csrf=False, rate_limit=failed_auth_limits("TOKEN_RATE_LIMIT"))
 def create_token(body: TokenRequest):
     """Tokens expire after API_TOKEN_TTL_HOURS; only their hash is stored. Repeated failures answer 429."""
     admin = authenticate(body.email, body.password)

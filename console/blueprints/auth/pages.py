@@ -1,31 +1,42 @@
 """Console login and logout."""
 
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
-from flask import current_app, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 
 from console.audit import record
 from console.blueprints.auth import bp
 from console.blueprints.auth.forms import LoginForm
-from console.extensions import limiter
+from console.blueprints.auth.limits import failed_auth_limits
 from console.security import authenticate, login_only, public
 from console.timeutil import utcnow
 
 
 def _safe_next(target: str | None) -> str:
-    """Only same-site relative paths: never an open redirect."""
-    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
-        return target
-    return url_for("core.dashboard")
+    """Only a same-origin path: never an open redirect."""
+    return target if target and same_origin_path(target) else url_for("core.dashboard")
 
 
-def _login_limit() -> str:
-    return current_app.config["LOGIN_RATE_LIMIT"]
+def same_origin_path(target: str) -> bool:
+    """A path on this site however a browser reads it: backslashes count as slashes, tabs and newlines are
+    dropped, percent-escapes are decoded; anything that could name another host (`//`, `/\\`, a scheme) fails."""
+    if len(target) > 2048 or any(ord(ch) < 0x21 or ord(ch) == 0x7F or ch == "\\" for ch in target):
+        return False
+    decoded = target
+    for _ in range(3):
+        decoded = unquote(decoded)
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in decoded):
+        return False
+    decoded = decoded.replace("\\", "/")
+    if not decoded.startswith("/") or decoded.startswith("//"):
+        return False
+    parts = urlsplit(decoded)
+    return not parts.scheme and not parts.netloc
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_login_limit, methods=["POST"], deduct_when=lambda response: response.status_code == 401)
+@failed_auth_limits("LOGIN_RATE_LIMIT")
 @public
 def login():
     if current_user.is_authenticated and request.method == "GET":

@@ -11,8 +11,10 @@ from flask_login import current_user
 from console.audit import record
 from console.blueprints.communication import bp, email_templates, mailbox, prefs, sending
 from console.errors import ApiError
+from console.http import MAX_JSON_DEPTH, depth_over
 from console.pagination import PageQuery
 from console.security import has_permission, permission_required
+from console.validation import unstorable
 
 
 def _toast(message: str, tone: str = "success") -> dict:
@@ -39,9 +41,14 @@ def _form_data() -> tuple[dict, list[dict]]:
         sample = json.loads(form.get("sample_data") or "{}")
         if not isinstance(sample, dict):
             raise ValueError("not an object")
-    except ValueError as error:
+    except (ValueError, RecursionError) as error:
         sample = {}
         errors.append({"field": "sample_data", "message": f"sample data must be a JSON object ({error})"})
+    if depth_over(sample, MAX_JSON_DEPTH):
+        sample = {}
+        errors.append({"field": "sample_data", "message": f"sample data nests more than {MAX_JSON_DEPTH} levels"})
+    for problem in unstorable(sample)[:5]:
+        errors.append({"field": f"sample_data.{problem['field']}", "message": f"sample data {problem['message']}"})
     data = {"name": (form.get("name") or "").strip(), "subject": form.get("subject") or "",
             "html_body": form.get("html_body") or "", "text_body": form.get("text_body") or None,
             "category": (form.get("category") or "").strip(), "description": form.get("description") or "",
@@ -102,12 +109,21 @@ def template_save(template_id: str | None):
 
 
 @bp.route("/communication/templates/preview", methods=["POST"])
-@permission_required("templates.view")
+@permission_required("templates.manage")
 def template_preview():
-    """The editor's live preview: the form rendered with its sample data, in a sandboxed iframe."""
+    """The editor's live preview: the form rendered with its sample data, in a sandboxed iframe.
+    Rendering unsaved source is editing, so it needs templates.manage."""
     data, errors = _form_data()
     result = email_templates.preview(data) if not errors else {"ok": False, "errors": errors, "variables": []}
     return render_template("communication/_preview.html", result=result)
+
+
+@bp.route("/communication/templates/<template_id>/preview", methods=["GET", "POST"])
+@permission_required("templates.view")
+def template_saved_preview(template_id: str):
+    """The preview of the saved template with its own sample data (what a read-only editor shows)."""
+    data = email_templates.to_dict(_page_template(template_id))
+    return render_template("communication/_preview.html", result=email_templates.preview(data))
 
 
 @bp.route("/communication/templates/<template_id>/delete", methods=["POST"])

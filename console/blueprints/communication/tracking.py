@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-import re
+import html
+import logging
+from datetime import timedelta
 from functools import lru_cache
 
 from bson import ObjectId
 from bson.errors import InvalidId
-from flask import current_app
+from flask import current_app, request
 from itsdangerous import BadSignature, URLSafeSerializer
+from limits import parse as parse_limit
 from markupsafe import Markup
 
+from console.blueprints.communication.htmltokens import tokens
 from console.blueprints.communication.models import EmailQueue, EmailTracking
 from console.timeutil import utcnow
 
+log = logging.getLogger(__name__)
 SALTS = {"open": "mail-open", "click": "mail-click", "unsubscribe": "mail-unsubscribe"}
-HREF = re.compile(r'''(<a\b[^>]*?\bhref\s*=\s*)(["'])(https?://[^"'\s]+)\2''', re.IGNORECASE)
 
 
 def _serializer(kind: str) -> URLSafeSerializer:
@@ -28,7 +32,8 @@ def make_token(kind: str, email_id, link: int | None = None) -> str:
 
 
 def read_token(kind: str, token: str) -> tuple[ObjectId, int | None] | None:
-    """The email id (and link index) a token names, or None when forged or malformed."""
+    """The email id (and link index) a token names, or None when forged, malformed or (open and click links)
+    older than TRACKING_TOKEN_MAX_AGE_DAYS. The age is the email's own: its id holds its creation time."""
     try:
         payload = _serializer(kind).loads(token)
         email_id = ObjectId(payload[0])
@@ -37,7 +42,33 @@ def read_token(kind: str, token: str) -> tuple[ObjectId, int | None] | None:
     link = payload[1] if len(payload) > 1 else None
     if link is not None and not isinstance(link, int):
         return None
+    max_age = int(current_app.config.get("TRACKING_TOKEN_MAX_AGE_DAYS") or 0)
+    if kind != "unsubscribe" and max_age > 0 and email_id.generation_time < utcnow() - timedelta(days=max_age):
+        return None
     return email_id, link
+
+
+def should_record(kind: str, email_id: ObjectId, link: int | None = None) -> bool:
+    """Whether this hit is written: once per token within TRACKING_DEDUP_SECONDS, and within the client IP's
+    TRACKING_RATE_LIMIT. A refused hit still gets its pixel or redirect; it only is not counted."""
+    from console.extensions import limiter
+    from console.queues import get_redis
+
+    config = current_app.config
+    try:
+        if config.get("RATELIMIT_ENABLED", True) and not limiter.limiter.hit(
+                parse_limit(config["TRACKING_RATE_LIMIT"]), "tracking", request.remote_addr or "unknown"):
+            return False
+    except Exception:  # the limiter's storage down: count the hit rather than lose it
+        log.warning("tracking: rate limit unavailable", exc_info=True)
+    window = int(config.get("TRACKING_DEDUP_SECONDS") or 0)
+    if window <= 0:
+        return True
+    try:
+        return bool(get_redis().set(f"track:{kind}:{email_id}:{link}", 1, nx=True, ex=window))
+    except Exception:
+        log.warning("tracking: could not de-duplicate", exc_info=True)
+        return True
 
 
 @lru_cache(maxsize=8)
@@ -52,15 +83,22 @@ def public_url(endpoint: str, **values) -> str:
 
 
 def rewrite_links(markup: str, email_id) -> tuple[str, list[str]]:
-    """Point every http(s) link at the click route; return the new HTML and the recorded URLs."""
+    """Point every http(s) link at the click route; return the new HTML and the recorded URLs.
+
+    One pass of a linear tokenizer: time grows with the size of the HTML, whatever it holds."""
     links: list[str] = []
-
-    def swap(match: re.Match) -> str:
-        links.append(match.group(3).replace("&amp;", "&"))
-        token = make_token("click", email_id, len(links) - 1)
-        return f"{match.group(1)}{match.group(2)}{public_url('tracking.click', token=token)}{match.group(2)}"
-
-    return HREF.sub(swap, markup), links
+    pieces, done = [], 0
+    for token in tokens(markup):
+        href = token.attr("href") if token.kind == "start" and token.name == "a" else None
+        url = html.unescape(href.value).strip() if href is not None and href.value else ""
+        if not url.lower().startswith(("http://", "https://")):
+            continue
+        links.append(url)
+        target = public_url("tracking.click", token=make_token("click", email_id, len(links) - 1))
+        pieces += [markup[done:href.start], target if href.quote else f'"{target}"']
+        done = href.end
+    pieces.append(markup[done:])
+    return "".join(pieces), links
 
 
 def compose(rendered: dict, email_id, *, category: str | None, track: bool = True) -> dict:
@@ -88,8 +126,11 @@ def compose(rendered: dict, email_id, *, category: str | None, track: bool = Tru
 # --- events ------------------------------------------------------------------------------------------------
 
 def record_open(email_id: ObjectId) -> bool:
+    """Count an open; False when there is no such email. Repeats and floods are answered but not written."""
     now = utcnow()
     coll = EmailQueue._get_collection()
+    if not should_record("open", email_id):
+        return coll.find_one({"_id": email_id}, {"_id": 1}) is not None
     if not coll.update_one({"_id": email_id}, {"$inc": {"opens": 1}}).matched_count:
         return False
     coll.update_one({"_id": email_id, "first_opened_at": None}, {"$set": {"first_opened_at": now}})
@@ -103,6 +144,8 @@ def click_target(email_id: ObjectId, link: int) -> str | None:
     links = (doc or {}).get("links") or []
     if link < 0 or link >= len(links):
         return None
+    if not should_record("click", email_id, link):
+        return links[link]
     now = utcnow()
     EmailQueue._get_collection().update_one({"_id": email_id}, {"$inc": {"clicks": 1}})
     EmailTracking._get_collection().insert_one({"email_id": email_id, "type": "click", "at": now,

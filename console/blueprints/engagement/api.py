@@ -8,7 +8,7 @@ import io
 import json
 from datetime import UTC, date, datetime, time
 
-from flask import Response, current_app, g, request
+from flask import Response, current_app, g, request, stream_with_context
 from flask_login import current_user
 
 from console.blueprints.engagement import bp, campaigns, churn, inactive, ingest, members, privacy, retention
@@ -33,7 +33,7 @@ from console.errors import ApiError, validation_error
 from console.extensions import limiter
 from console.http import endpoint, link, read_json
 from console.pagination import PageQuery, decode_cursor, encode_cursor
-from console.security import request_ingest_key
+from console.security import request_ingest_key, valid_ingest_key
 from console.timeutil import as_utc
 
 PREFIX = "/api/phase14/engagement"
@@ -45,10 +45,13 @@ def _ingest_limit() -> str:
 
 
 def _ingest_caller() -> str:
-    """Rate-limit per ingest key (hashed) or per admin, never per shared IP."""
+    """Rate-limit per ingest key (hashed) or per admin, never per shared IP; wrong keys share one bucket per IP,
+    so guessing keys gets no fresh bucket per guess."""
     key, _ = request_ingest_key()
     if key and not request.headers.get("Authorization"):
-        return "ingest:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+        if not valid_ingest_key(key):
+            return f"ingest-refused:{request.remote_addr}"
+        return "ingest:" + hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:16]
     if current_user and current_user.is_authenticated:
         return f"admin:{current_user.get_id()}"
     return f"ip:{request.remote_addr}"
@@ -205,15 +208,22 @@ def inactive_users(query: InactiveQuery):
 
 
 def inactive_csv(days: int) -> Response:
-    rows = inactive.inactive_users(days, limit=None, count=False)["items"]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["user_id", "email", "name", "last_seen", "days_inactive"])
-    for row in rows:
-        writer.writerow([csv_safe(row["user_id"]), csv_safe(row["email"]), csv_safe(row["name"]),
-                         row["last_seen"].isoformat().replace("+00:00", "Z") if row["last_seen"] else "",
-                         row["days_inactive"]])
-    return Response(buffer.getvalue(), mimetype="text/csv", headers={
+    """Streamed from the cursor: memory stays flat however many members match."""
+    def lines():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["user_id", "email", "name", "last_seen", "days_inactive"])
+        for count, row in enumerate(inactive.iter_inactive(days), 1):
+            writer.writerow([csv_safe(row["user_id"]), csv_safe(row["email"]), csv_safe(row["name"]),
+                             row["last_seen"].isoformat().replace("+00:00", "Z") if row["last_seen"] else "",
+                             row["days_inactive"]])
+            if count % 500 == 0:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+
+    return Response(stream_with_context(lines()), mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="inactive-{days}d.csv"'})
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from console.ui import plot_text
+
 
 def _x(rows: list[dict], interval: str) -> list[str]:
     """Dates for days (a time axis); ISO week or month labels otherwise, so ticks match the periods."""
@@ -46,7 +48,8 @@ def sessions_figure(metrics: dict) -> dict:
 def feature_figure(metrics: dict) -> dict:
     rows = list(reversed(metrics["feature_usage"][:12]))
     return {
-        "data": [{"type": "bar", "orientation": "h", "name": "Members", "y": [row["feature"] for row in rows],
+        "data": [{"type": "bar", "orientation": "h", "name": "Members",
+                  "y": [plot_text(row["feature"]) for row in rows],
                   "x": [row["users"] for row in rows],
                   "text": [f"{row['adoption'] * 100:.0f}% adoption · {row['events']:,} events" for row in rows],
                   "hovertemplate": "%{y}: %{x} members<br>%{text}<extra></extra>", "textposition": "none",

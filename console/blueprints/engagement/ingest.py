@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import random
 import struct
@@ -13,10 +14,12 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
+from flask import current_app, g, has_request_context, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pymongo import InsertOne, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, OperationFailure
 
+from console import audit
 from console.blueprints.engagement.models import ActivityRollup, EngagementCache, RetentionCache, UserActivity
 from console.blueprints.engagement.periods import period_fields
 from console.db import find_in
@@ -522,8 +525,9 @@ def touch_members(docs: list[dict], traits: dict[str, dict], now: datetime) -> N
         return
     collection = Member._get_collection()
     stored = {row["user_id"]: row for row in find_in(
-        collection, "user_id", users, {"user_id": 1, "first_seen": 1, "last_seen": 1})}
-    ops = []
+        collection, "user_id", users, {"user_id": 1, "first_seen": 1, "last_seen": 1, "email": 1})}
+    ops, email_changes = [], []
+    may_change_email = trusted_for_email()
     for user_id in users:
         row = stored.get(user_id)
         update: dict = {}
@@ -536,6 +540,14 @@ def touch_members(docs: list[dict], traits: dict[str, dict], now: datetime) -> N
         fields = {}
         for key, value in traits.get(user_id, {}).items():
             fields[key if key in {"email", "name"} else f"traits.{key}"] = value
+        old_email = (row or {}).get("email")
+        if "email" in fields and old_email and fields["email"] != old_email:
+            if not may_change_email:  # an untrusted key may set a first address, never redirect a member's mail
+                del fields["email"]
+            else:
+                change = {"from": old_email, "to": fields["email"], "at": now, "source": "ingest"}
+                update["$push"] = {"email_history": change}
+                email_changes.append((user_id, change))
         if fields:
             update["$set"] = fields
         if row is None:
@@ -545,6 +557,19 @@ def touch_members(docs: list[dict], traits: dict[str, dict], now: datetime) -> N
             ops.append(UpdateOne({"_id": row["_id"]}, update))
     if ops:
         collection.bulk_write(ops, ordered=False)
+    for user_id, change in email_changes:
+        audit.record("member.email_changed", f"member:{user_id}", {"email": change["from"]}, {"email": change["to"]},
+                     source="ingest traits")
+
+
+def trusted_for_email() -> bool:
+    """Whether this request may change members' emails through traits: an admin (bearer or session) or code
+    outside a request may; an ingest key only when it is listed in INGEST_TRUSTED_KEYS."""
+    if not has_request_context() or g.get("auth_method") != "ingest":
+        return True
+    key = request.headers.get("X-Ingest-Key") or ""
+    return any(hmac.compare_digest(key.encode("utf-8", "replace"), trusted.encode("utf-8", "replace"))
+               for trusted in current_app.config.get("INGEST_TRUSTED_KEY_SET", ()))
 
 
 def invalidate_caches(since: datetime) -> None:

@@ -20,6 +20,7 @@ from console.blueprints.hardening import (
 )
 from console.errors import ApiError
 from console.security import has_permission, permission_required, public
+from console.ui import plot_text
 
 CHART_ENDPOINTS = 15
 
@@ -194,7 +195,7 @@ def _hours() -> int:
 def p95_figure(endpoints: list[dict]) -> dict:
     """A horizontal bar chart of p95 latency per endpoint (the slowest first, at the top)."""
     rows = [e for e in endpoints if e["p95_ms"] is not None][:CHART_ENDPOINTS][::-1]
-    labels = [f"{e['method']} {e['endpoint']}" for e in rows]
+    labels = [plot_text(f"{e['method']} {e['endpoint']}") for e in rows]
     return {
         "data": [{"type": "bar", "orientation": "h", "x": [e["p95_ms"] for e in rows], "y": labels,
                   "name": "p95", "marker": {"color": "#4f46e5"},

@@ -15,7 +15,7 @@ from flask import current_app
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from console.accounts import Admin
-from console.config import DEV_INGEST_KEY
+from console.config import DEV_INGEST_KEY, ENVIRONMENTS, production_problems
 from console.cors import parse_origins
 from console.security import view_permission
 from console.telemetry import PROBE_ENVIRON
@@ -395,8 +395,50 @@ def run_checks(app=None) -> list[dict]:
         _secret_key(config, production), _debug(app), *_cookies(config, production), _csrf(app),
         *_headers(probes, production), *_proxy(app, production), *_mongodb(config, production),
         _redis(config, production), _ingest_keys(config), _cors(config, production), _admin_passwords(),
-        _routes(app), _rate_limits(app), _body_size(config), _metrics_guard(config),
+        _routes(app), _rate_limits(app), _body_size(config), _metrics_guard(config), _environment(config),
+        _production_settings(config, production), _trusted_ingest_keys(config), _tracking_tokens(config),
     ]
+
+
+def _environment(config) -> dict:
+    env = str(config.get("CONSOLE_ENV") or "")
+    known = env in ENVIRONMENTS
+    return check("console_env", "CONSOLE_ENV names a known environment", PASS if known else FAIL, "high",
+                 f"CONSOLE_ENV={env!r}" + ("." if known else f"; only {', '.join(ENVIRONMENTS)} are known."),
+                 "Set CONSOLE_ENV=production on servers (any other value would run in development mode).")
+
+
+def _production_settings(config, production: bool) -> dict:
+    problems = production_problems(config)
+    remediation = "Set a SECRET_KEY of at least 32 random bytes and replace every development default."
+    if not problems:
+        return check("production_settings", "No short SECRET_KEY and no development defaults", PASS, "critical",
+                     "SECRET_KEY is long enough and no setting holds a development default.", remediation)
+    return check("production_settings", "No short SECRET_KEY and no development defaults",
+                 FAIL if production else WARN, "critical",
+                 "; ".join(problems) + ("." if production else " (production refuses to start with these)."),
+                 remediation)
+
+
+def _trusted_ingest_keys(config) -> dict:
+    trusted = config.get("INGEST_TRUSTED_KEY_SET") or frozenset()
+    stray = trusted - (config.get("INGEST_KEY_SET") or frozenset())
+    remediation = ("List in INGEST_TRUSTED_KEYS only the ingest keys of systems allowed to change members' "
+                   "email addresses (each also in INGEST_KEYS).")
+    if DEV_INGEST_KEY in trusted or stray:
+        return check("trusted_ingest_keys", "Only named ingest keys may change member emails", FAIL, "high",
+                     "INGEST_TRUSTED_KEYS holds the development key or keys missing from INGEST_KEYS.", remediation)
+    return check("trusted_ingest_keys", "Only named ingest keys may change member emails", PASS, "high",
+                 f"{len(trusted)} trusted ingest key(s); other keys cannot change a member's email.", remediation)
+
+
+def _tracking_tokens(config) -> dict:
+    days = int(config.get("TRACKING_TOKEN_MAX_AGE_DAYS") or 0)
+    ok = 0 < days <= 400
+    return check("tracking_token_age", "Tracking links expire", PASS if ok else WARN, "low",
+                 f"Open and click links stop working after {days} days." if ok
+                 else f"TRACKING_TOKEN_MAX_AGE_DAYS={days}: tracking links live (almost) forever.",
+                 "Set TRACKING_TOKEN_MAX_AGE_DAYS between 1 and 400 (default 180).")
 
 
 def score(checks: list[dict]) -> int:
