@@ -6,9 +6,7 @@ chosen with the SMS_PROVIDER setting; nothing else changes.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import re
 import smtplib
 import socket
 import uuid
@@ -17,6 +15,7 @@ from typing import Protocol
 from flask import current_app
 from flask_mail import email_dispatched, sanitize_address
 
+from console.blueprints.communication.handover import HandOver, sendmail_with_hand_over
 from console.blueprints.communication.models import NotificationHistory
 from console.extensions import mail
 from console.timeutil import utcnow
@@ -32,68 +31,6 @@ class Channel(Protocol):
     def close(self) -> None: ...
 
 
-class HandOver(Protocol):
-    """Told about the one moment that matters for once-only delivery: the final dot of the DATA command."""
-
-    def before_dot(self) -> None: ...  # must succeed, or the message is not handed over
-
-    def after_dot(self) -> None: ...  # must not raise: the dot is already on its way
-
-
-_LEADING_DOT = re.compile(rb"(?m)^\.")
-
-
-def sendmail_with_hand_over(smtp: smtplib.SMTP, sender: str, to: str, data: bytes, hand_over: HandOver) -> None:
-    """smtplib's sendmail for one recipient, split at the final dot of DATA.
-
-    A server discards a transaction whose final dot never arrived, so the message is handed over exactly
-    when that dot is written: `before_dot` runs while the server holds an incomplete message, `after_dot`
-    right after the write, before the reply is read."""
-    smtp.ehlo_or_helo_if_needed()
-    options = [f"size={len(data)}"] if smtp.does_esmtp and smtp.has_extn("size") else []
-    code, reply = smtp.mail(sender, options)
-    if code != 250:
-        _abandon(smtp, code)
-        raise smtplib.SMTPSenderRefused(code, reply, sender)
-    code, reply = smtp.rcpt(to)
-    if code not in (250, 251):
-        _abandon(smtp, code)
-        raise smtplib.SMTPRecipientsRefused({to: (code, reply)})
-    smtp.putcmd("data")
-    code, reply = smtp.getreply()
-    if code != 354:
-        _abandon(smtp, code)
-        raise smtplib.SMTPDataError(code, reply)
-    body = _LEADING_DOT.sub(b"..", data)
-    smtp.send(body if body.endswith(b"\r\n") else body + b"\r\n")
-    cork(smtp.sock, True)  # the dot stays in the kernel until the journal's writes are out (see cork)
-    try:
-        hand_over.before_dot()
-    except Exception:
-        smtp.close()  # the dot never goes out: the server drops the transaction with the connection
-        raise
-    smtp.send(b".\r\n")
-    hand_over.after_dot()
-    cork(smtp.sock, False)
-    code, reply = smtp.getreply()
-    if code != 250:
-        _abandon(smtp, code)
-        raise smtplib.SMTPDataError(code, reply)
-
-
-def cork(sock: socket.socket | None, on: bool) -> None:
-    """Hold a socket's writes in the kernel (TCP_CORK), or send them. Writes to corked sockets wake no reader,
-    so a process cannot be preempted between them; and a process that dies flushes them on close."""
-    if sock is not None and hasattr(socket, "TCP_CORK"):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, int(on))
-
-
-def _abandon(smtp: smtplib.SMTP, code: int) -> None:
-    if code == 421:
-        smtp.close()
-        return
-    with contextlib.suppress(smtplib.SMTPServerDisconnected):
-        smtp.rset()
 
 
 class EmailChannel:
