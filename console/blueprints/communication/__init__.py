@@ -9,12 +9,13 @@ bp = Blueprint("communication", __name__)
 
 
 def init_app(app) -> None:
-    from console.blueprints.communication import api, pages, public  # noqa: F401  (routes)
+    from console.blueprints.communication import api, hooks, pages, public  # noqa: F401  (routes)
     from console.blueprints.communication.demo import seed_communication
     from console.blueprints.communication.jobs import start_reconcile_schedule
 
     app.register_blueprint(bp)
     app.register_blueprint(public.bp)
+    app.register_blueprint(hooks.bp)
     add_nav(app, NavItem("Email templates", "communication.templates_page", "templates.view", "Communication",
                          "✉", order=10))
     add_nav(app, NavItem("Mail queue", "communication.queue_page", "communication.view", "Communication", "⇶",

@@ -97,7 +97,8 @@ class SendEmailOut(BaseModel):
 
 
 class QueueQuery(PageQuery):
-    status: Literal["queued", "sending", "deferred", "sent", "failed", "skipped"] | None = None
+    status: Literal["queued", "sending", "deferred", "sent", "failed", "skipped", "delivered", "bounced",
+                    "complained"] | None = None
     priority: Priority | None = None
     batch_id: str | None = Field(None, max_length=64)
     q: str | None = Field(None, max_length=254, description="Recipient email address")
@@ -142,6 +143,8 @@ class TrackingEvent(BaseModel):
     approximate: bool | None = None
     url: str | None = None
     detail: str | None = None
+    bounce_type: Literal["hard", "soft"] | None = None
+    machine: str | None = Field(None, description="set when a privacy proxy or link scanner made this, not a person")
 
 
 class TrackingOut(BaseModel):
@@ -188,7 +191,10 @@ class BatchStatus(BaseModel):
     batch_id: str
     status: Literal["queued", "sending", "complete", "failed"]
     total: int
-    sent: int
+    sent: int = Field(description="handed over to the SMTP server, whatever was reported after")
+    delivered: int = 0
+    bounced: int = 0
+    complained: int = 0
     failed: int
     skipped: int
     progress: float

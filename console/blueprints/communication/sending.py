@@ -34,8 +34,9 @@ from console.pagination import PageQuery, object_id_or_404, paginate
 from console.queues import PRIORITY_QUEUES, get_queue, get_redis
 from console.timeutil import as_utc, utcnow
 
-STATUSES = ("queued", "sending", "deferred", "sent", "failed", "skipped")
-TERMINAL = ("sent", "failed", "skipped")
+STATUSES = ("queued", "sending", "deferred", "sent", "failed", "skipped", "delivered", "bounced", "complained")
+TERMINAL = ("sent", "failed", "skipped", "delivered", "bounced", "complained")
+HANDED_OVER = ("sent", "delivered", "bounced", "complained")  # the SMTP server took these (delivery_status.py)
 PRIORITIES = ("high", "normal", "low")
 MAX_BATCH = 10_000
 DELIVER_JOB = "console.blueprints.communication.jobs.deliver"
@@ -317,14 +318,16 @@ def batch_statuses(batches: list[dict]) -> list[dict]:
 def _batch_summary(batch: dict, counts: dict) -> dict:
     oid = batch["_id"]
     total = batch["total"]
-    done = counts["sent"] + counts["failed"] + counts["skipped"]
+    handed_over = sum(counts[status] for status in HANDED_OVER)
+    done = handed_over + counts["failed"] + counts["skipped"]
     if total and done >= total:
-        status = "failed" if counts["failed"] and not counts["sent"] else "complete"
-    elif counts["sent"] or counts["failed"] or counts["sending"] or counts["deferred"]:
+        status = "failed" if counts["failed"] and not handed_over else "complete"
+    elif handed_over or counts["failed"] or counts["sending"] or counts["deferred"]:
         status = "sending"
     else:
         status = "queued"
-    return {"batch_id": str(oid), "status": status, "total": total, "sent": counts["sent"],
+    return {"batch_id": str(oid), "status": status, "total": total, "sent": handed_over,
+            "delivered": counts["delivered"], "bounced": counts["bounced"], "complained": counts["complained"],
             "failed": counts["failed"], "skipped": counts["skipped"], "queued": counts["queued"],
             "sending": counts["sending"], "deferred": counts["deferred"],
             "progress": round(100.0 * done / total, 1) if total else 100.0,
@@ -405,8 +408,12 @@ def tracking(email_id: str) -> dict:
             event["url"] = row["url"]
         if row.get("detail"):
             event["detail"] = row["detail"]
+        if row.get("bounce_type"):
+            event["bounce_type"] = row["bounce_type"]
+        if row.get("machine"):
+            event["machine"] = row["machine"]
         events.append(event)
-    if doc.get("status") == "sent" and doc.get("sent_at"):
+    if doc.get("status") in HANDED_OVER and doc.get("sent_at"):
         events.append({"type": "sent", "at": doc["sent_at"]})
     elif doc.get("status") in ("failed", "skipped", "deferred"):
         events.append({"type": doc["status"], "at": doc.get("updated_at"), "detail": doc.get("reason")})
