@@ -3,7 +3,7 @@
 from flask_login import current_user
 
 from console.audit import record
-from console.blueprints.communication import bp, email_templates, prefs, sending
+from console.blueprints.communication import bp, email_templates, prefs, sending, stats
 from console.blueprints.communication.schemas import (
     BatchIn,
     BatchOut,
@@ -15,6 +15,8 @@ from console.blueprints.communication.schemas import (
     QueueQuery,
     SendEmailIn,
     SendEmailOut,
+    StatsOut,
+    StatsQuery,
     TemplateIn,
     TemplateList,
     TemplateOut,
@@ -183,3 +185,12 @@ def batch_send(body: BatchIn):
           summary="Progress of a batch", responses={404: ""})
 def batch(batch_id: str):
     return sending.batch_status(batch_id)
+
+
+@endpoint(bp, f"{PREFIX}/stats", permission="communication.view", query=StatsQuery, response=StatsOut, tags=TAGS,
+          summary="Sent, delivered, bounced, complained, human opens and clicks, unsubscribes", responses={422: ""})
+def communication_stats(query: StatsQuery):
+    """For one template, batch or campaign, optionally between `from` and `to` (when the emails were queued).
+    Opens and clicks by privacy proxies and link scanners are in `machine`, not in the rates."""
+    return stats.communication_stats(template_id=query.template_id, batch_id=query.batch_id,
+                                     campaign_id=query.campaign_id, start=query.start, end=query.end)

@@ -105,6 +105,7 @@ class EmailQueue(Document):
     complained_at = DateTimeField()
     human_opens = IntField(default=0)
     human_clicks = IntField(default=0)
+    unsubscribed_at = DateTimeField()
 
     meta = {
         "collection": "email_queue",
@@ -114,6 +115,7 @@ class EmailQueue(Document):
             ("status", "-id"),
             ("batch_id", "status"),
             ("user_id", "-created_at"),
+            ("template_id", "created_at"),  # stats per template; neither field changes after insert
         ],
     }
 

@@ -217,3 +217,46 @@ class QueueOut(BaseModel):
 
 class EmptyQuery(QueryModel):
     pass
+
+
+class StatsQuery(QueryModel):
+    template_id: str | None = Field(None, max_length=64)
+    batch_id: str | None = Field(None, max_length=64)
+    campaign_id: str | None = Field(None, max_length=64)
+    start: datetime | None = Field(None, alias="from", description="Emails created at or after (ISO 8601)")
+    end: datetime | None = Field(None, alias="to", description="Emails created before (ISO 8601)")
+
+
+class Measure(BaseModel):
+    count: int
+    rate: float = Field(description="sent: of the emails not skipped; the others: of the emails sent")
+
+
+class StatsDay(BaseModel):
+    day: datetime
+    sent: int
+    delivered: int
+    bounced: int
+    complained: int
+    opens: int
+    clicks: int
+    unsubscribes: int
+
+
+class MachineCounts(BaseModel):
+    opens: int = Field(description="emails opened only by privacy proxies")
+    clicks: int = Field(description="emails clicked by link scanners")
+
+
+class StatsOut(BaseModel):
+    total: int
+    skipped: int
+    sent: Measure
+    delivered: Measure
+    bounced: Measure
+    complained: Measure
+    opens: Measure = Field(description="unique human opens")
+    clicks: Measure = Field(description="unique human clicks")
+    unsubscribes: Measure
+    machine: MachineCounts
+    series: list[StatsDay]
