@@ -1,24 +1,18 @@
-"""Delivery channels behind one small interface: email through Flask-Mail, SMS through a provider.
-
-A real SMS provider is a class with `send(to, body) -> provider_message_id`, registered in SMS_PROVIDERS and
-chosen with the SMS_PROVIDER setting; nothing else changes.
-"""
+"""The email channel: one SMTP connection through Flask-Mail, reused for a whole chunk. SMS has its provider
+interface in sms.py."""
 
 from __future__ import annotations
 
 import logging
 import smtplib
 import socket
-import uuid
 from typing import Protocol
 
 from flask import current_app
 from flask_mail import email_dispatched, sanitize_address
 
 from console.blueprints.communication.handover import HandOver, sendmail_with_hand_over
-from console.blueprints.communication.models import NotificationHistory
 from console.extensions import mail
-from console.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -69,46 +63,3 @@ class EmailChannel:
             except (smtplib.SMTPException, OSError):
                 self.conn.host.close()
         self.conn = None
-
-
-class LogSmsProvider:
-    """Development: write the SMS to the log instead of sending it."""
-
-    def send(self, to: str, body: str) -> str:
-        message_id = f"log-{uuid.uuid4().hex[:12]}"
-        log.info("SMS to %s (%s): %s", to or "(no number)", message_id, body)
-        return message_id
-
-
-SMS_PROVIDERS = {"log": LogSmsProvider}
-
-
-class SmsChannel:
-    name = "sms"
-
-    def __init__(self, provider=None):
-        self.provider = provider or SMS_PROVIDERS[current_app.config.get("SMS_PROVIDER", "log")]()
-
-    def send(self, to: str, message) -> str | None:
-        return self.provider.send(to, str(message))
-
-    def close(self) -> None:
-        return None
-
-
-def send_sms(user_id: str, body: str, *, category: str = "product") -> dict:
-    """Send a text message to a member, honouring their preferences; recorded in notification_history."""
-    from console.blueprints.communication.prefs import decide
-    from console.members import Member
-
-    member = Member._get_collection().find_one({"user_id": user_id}, {"phone": 1}) or {}
-    verdict, reason, _until = decide([{"user_id": user_id}], category, channel="sms")[0]
-    status = "sent" if verdict == "send" else "skipped"
-    if verdict == "defer":
-        reason = "quiet_hours"
-    provider_id = SmsChannel().send(member.get("phone") or "", body) if status == "sent" else None
-    NotificationHistory._get_collection().insert_one(
-        {"user_id": user_id, "recipient": member.get("phone"), "channel": "sms", "category": category,
-         "template": None, "status": status, "reason": reason, "created_at": utcnow()})
-    return {"status": status, "provider_id": provider_id} if status == "sent" else {"status": status,
-                                                                                     "reason": reason}

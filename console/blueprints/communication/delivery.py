@@ -25,9 +25,10 @@ from flask_mail import Message, sanitize_address, sanitize_addresses
 from pymongo import UpdateMany
 from redis.exceptions import RedisError
 
+from console.blueprints.communication import sms
 from console.blueprints.communication.channels import EmailChannel
 from console.blueprints.communication.handover import Journal
-from console.blueprints.communication.models import EmailQueue, EmailTracking, NotificationHistory
+from console.blueprints.communication.models import EmailQueue, EmailTracking, NotificationHistory, Suppression
 from console.blueprints.communication.prefs import decide, suppress
 from console.blueprints.communication.sending import HANDOVER_KEY, enqueue_delivery, history_entry, message_id, setting
 from console.queues import get_redis
@@ -180,6 +181,7 @@ def _slices(ids: list, size: int) -> list[list]:
 class _Slice:
     outcome: Outcome
     to_send: list  # (doc, message, serialised message)
+    sms: list = field(default_factory=list)  # (doc, its journal entry or None)
 
 
 def deliver(email_ids: list[str]) -> Outcome:
@@ -218,6 +220,7 @@ def deliver(email_ids: list[str]) -> Outcome:
                     journal = Journal(get_redis())
                 try:
                     _send_all(part.to_send, part.outcome, ids, token, lease, smtp, journal)
+                    _send_texts(part.sms, part.outcome)
                 finally:
                     if journal is not None:
                         journal.flush()  # before the record drops the entries
@@ -237,10 +240,11 @@ def _prepare(slice_ids: list, chunk_ids: list, lease: int, token: str) -> _Slice
     """Claim a slice, settle what a dead worker's journal says, apply preferences, serialise the rest."""
     docs, taken_over = _claim(slice_ids, lease, token)
     outcome = Outcome(claimed=len(docs))
-    journal = {}
-    if taken_over:
-        ordered = sorted(taken_over)
-        journal = dict(zip(ordered, get_redis().mget([HANDOVER_KEY.format(i) for i in ordered]), strict=True))
+    texts = [doc for doc in docs if doc.get("channel") == "sms"]
+    docs = [doc for doc in docs if doc.get("channel") != "sms"]
+    # An SMS's journal is read on every attempt: a broken connection leaves it open too (see sms.py).
+    read = sorted(taken_over.difference(doc["_id"] for doc in texts) | {doc["_id"] for doc in texts})
+    journal = dict(zip(read, get_redis().mget([HANDOVER_KEY.format(i) for i in read]), strict=True)) if read else {}
     pending = []
     for doc in docs:
         entry = journal.get(doc["_id"])
@@ -250,17 +254,8 @@ def _prepare(slice_ids: list, chunk_ids: list, lease: int, token: str) -> _Slice
             outcome.failed.append((doc, UNCERTAIN, False))
         else:  # the server has it: record it, never send twice
             outcome.sent.append((doc, float(entry[1:]), None if entry[:1] == b"a" else UNCONFIRMED))
-    decisions = {}
-    by_category: dict[str, list[dict]] = {}
-    for doc in pending:
-        by_category.setdefault(doc.get("category") or "", []).append(doc)
-    for category, group in by_category.items():
-        verdicts = decide([{"user_id": d.get("user_id"), "email": d["to_email"]} for d in group], category,
-                          exclude_ids=chunk_ids)
-        decisions.update({d["_id"]: v for d, v in zip(group, verdicts, strict=True)})
     to_send = []
-    for doc in pending:
-        verdict, reason, until = decisions[doc["_id"]]
+    for doc, (verdict, reason, until) in _decisions(pending, "email", chunk_ids):
         if verdict == "skip":
             outcome.skipped.append((doc, reason))
         elif verdict == "defer":
@@ -268,17 +263,67 @@ def _prepare(slice_ids: list, chunk_ids: list, lease: int, token: str) -> _Slice
         else:
             message = build_message(doc)
             to_send.append((doc, message, message.as_bytes()))
-    return _Slice(outcome, to_send)
+    sms_to_send = []
+    for doc, (verdict, reason, until) in _decisions(texts, "sms", chunk_ids):
+        entry = journal.get(doc["_id"])
+        if entry is not None or verdict == "send":  # once begun, a message is finished whatever changed since
+            sms_to_send.append((doc, entry))
+        elif verdict == "skip":
+            outcome.skipped.append((doc, reason))
+        else:
+            outcome.deferred.append((doc, reason, until, False))
+    return _Slice(outcome, to_send, sms_to_send)
 
 
+def _decisions(docs: list[dict], channel: str, chunk_ids: list):
+    """(doc, decide()'s verdict) for each document, decided in bulk per category."""
+    by_category: dict[str, list[dict]] = {}
+    for doc in docs:
+        by_category.setdefault(doc.get("category") or "", []).append(doc)
+    stopped: set = set()
+    if channel == "sms" and docs:
+        stopped = {row["email"] for row in Suppression._get_collection().find(
+            {"email": {"$in": [d["to_phone"] for d in docs]}}, {"email": 1})}
+    for category, group in by_category.items():
+        recipients = [{"user_id": d.get("user_id"), "email": d.get("to_email")} for d in group]
+        verdicts = decide(recipients, category, channel=channel, exclude_ids=chunk_ids)
+        for doc, verdict in zip(group, verdicts, strict=True):
+            if channel == "sms" and doc["to_phone"] in stopped:
+                verdict = ("skip", "opted_out", None)
+            yield doc, verdict
+
+
+def _send_texts(items: list[tuple], outcome: Outcome) -> None:
+    """Hand each SMS to the provider (sms.send_one journals it); failures defer or fail like mail."""
+    if not items:
+        return
+    max_attempts, intervals = int(current_app.config["MAIL_MAX_ATTEMPTS"]), _intervals()
+    try:
+        provider = sms.provider()
+    except sms.SmsPermanent as error:
+        outcome.failed.extend((doc, str(error), False) for doc, _entry in items)
+        return
+    for doc, entry in items:
+        try:
+            _state, at, provider_id = sms.send_one(doc, entry, provider)
+        except sms.SmsPermanent as error:
+            outcome.failed.append((doc, str(error), False))
+        except (sms.SmsTransient, RedisError) as error:
+            _defer_or_fail(outcome, doc, str(error), max_attempts, intervals)
+        else:
+            doc["provider_message_id"] = provider_id
+            outcome.sent.append((doc, at, None))
+
+
+def _intervals() -> list[int]:
+    return [int(x) for x in str(current_app.config["MAIL_RETRY_INTERVALS"]).split(",") if x.strip()] or [60]
 
 
 def _send_all(items: list[tuple], outcome: Outcome, chunk_ids: list, token: str, lease: int,
               smtp: EmailChannel, journal: Journal) -> None:
     """Send a slice over the chunk's connection, journaling each hand-over. A broken connection defers the
     rest of the slice; the next slice connects again."""
-    max_attempts = int(current_app.config["MAIL_MAX_ATTEMPTS"])
-    intervals = [int(x) for x in str(current_app.config["MAIL_RETRY_INTERVALS"]).split(",") if x.strip()] or [60]
+    max_attempts, intervals = int(current_app.config["MAIL_MAX_ATTEMPTS"]), _intervals()
     renewed = time.monotonic()
     connection_down: str | None = None
     for doc, message, data in items:
@@ -347,7 +392,10 @@ def _changes(outcome: Outcome):
     for doc, accepted_at, note in outcome.sent:
         # a tenth of a second is precise enough, and lets one update cover many emails
         at = datetime.fromtimestamp(accepted_at if note else round(accepted_at, 1), UTC)
-        yield doc, {"status": "sent", "sent_at": at, "reason": note, "next_attempt_at": None}
+        fields = {"status": "sent", "sent_at": at, "reason": note, "next_attempt_at": None}
+        if doc.get("provider_message_id"):
+            fields["provider_message_id"] = doc["provider_message_id"]
+        yield doc, fields
     for doc, reason in outcome.skipped:
         yield doc, {"status": "skipped", "reason": reason}
     for doc, reason, until, _retry in outcome.deferred:

@@ -96,6 +96,8 @@ def _advance(event: DeliveryEvent, doc: dict) -> None:
     if changed:
         NotificationHistory._get_collection().update_many(
             {"email_id": doc["_id"]}, {"$set": {"status": event.type, "reason": fields.get("reason")}})
+    if not doc.get("to_email"):
+        return  # a text message: its number is not an email address to suppress
     if event.type == "complained" or (event.type == "bounced" and (event.bounce_type or "hard") == "hard"):
         reason = "complaint" if event.type == "complained" else "hard_bounce"
         suppress(doc["to_email"], reason, event.reason or event.type, doc["_id"])

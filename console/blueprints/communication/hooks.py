@@ -14,8 +14,9 @@ import json
 import time
 from datetime import UTC, datetime
 
-from flask import Blueprint, abort, current_app, jsonify, request
+from flask import Blueprint, Response, abort, current_app, jsonify, request
 
+from console.blueprints.communication import sms
 from console.blueprints.communication.delivery_status import DeliveryEvent, apply_events
 from console.security import csrf_exempt, public
 
@@ -173,3 +174,24 @@ def mail_hook(provider: str):
     except Malformed as error:
         return _problem(400, str(error))
     return jsonify(apply_events(events, provider))
+
+
+@bp.route("/hooks/sms/<provider>", methods=["POST"])
+@csrf_exempt
+@public
+def sms_hook(provider: str):
+    """Twilio's delivery-status callbacks (?sms_id=) and incoming messages (STOP / START), signed with
+    X-Twilio-Signature over the URL Twilio called and the form parameters."""
+    token = current_app.config.get("TWILIO_AUTH_TOKEN") if provider == "twilio" else ""
+    if not token:
+        abort(404)
+    query = request.query_string.decode()
+    url = current_app.config["PUBLIC_BASE_URL"].rstrip("/") + request.path + (f"?{query}" if query else "")
+    params = request.form.to_dict()
+    expected = sms.twilio_signature(url, params, token)
+    if not hmac.compare_digest(expected.encode(), request.headers.get("X-Twilio-Signature", "").encode()):
+        return _problem(401, "bad signature")
+    if request.args.get("sms_id"):
+        return jsonify(sms.status_report(request.args["sms_id"], params))
+    sms.inbound(params)
+    return Response("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response/>", mimetype="text/xml")

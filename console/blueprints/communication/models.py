@@ -66,8 +66,10 @@ class EmailTemplateVersion(Document):
 class EmailQueue(Document):
     """One email: Mongo is the source of truth, RQ only the transport."""
 
-    channel = StringField(default="email")
-    to_email = StringField(required=True)
+    channel = StringField(default="email")  # email | sms (sms.py: same queue, same job)
+    to_email = StringField()  # email
+    to_phone = StringField()  # sms, E.164
+    provider_message_id = StringField()  # sms: the provider's id for it
     user_id = StringField()
     template_id = ObjectIdField()
     template_name = StringField()

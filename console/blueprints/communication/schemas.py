@@ -260,3 +260,38 @@ class StatsOut(BaseModel):
     unsubscribes: Measure
     machine: MachineCounts
     series: list[StatsDay]
+
+
+class SmsTo(RequestModel):
+    user_id: str | None = Field(None, min_length=1, max_length=200)
+    phone: str | None = Field(None, min_length=3, max_length=40, description="Any format; stored in E.164")
+
+    @model_validator(mode="after")
+    def _one(self):
+        if bool(self.user_id) == bool(self.phone):
+            raise ValueError("give exactly one of user_id or phone")
+        return self
+
+
+class SendSmsIn(RequestModel):
+    to: SmsTo
+    text: str | None = Field(None, min_length=1, max_length=1600)
+    template_key: str | None = Field(None, min_length=1, max_length=120)
+    template_id: str | None = Field(None, min_length=1, max_length=64)
+    variables: dict = Field(default_factory=dict)
+    category: str | None = Field(None, pattern=SLUG, description="Defaults to the template's category, or product")
+    priority: Priority = "normal"
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if sum(x is not None for x in (self.text, self.template_key, self.template_id)) != 1:
+            raise ValueError("give exactly one of text, template_key or template_id")
+        return self
+
+
+class SendSmsOut(BaseModel):
+    sms_id: str
+    status: str
+    reason: str | None = None
+    duplicate: bool = False

@@ -166,7 +166,8 @@ def _build(template: EmailTemplate, recipient: dict, shared: dict, *, email_id: 
 
 def history_entry(doc: dict) -> dict:
     """The notification_history entry for a queue document in its current (final) status."""
-    return {"user_id": doc.get("user_id"), "recipient": doc["to_email"], "channel": doc.get("channel", "email"),
+    return {"user_id": doc.get("user_id"), "recipient": doc.get("to_email") or doc.get("to_phone"),
+            "channel": doc.get("channel", "email"),
             "category": doc.get("category"), "template_id": doc.get("template_id"),
             "template": doc.get("template_name"), "status": doc["status"], "reason": doc.get("reason"),
             "email_id": doc["_id"], "created_at": doc["created_at"]}
@@ -345,8 +346,10 @@ def deliverability(user_ids: list[str], category: str, channel: str = "email") -
 # --- reading the queue -------------------------------------------------------------------------------------
 
 def email_summary(doc: dict) -> dict:
-    return {"id": str(doc["_id"]), "to": doc.get("to_email"), "user_id": doc.get("user_id"),
-            "subject": doc.get("subject"), "template_id": str(doc["template_id"]) if doc.get("template_id") else None,
+    return {"id": str(doc["_id"]), "to": doc.get("to_email") or doc.get("to_phone"), "user_id": doc.get("user_id"),
+            "channel": doc.get("channel") or "email",
+            "subject": doc.get("subject") or ("Text message" if doc.get("channel") == "sms" else ""),
+            "template_id": str(doc["template_id"]) if doc.get("template_id") else None,
             "template": doc.get("template_name"), "category": doc.get("category"), "priority": doc.get("priority"),
             "status": doc.get("status"), "reason": doc.get("reason"), "attempts": doc.get("attempts", 0),
             "batch_id": str(doc["batch_id"]) if doc.get("batch_id") else None,
