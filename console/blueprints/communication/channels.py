@@ -35,8 +35,10 @@ class EmailChannel:
     def __init__(self):
         self.conn = None
 
-    def send(self, to: str, message, data: bytes | None = None, hand_over: HandOver | None = None) -> str | None:
-        """Send `message` (already serialised as `data`, when given); see sendmail_with_hand_over."""
+    def send(self, to: str, message, data: bytes | None = None, hand_over: HandOver | None = None,
+             envelope_from: str | None = None) -> str | None:
+        """Send `message` (already serialised as `data`, when given); see sendmail_with_hand_over.
+        `envelope_from` replaces the sender in MAIL FROM (a VERP return path, bounces.py)."""
         if self.conn is None:
             conn = mail.connect()
             conn.host = conn.configure_host()
@@ -49,10 +51,11 @@ class EmailChannel:
             # Flask-Mail's Connection.send would re-parse the sender and recipients for every message; the
             # queue already holds validated addresses, and a batch sends thousands over this connection.
             data = message.as_bytes() if data is None else data
+            sender = envelope_from or self.envelope_from
             if hand_over is None:
-                self.conn.host.sendmail(self.envelope_from, [to], data)
+                self.conn.host.sendmail(sender, [to], data)
             else:
-                sendmail_with_hand_over(self.conn.host, self.envelope_from, to, data, hand_over)
+                sendmail_with_hand_over(self.conn.host, sender, to, data, hand_over)
         email_dispatched.send(current_app._get_current_object(), message=message)
         return message.msgId
 

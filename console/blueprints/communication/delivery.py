@@ -26,6 +26,7 @@ from pymongo import UpdateMany
 from redis.exceptions import RedisError
 
 from console.blueprints.communication import sms
+from console.blueprints.communication.bounces import return_path
 from console.blueprints.communication.channels import EmailChannel
 from console.blueprints.communication.handover import Journal
 from console.blueprints.communication.models import EmailQueue, EmailTracking, NotificationHistory, Suppression
@@ -337,7 +338,7 @@ def _send_all(items: list[tuple], outcome: Outcome, chunk_ids: list, token: str,
             renewed = time.monotonic()
         journal.begin(doc["_id"])
         try:
-            smtp.send(doc["to_email"], message, data, hand_over=journal)
+            smtp.send(doc["to_email"], message, data, hand_over=journal, envelope_from=return_path(doc["_id"]))
         except Exception as error:  # classified below; nothing is swallowed: the job raises afterwards
             problem = _classify(error)
             if journal.state == "h" and not isinstance(error, smtplib.SMTPResponseException):
