@@ -51,8 +51,11 @@ def test_send_sms_goes_through_the_queue_to_the_provider_in_e164(api, run_jobs, 
     assert [(h["channel"], h["status"]) for h in history] == [("sms", "sent")]
     queue = admin.get(f"{API}/email-queue").json
     assert queue["items"][0]["channel"] == "sms" and queue["items"][0]["to"] == PHONE
-    page = login("admin").get("/communication/queue").get_data(as_text=True)
+    browser = login("admin")
+    page = browser.get("/communication/queue").get_data(as_text=True)
     assert PHONE in page and "SMS" in page
+    detail = browser.get(f"/communication/emails/{sms_id}").get_data(as_text=True)
+    assert "Your code is 1234" in detail and PHONE in detail and "Text message" in detail
 
 
 def test_a_template_renders_its_text_and_the_idempotency_key_sends_once(api, run_jobs, twilio):

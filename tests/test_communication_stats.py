@@ -130,9 +130,12 @@ def test_stats_permission(api, role, status):
     assert api(role).get(f"{API}/stats", query_string={"batch_id": "65a000000000000000000001"}).status_code == status
 
 
-def test_batch_template_and_campaign_pages_show_the_stats_panel(login, campaign_batch):
-    template, batch_id, _docs, _links = campaign_batch
+def test_batch_template_and_campaign_pages_show_the_stats_panel(login, client, campaign_batch):
+    template, batch_id, docs, links = campaign_batch
     browser = login("admin")
+    client.get(links[str(docs[0]["_id"])][0], headers={"User-Agent": "Mozilla/5.0"})
+    detail = browser.get(f"/communication/emails/{docs[0]['_id']}").get_data(as_text=True)
+    assert 'badge-machine" title="privacy proxy (Apple Mail Privacy Protection)"' in detail
     page = browser.get(f"/communication/batches/{batch_id}").get_data(as_text=True)
     assert f"/communication/stats/panel?batch_id={batch_id}" in page and "plotly" in page
     editor = browser.get(f"/communication/templates/{template.id}").get_data(as_text=True)

@@ -422,8 +422,10 @@ def tracking(email_id: str) -> dict:
         events.append({"type": doc["status"], "at": doc.get("updated_at"), "detail": doc.get("reason")})
     events.sort(key=lambda e: e["at"] or doc["created_at"])
     return {"email_id": str(doc["_id"]), "status": doc["status"], "reason": doc.get("reason"),
-            "attempts": doc.get("attempts", 0), "to": doc.get("to_email"), "user_id": doc.get("user_id"),
-            "subject": doc.get("subject"), "category": doc.get("category"), "priority": doc.get("priority"),
+            "attempts": doc.get("attempts", 0), "to": doc.get("to_email") or doc.get("to_phone"),
+            "user_id": doc.get("user_id"), "channel": doc.get("channel") or "email",
+            "subject": doc.get("subject") or ("Text message" if doc.get("channel") == "sms" else None),
+            "category": doc.get("category"), "priority": doc.get("priority"),
             "template": doc.get("template_name"), "message_id": doc.get("message_id"), "sent_at": doc.get("sent_at"),
             "events": events, "opens": doc.get("opens", 0), "clicks": doc.get("clicks", 0),
             "first_opened_at": doc.get("first_opened_at"), "opens_are_approximate": True}
