@@ -33,6 +33,26 @@ DEFAULTS = {
     "MAIL_RECONCILE_GRACE": 30,
     "MAIL_CHUNK_SIZE": 500,  # emails per delivery job (and SMTP connection); each job has fixed costs
     "MAIL_SLICE_SIZE": 50,
+    # delivery reports (communication/hooks.py): an empty setting turns that provider's webhook off (404)
+    "MAIL_WEBHOOK_SECRET": "",
+    "SENDGRID_WEBHOOK_PUBLIC_KEY": "",  # base64 DER, as SendGrid shows it
+    "MAILGUN_WEBHOOK_SIGNING_KEY": "",
+    # bounce reports without a provider: VERP return path and the mailbox the reports land in (bounces.py)
+    "MAIL_BOUNCE_ADDRESS": "",  # e.g. bounces@example.org → MAIL FROM bounces+<token>@example.org
+    "BOUNCE_IMAP_HOST": "",
+    "BOUNCE_IMAP_PORT": 993,
+    "BOUNCE_IMAP_SSL": True,
+    "BOUNCE_IMAP_USER": "",
+    "BOUNCE_IMAP_PASSWORD": "",
+    "BOUNCE_IMAP_FOLDER": "INBOX",
+    "BOUNCE_IMAP_INTERVAL": 300,
+    # SMS (communication/sms.py): "log" in development, "twilio" for Twilio's Messages API
+    "SMS_PROVIDER": "log",
+    "SMS_DEFAULT_REGION": "US",  # how numbers without a country code are read
+    "TWILIO_ACCOUNT_SID": "",
+    "TWILIO_AUTH_TOKEN": "",
+    "TWILIO_FROM": "",
+    "TWILIO_API_BASE": "https://api.twilio.com",
     "INGEST_KEYS": DEV_INGEST_KEY,
     "INGEST_TRUSTED_KEYS": "",  # ingest keys allowed to change a member's email through traits
     "TRACKING_TOKEN_MAX_AGE_DAYS": 180,  # open/click links in older mail stop counting and redirecting
@@ -87,14 +107,16 @@ DEFAULTS = {
     "RAW_EVENT_TTL_DAYS": 0,  # 0: raw activity events are kept; aggregates keep history either way
 }
 
-_BOOLS = {"MAIL_USE_TLS", "MAIL_USE_SSL", "RATELIMIT_ENABLED", "TELEMETRY_ENABLED", "MAIL_SUPPRESS_SEND"}
+_BOOLS = {"MAIL_USE_TLS", "MAIL_USE_SSL", "RATELIMIT_ENABLED", "TELEMETRY_ENABLED", "MAIL_SUPPRESS_SEND",
+          "BOUNCE_IMAP_SSL"}
 _INTS = {"MAIL_PORT", "MAX_CONTENT_LENGTH", "INGEST_MAX_CONTENT_LENGTH", "API_TOKEN_TTL_HOURS", "TRUST_PROXY",
          "SLOW_QUERY_MS", "TELEMETRY_TTL_DAYS", "CHURN_AFTER_DAYS", "REACTIVATION_WINDOW_DAYS",
          "CAMPAIGN_FREQUENCY_CAP_DAYS",
          "MAIL_MAX_ATTEMPTS", "JOB_TIMEOUT", "SEED_DEMO", "MAIL_TIMEOUT", "TELEMETRY_FLUSH_EVERY",
          "TELEMETRY_RESERVOIR", "MAIL_CLAIM_LEASE", "MAIL_RECONCILE_INTERVAL", "MAIL_RECONCILE_GRACE",
          "MAIL_CHUNK_SIZE", "MAIL_SLICE_SIZE", "CORS_MAX_AGE", "ALERT_INTERVAL", "BACKUP_MAX_AGE_HOURS",
-         "RAW_EVENT_TTL_DAYS", "TRACKING_TOKEN_MAX_AGE_DAYS", "TRACKING_DEDUP_SECONDS"}
+         "RAW_EVENT_TTL_DAYS", "TRACKING_TOKEN_MAX_AGE_DAYS", "TRACKING_DEDUP_SECONDS", "BOUNCE_IMAP_PORT",
+         "BOUNCE_IMAP_INTERVAL"}
 _FLOATS = {"TELEMETRY_SAMPLE_RATE", "TELEMETRY_FLUSH_SECONDS", "METRICS_CACHE_SECONDS", "DNS_TIMEOUT"}
 
 

@@ -64,6 +64,8 @@ CONTRACT_ENDPOINTS = [
     ("GET", "/communication/history/{user_id}", "communication.view"),
     ("POST", "/communication/batch-send", "communication.send"),
     ("GET", "/communication/batches/{id}", "communication.send"),
+    ("GET", "/communication/stats", "communication.view"),
+    ("POST", "/communication/send-sms", "communication.send"),
     ("GET", "/roles", "roles.view"),
     ("GET", "/roles/{role}/permissions", "roles.view"),
     ("POST", "/admin/{admin_id}/assign-role", "roles.assign"),

@@ -211,7 +211,8 @@ def test_email_queue_lists_with_counts_and_filters(api, run_jobs):
     run_jobs()
     send(client, template.id, {"user_id": "u2"}, priority="low")
     body = client.get(f"{API}/email-queue").json
-    assert body["counts"] == {"queued": 1, "sending": 0, "deferred": 0, "sent": 1, "failed": 1, "skipped": 0}
+    assert body["counts"] == {"queued": 1, "sending": 0, "deferred": 0, "sent": 1, "failed": 1, "skipped": 0,
+                              "delivered": 0, "bounced": 0, "complained": 0}
     assert len(body["items"]) == 3 and body["next_cursor"] is None
     assert "html_body" not in body["items"][0]
     assert [i["status"] for i in client.get(f"{API}/email-queue?status=failed").json["items"]] == ["failed"]

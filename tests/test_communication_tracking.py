@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from console.blueprints.communication.models import EmailQueue, EmailTracking, NotificationPreference, Suppression
+from console.blueprints.communication.models import EmailQueue, NotificationPreference, Suppression
 from tests.communication_helpers import API, add_members, bodies, make_template
 
 pytestmark = pytest.mark.usefixtures("app")
@@ -224,20 +224,3 @@ def test_deliverability_names_who_must_not_get_a_category(app):
         "u0": "opted_out", "u1": "suppressed", "u2": "frequency_capped", "u3": "opted_out"}
     assert deliverability(["u0", "u2"], "security") == {}
     assert deliverability([], "marketing") == {}
-
-
-def test_sms_channel_logs_in_development(app, caplog):
-    import logging
-
-    from console.blueprints.communication.channels import send_sms
-    from console.blueprints.communication.models import NotificationHistory
-    from console.blueprints.communication.prefs import save_preferences
-
-    caplog.set_level(logging.INFO, logger="console.blueprints.communication.channels")
-    add_members(2)
-    save_preferences("u1", {"channels": {"sms": False}})
-    assert send_sms("u0", "Your code is 1234", category="security")["status"] == "sent"
-    assert send_sms("u1", "Hello", category="product") == {"status": "skipped", "reason": "opted_out"}
-    assert "Your code is 1234" in caplog.text
-    assert {h.channel for h in NotificationHistory.objects} == {"sms"}
-    assert EmailTracking.objects.count() == 0

@@ -3,7 +3,7 @@
 from flask_login import current_user
 
 from console.audit import record
-from console.blueprints.communication import bp, email_templates, prefs, sending
+from console.blueprints.communication import bp, email_templates, prefs, sending, sms, stats
 from console.blueprints.communication.schemas import (
     BatchIn,
     BatchOut,
@@ -15,6 +15,10 @@ from console.blueprints.communication.schemas import (
     QueueQuery,
     SendEmailIn,
     SendEmailOut,
+    SendSmsIn,
+    SendSmsOut,
+    StatsOut,
+    StatsQuery,
     TemplateIn,
     TemplateList,
     TemplateOut,
@@ -183,3 +187,23 @@ def batch_send(body: BatchIn):
           summary="Progress of a batch", responses={404: ""})
 def batch(batch_id: str):
     return sending.batch_status(batch_id)
+
+
+@endpoint(bp, f"{PREFIX}/stats", permission="communication.view", query=StatsQuery, response=StatsOut, tags=TAGS,
+          summary="Sent, delivered, bounced, complained, human opens and clicks, unsubscribes", responses={422: ""})
+def communication_stats(query: StatsQuery):
+    """For one template, batch or campaign, optionally between `from` and `to` (when the emails were queued).
+    Opens and clicks by privacy proxies and link scanners are in `machine`, not in the rates."""
+    return stats.communication_stats(template_id=query.template_id, batch_id=query.batch_id,
+                                     campaign_id=query.campaign_id, start=query.start, end=query.end)
+
+
+@endpoint(bp, f"{PREFIX}/send-sms", methods=["POST"], permission="communication.send", body=SendSmsIn,
+          response=SendSmsOut, status=202, tags=TAGS, summary="Queue one text message", responses={422: ""},
+          links={"Tracking": link("communication_tracking_get", email_id="$response.body#/sms_id")})
+def send_sms(body: SendSmsIn):
+    """The same durable queue as mail (priority, retries, reconcile); the same `idempotency_key` again sends
+    nothing new. Quiet hours defer the message to their end; a member who replied STOP is skipped."""
+    return sms.queue_sms(body.to.model_dump(exclude_none=True), text=body.text, template_key=body.template_key,
+                         template_id=body.template_id, variables=body.variables, category=body.category,
+                         priority=body.priority, idempotency_key=body.idempotency_key, actor=_actor())

@@ -1,25 +1,18 @@
-"""Delivery channels behind one small interface: email through Flask-Mail, SMS through a provider.
-
-A real SMS provider is a class with `send(to, body) -> provider_message_id`, registered in SMS_PROVIDERS and
-chosen with the SMS_PROVIDER setting; nothing else changes.
-"""
+"""The email channel: one SMTP connection through Flask-Mail, reused for a whole chunk. SMS has its provider
+interface in sms.py."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import re
 import smtplib
 import socket
-import uuid
 from typing import Protocol
 
 from flask import current_app
 from flask_mail import email_dispatched, sanitize_address
 
-from console.blueprints.communication.models import NotificationHistory
+from console.blueprints.communication.handover import HandOver, sendmail_with_hand_over
 from console.extensions import mail
-from console.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -32,68 +25,6 @@ class Channel(Protocol):
     def close(self) -> None: ...
 
 
-class HandOver(Protocol):
-    """Told about the one moment that matters for once-only delivery: the final dot of the DATA command."""
-
-    def before_dot(self) -> None: ...  # must succeed, or the message is not handed over
-
-    def after_dot(self) -> None: ...  # must not raise: the dot is already on its way
-
-
-_LEADING_DOT = re.compile(rb"(?m)^\.")
-
-
-def sendmail_with_hand_over(smtp: smtplib.SMTP, sender: str, to: str, data: bytes, hand_over: HandOver) -> None:
-    """smtplib's sendmail for one recipient, split at the final dot of DATA.
-
-    A server discards a transaction whose final dot never arrived, so the message is handed over exactly
-    when that dot is written: `before_dot` runs while the server holds an incomplete message, `after_dot`
-    right after the write, before the reply is read."""
-    smtp.ehlo_or_helo_if_needed()
-    options = [f"size={len(data)}"] if smtp.does_esmtp and smtp.has_extn("size") else []
-    code, reply = smtp.mail(sender, options)
-    if code != 250:
-        _abandon(smtp, code)
-        raise smtplib.SMTPSenderRefused(code, reply, sender)
-    code, reply = smtp.rcpt(to)
-    if code not in (250, 251):
-        _abandon(smtp, code)
-        raise smtplib.SMTPRecipientsRefused({to: (code, reply)})
-    smtp.putcmd("data")
-    code, reply = smtp.getreply()
-    if code != 354:
-        _abandon(smtp, code)
-        raise smtplib.SMTPDataError(code, reply)
-    body = _LEADING_DOT.sub(b"..", data)
-    smtp.send(body if body.endswith(b"\r\n") else body + b"\r\n")
-    cork(smtp.sock, True)  # the dot stays in the kernel until the journal's writes are out (see cork)
-    try:
-        hand_over.before_dot()
-    except Exception:
-        smtp.close()  # the dot never goes out: the server drops the transaction with the connection
-        raise
-    smtp.send(b".\r\n")
-    hand_over.after_dot()
-    cork(smtp.sock, False)
-    code, reply = smtp.getreply()
-    if code != 250:
-        _abandon(smtp, code)
-        raise smtplib.SMTPDataError(code, reply)
-
-
-def cork(sock: socket.socket | None, on: bool) -> None:
-    """Hold a socket's writes in the kernel (TCP_CORK), or send them. Writes to corked sockets wake no reader,
-    so a process cannot be preempted between them; and a process that dies flushes them on close."""
-    if sock is not None and hasattr(socket, "TCP_CORK"):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, int(on))
-
-
-def _abandon(smtp: smtplib.SMTP, code: int) -> None:
-    if code == 421:
-        smtp.close()
-        return
-    with contextlib.suppress(smtplib.SMTPServerDisconnected):
-        smtp.rset()
 
 
 class EmailChannel:
@@ -104,8 +35,10 @@ class EmailChannel:
     def __init__(self):
         self.conn = None
 
-    def send(self, to: str, message, data: bytes | None = None, hand_over: HandOver | None = None) -> str | None:
-        """Send `message` (already serialised as `data`, when given); see sendmail_with_hand_over."""
+    def send(self, to: str, message, data: bytes | None = None, hand_over: HandOver | None = None,
+             envelope_from: str | None = None) -> str | None:
+        """Send `message` (already serialised as `data`, when given); see sendmail_with_hand_over.
+        `envelope_from` replaces the sender in MAIL FROM (a VERP return path, bounces.py)."""
         if self.conn is None:
             conn = mail.connect()
             conn.host = conn.configure_host()
@@ -118,10 +51,11 @@ class EmailChannel:
             # Flask-Mail's Connection.send would re-parse the sender and recipients for every message; the
             # queue already holds validated addresses, and a batch sends thousands over this connection.
             data = message.as_bytes() if data is None else data
+            sender = envelope_from or self.envelope_from
             if hand_over is None:
-                self.conn.host.sendmail(self.envelope_from, [to], data)
+                self.conn.host.sendmail(sender, [to], data)
             else:
-                sendmail_with_hand_over(self.conn.host, self.envelope_from, to, data, hand_over)
+                sendmail_with_hand_over(self.conn.host, sender, to, data, hand_over)
         email_dispatched.send(current_app._get_current_object(), message=message)
         return message.msgId
 
@@ -132,46 +66,3 @@ class EmailChannel:
             except (smtplib.SMTPException, OSError):
                 self.conn.host.close()
         self.conn = None
-
-
-class LogSmsProvider:
-    """Development: write the SMS to the log instead of sending it."""
-
-    def send(self, to: str, body: str) -> str:
-        message_id = f"log-{uuid.uuid4().hex[:12]}"
-        log.info("SMS to %s (%s): %s", to or "(no number)", message_id, body)
-        return message_id
-
-
-SMS_PROVIDERS = {"log": LogSmsProvider}
-
-
-class SmsChannel:
-    name = "sms"
-
-    def __init__(self, provider=None):
-        self.provider = provider or SMS_PROVIDERS[current_app.config.get("SMS_PROVIDER", "log")]()
-
-    def send(self, to: str, message) -> str | None:
-        return self.provider.send(to, str(message))
-
-    def close(self) -> None:
-        return None
-
-
-def send_sms(user_id: str, body: str, *, category: str = "product") -> dict:
-    """Send a text message to a member, honouring their preferences; recorded in notification_history."""
-    from console.blueprints.communication.prefs import decide
-    from console.members import Member
-
-    member = Member._get_collection().find_one({"user_id": user_id}, {"phone": 1}) or {}
-    verdict, reason, _until = decide([{"user_id": user_id}], category, channel="sms")[0]
-    status = "sent" if verdict == "send" else "skipped"
-    if verdict == "defer":
-        reason = "quiet_hours"
-    provider_id = SmsChannel().send(member.get("phone") or "", body) if status == "sent" else None
-    NotificationHistory._get_collection().insert_one(
-        {"user_id": user_id, "recipient": member.get("phone"), "channel": "sms", "category": category,
-         "template": None, "status": status, "reason": reason, "created_at": utcnow()})
-    return {"status": status, "provider_id": provider_id} if status == "sent" else {"status": status,
-                                                                                     "reason": reason}

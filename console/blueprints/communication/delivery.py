@@ -1,22 +1,7 @@
 """The worker's side of mail: claim queue documents atomically, send them over one SMTP connection,
 record every outcome, and reconcile documents whose job was lost.
 
-Exactly once, whatever crashes. A document is claimed (`queued|deferred → sending`, or a `sending` one whose
-lease ran out) before it is sent, and each SMTP hand-over is journaled in Redis around the one moment that
-decides it, the final dot of DATA (a server discards a transaction whose dot never came):
-
-1. "c" is written while the server holds the message without its dot;
-2. the dot is written to the SMTP socket;
-3. "h<time>" (handed over) is written, before any reply is read: the three writes follow each other
-   without a wait. The server's 250 turns the entry into "a<time>" (accepted), a refusal deletes it. The
-   journal's replies are read before the next hand-over: should Redis refuse a write, sending stops.
-
-When a worker dies before recording its outcomes in Mongo, the claim that takes its documents over reads
-the journal: no entry → never handed over, send it; "h" or "a" → the server has it: recorded as sent (a
-note says when the reply was never read), never sent again; "c" → the worker died between the "c" and the
-"h" writes, a window of a few microseconds, with the dot gone or not: that email fails with UNCERTAIN for a
-person to decide. Mongo's recorded outcome wins over the journal, which only speaks for
-emails taken over from a dead claim.
+The exactly-once hand-over (journal, cork, split sendmail) is in handover.py.
 """
 
 from __future__ import annotations
@@ -37,11 +22,14 @@ from functools import lru_cache
 
 from flask import current_app
 from flask_mail import Message, sanitize_address, sanitize_addresses
-from pymongo import UpdateMany, UpdateOne
+from pymongo import UpdateMany
 from redis.exceptions import RedisError
 
-from console.blueprints.communication.channels import EmailChannel, cork
-from console.blueprints.communication.models import EmailQueue, EmailTracking, NotificationHistory
+from console.blueprints.communication import sms
+from console.blueprints.communication.bounces import return_path
+from console.blueprints.communication.channels import EmailChannel
+from console.blueprints.communication.handover import Journal
+from console.blueprints.communication.models import EmailQueue, EmailTracking, NotificationHistory, Suppression
 from console.blueprints.communication.prefs import decide, suppress
 from console.blueprints.communication.sending import HANDOVER_KEY, enqueue_delivery, history_entry, message_id, setting
 from console.queues import get_redis
@@ -52,7 +40,6 @@ UNCERTAIN = ("uncertain: the worker stopped within microseconds of handing this 
              "it may have arrived")
 UNCONFIRMED = ("handed over in full, but the SMTP server's reply was never read (the worker stopped or the "
                "connection broke)")
-JOURNAL_TTL = 14 * 24 * 3600
 HARD_BOUNCE_CODES = {550, 551, 553}
 
 
@@ -195,6 +182,7 @@ def _slices(ids: list, size: int) -> list[list]:
 class _Slice:
     outcome: Outcome
     to_send: list  # (doc, message, serialised message)
+    sms: list = field(default_factory=list)  # (doc, its journal entry or None)
 
 
 def deliver(email_ids: list[str]) -> Outcome:
@@ -233,6 +221,7 @@ def deliver(email_ids: list[str]) -> Outcome:
                     journal = Journal(get_redis())
                 try:
                     _send_all(part.to_send, part.outcome, ids, token, lease, smtp, journal)
+                    _send_texts(part.sms, part.outcome)
                 finally:
                     if journal is not None:
                         journal.flush()  # before the record drops the entries
@@ -252,10 +241,11 @@ def _prepare(slice_ids: list, chunk_ids: list, lease: int, token: str) -> _Slice
     """Claim a slice, settle what a dead worker's journal says, apply preferences, serialise the rest."""
     docs, taken_over = _claim(slice_ids, lease, token)
     outcome = Outcome(claimed=len(docs))
-    journal = {}
-    if taken_over:
-        ordered = sorted(taken_over)
-        journal = dict(zip(ordered, get_redis().mget([HANDOVER_KEY.format(i) for i in ordered]), strict=True))
+    texts = [doc for doc in docs if doc.get("channel") == "sms"]
+    docs = [doc for doc in docs if doc.get("channel") != "sms"]
+    # An SMS's journal is read on every attempt: a broken connection leaves it open too (see sms.py).
+    read = sorted(taken_over.difference(doc["_id"] for doc in texts) | {doc["_id"] for doc in texts})
+    journal = dict(zip(read, get_redis().mget([HANDOVER_KEY.format(i) for i in read]), strict=True)) if read else {}
     pending = []
     for doc in docs:
         entry = journal.get(doc["_id"])
@@ -265,17 +255,8 @@ def _prepare(slice_ids: list, chunk_ids: list, lease: int, token: str) -> _Slice
             outcome.failed.append((doc, UNCERTAIN, False))
         else:  # the server has it: record it, never send twice
             outcome.sent.append((doc, float(entry[1:]), None if entry[:1] == b"a" else UNCONFIRMED))
-    decisions = {}
-    by_category: dict[str, list[dict]] = {}
-    for doc in pending:
-        by_category.setdefault(doc.get("category") or "", []).append(doc)
-    for category, group in by_category.items():
-        verdicts = decide([{"user_id": d.get("user_id"), "email": d["to_email"]} for d in group], category,
-                          exclude_ids=chunk_ids)
-        decisions.update({d["_id"]: v for d, v in zip(group, verdicts, strict=True)})
     to_send = []
-    for doc in pending:
-        verdict, reason, until = decisions[doc["_id"]]
+    for doc, (verdict, reason, until) in _decisions(pending, "email", chunk_ids):
         if verdict == "skip":
             outcome.skipped.append((doc, reason))
         elif verdict == "defer":
@@ -283,96 +264,67 @@ def _prepare(slice_ids: list, chunk_ids: list, lease: int, token: str) -> _Slice
         else:
             message = build_message(doc)
             to_send.append((doc, message, message.as_bytes()))
-    return _Slice(outcome, to_send)
+    sms_to_send = []
+    for doc, (verdict, reason, until) in _decisions(texts, "sms", chunk_ids):
+        entry = journal.get(doc["_id"])
+        if entry is not None or verdict == "send":  # once begun, a message is finished whatever changed since
+            sms_to_send.append((doc, entry))
+        elif verdict == "skip":
+            outcome.skipped.append((doc, reason))
+        else:
+            outcome.deferred.append((doc, reason, until, False))
+    return _Slice(outcome, to_send, sms_to_send)
 
 
-class Journal:
-    """The hand-over journal (see the module docstring), on a Redis connection of its own: its writes go out
-    without waiting for replies, which are read in order later (before the next hand-over, so a journal that
-    stopped working stops the sending)."""
+def _decisions(docs: list[dict], channel: str, chunk_ids: list):
+    """(doc, decide()'s verdict) for each document, decided in bulk per category."""
+    by_category: dict[str, list[dict]] = {}
+    for doc in docs:
+        by_category.setdefault(doc.get("category") or "", []).append(doc)
+    stopped: set = set()
+    if channel == "sms" and docs:
+        stopped = {row["email"] for row in Suppression._get_collection().find(
+            {"email": {"$in": [d["to_phone"] for d in docs]}}, {"email": 1})}
+    for category, group in by_category.items():
+        recipients = [{"user_id": d.get("user_id"), "email": d.get("to_email")} for d in group]
+        verdicts = decide(recipients, category, channel=channel, exclude_ids=chunk_ids)
+        for doc, verdict in zip(group, verdicts, strict=True):
+            if channel == "sms" and doc["to_phone"] in stopped:
+                verdict = ("skip", "opted_out", None)
+            yield doc, verdict
 
-    def __init__(self, redis):
-        self.pool = redis.connection_pool
-        self.conn = self.pool.get_connection()
-        self.state = None  # None, "c" or "h" for the current email
-        self.handed_at = None
-        self.unread = 0
-        self.pending: list[tuple] = []  # commands that can ride on the next write
 
-    def begin(self, email_id) -> None:
-        self.key, self.state, self.handed_at = HANDOVER_KEY.format(email_id), None, None
-
-    def before_dot(self) -> None:
-        self._settle()  # nothing unread may stay behind: a socket closed with unread data drops its writes
-        if self.conn._sock is None:
-            self.conn.connect()
-        cork(self.conn._sock, True)  # "c", the dot and "h" go out back to back (see mail_channels.cork)
-        self.handed_at = time.time()
-        commit = self.conn.pack_commands([*self.pending, ("SET", self.key, b"c", "EX", JOURNAL_TTL)])
-        self.handed = self.conn.pack_command("SET", self.key, b"h%.6f" % self.handed_at, "EX", JOURNAL_TTL)
-        self._send(commit, len(self.pending) + 1)  # no wait for the reply: the dot follows at once
-        self.pending = []
-        self.state = "c"
-
-    def after_dot(self) -> None:
-        self.state = "h"
+def _send_texts(items: list[tuple], outcome: Outcome) -> None:
+    """Hand each SMS to the provider (sms.send_one journals it); failures defer or fail like mail."""
+    if not items:
+        return
+    max_attempts, intervals = int(current_app.config["MAIL_MAX_ATTEMPTS"]), _intervals()
+    try:
+        provider = sms.provider()
+    except sms.SmsPermanent as error:
+        outcome.failed.extend((doc, str(error), False) for doc, _entry in items)
+        return
+    for doc, entry in items:
         try:
-            self._send(self.handed, 1)
-            cork(self.conn._sock, False)
-        except (RedisError, OSError):  # the entry stays "c": should this worker die now, the email fails visibly
-            log.warning("mail journal: could not record a hand-over", exc_info=True)
-            self._reset()
+            _state, at, provider_id = sms.send_one(doc, entry, provider)
+        except sms.SmsPermanent as error:
+            outcome.failed.append((doc, str(error), False))
+        except (sms.SmsTransient, RedisError) as error:
+            _defer_or_fail(outcome, doc, str(error), max_attempts, intervals)
+        else:
+            doc["provider_message_id"] = provider_id
+            outcome.sent.append((doc, at, None))
 
-    def accepted(self, at: float) -> None:
-        self.pending.append(("SET", self.key, b"a%.6f" % at, "EX", JOURNAL_TTL))
 
-    def forget(self) -> None:
-        """The server refused the message, or never got its dot: nothing was handed over."""
-        self.pending.append(("DEL", self.key))
-
-    def flush(self) -> None:
-        """Write what is pending; the outcome goes to Mongo anyway, so a Redis failure here only logs."""
-        try:
-            if self.pending:
-                self._send(self.conn.pack_commands(self.pending), len(self.pending))
-            self._settle()
-        except RedisError:
-            log.warning("mail journal: could not flush", exc_info=True)
-        self.pending = []
-
-    def close(self) -> None:
-        self.flush()
-        self.pool.release(self.conn)
-
-    def _send(self, packed, replies: int) -> None:
-        try:
-            self.conn.send_packed_command(packed, check_health=False)  # a health check would read a reply
-        except RedisError:
-            self._reset()
-            raise
-        self.unread += replies
-
-    def _settle(self) -> None:
-        """Read the replies of earlier writes (long arrived); an error reply raises."""
-        try:
-            while self.unread:
-                self.unread -= 1
-                self.conn.read_response()
-        except RedisError:
-            self._reset()
-            raise
-
-    def _reset(self) -> None:
-        self.unread = 0
-        self.conn.disconnect()  # unread replies must not answer later commands; it reconnects on next use
+def _intervals() -> list[int]:
+    return [int(x) for x in str(current_app.config["MAIL_RETRY_INTERVALS"]).split(",") if x.strip()] or [60]
 
 
 def _send_all(items: list[tuple], outcome: Outcome, chunk_ids: list, token: str, lease: int,
               smtp: EmailChannel, journal: Journal) -> None:
     """Send a slice over the chunk's connection, journaling each hand-over. A broken connection defers the
     rest of the slice; the next slice connects again."""
-    max_attempts = int(current_app.config["MAIL_MAX_ATTEMPTS"])
-    intervals = [int(x) for x in str(current_app.config["MAIL_RETRY_INTERVALS"]).split(",") if x.strip()] or [60]
+    max_attempts, intervals = int(current_app.config["MAIL_MAX_ATTEMPTS"]), _intervals()
     renewed = time.monotonic()
     connection_down: str | None = None
     for doc, message, data in items:
@@ -386,7 +338,7 @@ def _send_all(items: list[tuple], outcome: Outcome, chunk_ids: list, token: str,
             renewed = time.monotonic()
         journal.begin(doc["_id"])
         try:
-            smtp.send(doc["to_email"], message, data, hand_over=journal)
+            smtp.send(doc["to_email"], message, data, hand_over=journal, envelope_from=return_path(doc["_id"]))
         except Exception as error:  # classified below; nothing is swallowed: the job raises afterwards
             problem = _classify(error)
             if journal.state == "h" and not isinstance(error, smtplib.SMTPResponseException):
@@ -423,50 +375,69 @@ def _record(outcome: Outcome, token: str) -> None:
     notification_history (inserts: far cheaper than updating an entry per email). Then the journal entries,
     which Mongo now supersedes, are dropped."""
     now = utcnow()
-    ops, history, events = [], [], []
-    sent_by_time: dict[float, list] = {}
-    for doc, accepted_at, note in outcome.sent:
-        history.append(history_entry({**doc, "status": "sent", "reason": note}))
-        if note:
-            ops.append(UpdateOne({"_id": doc["_id"], "claim": token},
-                                 {"$set": {"status": "sent", "sent_at": datetime.fromtimestamp(accepted_at, UTC),
-                                           "reason": note, "updated_at": now, "next_attempt_at": None}}))
-        else:
-            sent_by_time.setdefault(round(accepted_at, 1), []).append(doc)
-    for accepted_at, docs in sent_by_time.items():  # one update per tenth of a second, not one per email
-        ops.append(UpdateMany({"_id": {"$in": [d["_id"] for d in docs]}, "claim": token},
-                              {"$set": {"status": "sent", "sent_at": datetime.fromtimestamp(accepted_at, UTC),
-                                        "reason": None, "updated_at": now, "next_attempt_at": None}}))
-    for doc, reason in outcome.skipped:
-        ops.append(UpdateOne({"_id": doc["_id"], "claim": token},
-                             {"$set": {"status": "skipped", "reason": reason, "updated_at": now}}))
-        history.append(history_entry({**doc, "status": "skipped", "reason": reason}))
-    for doc, reason, until, _retry in outcome.deferred:
-        ops.append(UpdateOne({"_id": doc["_id"], "claim": token},
-                             {"$set": {"status": "deferred", "reason": reason, "next_attempt_at": until,
-                                       "updated_at": now}}))
-    for doc, reason, hard_bounce in outcome.failed:
-        ops.append(UpdateOne({"_id": doc["_id"], "claim": token},
-                             {"$set": {"status": "failed", "reason": reason, "updated_at": now}}))
-        history.append(history_entry({**doc, "status": "failed", "reason": reason}))
-        if hard_bounce:
-            suppress(doc["to_email"], "hard_bounce", reason, doc["_id"])
-            events.append({"email_id": doc["_id"], "type": "bounce", "at": now, "detail": reason})
+    ops = _grouped_updates(_changes(outcome), token, now)
     if ops:
         EmailQueue._get_collection().bulk_write(ops, ordered=False)
+    history = [history_entry({**doc, "status": status, "reason": reason}) for doc, status, reason in _finals(outcome)]
     if history:
         NotificationHistory._get_collection().insert_many(history, ordered=False)
-    if events:
-        EmailTracking._get_collection().insert_many(events)
+    _record_bounces(outcome.failed, now)
     for doc, _reason, until, retry in outcome.deferred:
         if not retry:  # quiet hours: a timed job of its own; retries ride on RQ's Retry
             enqueue_delivery([doc["_id"]], doc.get("priority") or "normal", f"mail-{doc['_id']}-quiet", at=until)
-    journaled = [HANDOVER_KEY.format(doc["_id"]) for doc, *_ in (*outcome.sent, *outcome.failed)]
-    if journaled:
+    _drop_journal([doc for doc, *_ in (*outcome.sent, *outcome.failed)])
+
+
+def _changes(outcome: Outcome):
+    """(queue document, the fields its outcome sets) for every email of the outcome."""
+    for doc, accepted_at, note in outcome.sent:
+        # a tenth of a second is precise enough, and lets one update cover many emails
+        at = datetime.fromtimestamp(accepted_at if note else round(accepted_at, 1), UTC)
+        fields = {"status": "sent", "sent_at": at, "reason": note, "next_attempt_at": None}
+        if doc.get("provider_message_id"):
+            fields["provider_message_id"] = doc["provider_message_id"]
+        yield doc, fields
+    for doc, reason in outcome.skipped:
+        yield doc, {"status": "skipped", "reason": reason}
+    for doc, reason, until, _retry in outcome.deferred:
+        yield doc, {"status": "deferred", "reason": reason, "next_attempt_at": until}
+    for doc, reason, _hard_bounce in outcome.failed:
+        yield doc, {"status": "failed", "reason": reason}
+
+
+def _grouped_updates(changes, token: str, now: datetime) -> list[UpdateMany]:
+    """One update per distinct set of fields, each only where this claim still holds the email."""
+    groups: dict[tuple, list] = {}
+    for doc, fields in changes:
+        groups.setdefault(tuple(fields.items()), []).append(doc["_id"])
+    return [UpdateMany({"_id": {"$in": ids}, "claim": token, "status": "sending"},
+                       {"$set": {**dict(fields), "updated_at": now}}) for fields, ids in groups.items()]
+
+
+def _finals(outcome: Outcome):
+    """(doc, status, reason) of the outcomes that are final: they go to notification_history."""
+    yield from ((doc, "sent", note) for doc, _at, note in outcome.sent)
+    yield from ((doc, "skipped", reason) for doc, reason in outcome.skipped)
+    yield from ((doc, "failed", reason) for doc, reason, _hard in outcome.failed)
+
+
+def _record_bounces(failed: list, now: datetime) -> None:
+    """A recipient the server refused for good is suppressed, and the bounce joins the email's timeline."""
+    events = []
+    for doc, reason, hard_bounce in failed:
+        if hard_bounce:
+            suppress(doc["to_email"], "hard_bounce", reason, doc["_id"])
+            events.append({"email_id": doc["_id"], "type": "bounce", "at": now, "detail": reason})
+    if events:
+        EmailTracking._get_collection().insert_many(events)
+
+
+def _drop_journal(docs: list[dict]) -> None:
+    if docs:
         try:
-            get_redis().delete(*journaled)
+            get_redis().delete(*[HANDOVER_KEY.format(doc["_id"]) for doc in docs])
         except RedisError:  # housekeeping only: the entries expire, and Mongo's record wins over them
-            log.warning("mail journal: could not drop %d entries", len(journaled), exc_info=True)
+            log.warning("mail journal: could not drop %d entries", len(docs), exc_info=True)
 
 
 # --- reconcile ---------------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ from console.blueprints.communication import delivery
 log = logging.getLogger(__name__)
 RECONCILE_JOB = "console.blueprints.communication.jobs.reconcile"
 TICK_KEY = "mail:reconcile:tick"
+BOUNCES_JOB = "console.blueprints.communication.jobs.read_bounces"
+BOUNCES_TICK_KEY = "mail:bounces:tick"
 
 
 def deliver(email_ids: list[str]) -> dict:
@@ -39,6 +41,26 @@ def reconcile(min_age_seconds: int | None = None) -> dict:
     return delivery.reconcile(min_age_seconds)
 
 
+def read_bounces() -> dict:
+    """Read the bounce mailbox (BOUNCE_IMAP_*) and apply the delivery reports in it."""
+    from console.blueprints.communication.bounces import read_bounce_mailbox
+
+    return read_bounce_mailbox()
+
+
+def enqueue_bounce_check(app) -> None:
+    """Enqueue one bounce-mailbox read per BOUNCE_IMAP_INTERVAL, when a mailbox is configured."""
+    from console.blueprints.communication.sending import setting
+
+    with app.app_context():
+        if not app.config.get("BOUNCE_IMAP_HOST"):
+            return
+        interval = setting("BOUNCE_IMAP_INTERVAL")
+        if app.extensions["redis"].set(BOUNCES_TICK_KEY, 1, nx=True, ex=max(1, interval - 1)):
+            app.extensions["queues"]["default"].enqueue(BOUNCES_JOB, job_timeout=300, result_ttl=3600,
+                                                        description="read the bounce mailbox")
+
+
 def enqueue_reconcile(app) -> None:
     """Enqueue one reconcile job unless another worker did so within the interval."""
     from console.blueprints.communication.sending import setting
@@ -52,7 +74,8 @@ def enqueue_reconcile(app) -> None:
 
 
 def start_reconcile_schedule(app) -> None:
-    """Worker startup hook: reconcile now, then every MAIL_RECONCILE_INTERVAL seconds.
+    """Worker startup hook: reconcile now, then every MAIL_RECONCILE_INTERVAL seconds; the bounce mailbox is
+    read on the same tick, once per BOUNCE_IMAP_INTERVAL.
 
     A daemon thread enqueues the job, so the schedule survives a Redis flush that would lose a self-scheduling
     job; the Redis key keeps several workers from enqueuing it more than once per interval."""
@@ -62,10 +85,11 @@ def start_reconcile_schedule(app) -> None:
 
     def tick():
         while True:
-            try:
-                enqueue_reconcile(app)
-            except Exception:  # keep the schedule alive through a Redis outage; the worker logs its own
-                log.warning("mail reconcile: could not enqueue", exc_info=True)
+            for enqueue in (enqueue_reconcile, enqueue_bounce_check):
+                try:
+                    enqueue(app)
+                except Exception:  # keep the schedule alive through a Redis outage; the worker logs its own
+                    log.warning("mail schedule: could not enqueue %s", enqueue.__name__, exc_info=True)
             time.sleep(interval)
 
     threading.Thread(target=tick, name="mail-reconcile", daemon=True).start()

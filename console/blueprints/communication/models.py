@@ -66,8 +66,10 @@ class EmailTemplateVersion(Document):
 class EmailQueue(Document):
     """One email: Mongo is the source of truth, RQ only the transport."""
 
-    channel = StringField(default="email")
-    to_email = StringField(required=True)
+    channel = StringField(default="email")  # email | sms (sms.py: same queue, same job)
+    to_email = StringField()  # email
+    to_phone = StringField()  # sms, E.164
+    provider_message_id = StringField()  # sms: the provider's id for it
     user_id = StringField()
     template_id = ObjectIdField()
     template_name = StringField()
@@ -98,6 +100,14 @@ class EmailQueue(Document):
     clicks = IntField(default=0)
     first_opened_at = DateTimeField()
     created_by = StringField()
+    # after the hand-over (delivery_status.py): delivered | bounced | complained
+    delivered_at = DateTimeField()
+    bounced_at = DateTimeField()
+    bounce_type = StringField()  # hard | soft
+    complained_at = DateTimeField()
+    human_opens = IntField(default=0)
+    human_clicks = IntField(default=0)
+    unsubscribed_at = DateTimeField()
 
     meta = {
         "collection": "email_queue",
@@ -107,6 +117,7 @@ class EmailQueue(Document):
             ("status", "-id"),
             ("batch_id", "status"),
             ("user_id", "-created_at"),
+            ("template_id", "created_at"),  # stats per template; neither field changes after insert
         ],
     }
 
@@ -127,16 +138,24 @@ class EmailBatch(Document):
 
 
 class EmailTracking(Document):
-    """Opens, clicks, unsubscribes and bounces: events, not statuses."""
+    """Opens, clicks, unsubscribes, bounces and delivery reports: events, not statuses."""
 
     email_id = ObjectIdField(required=True)
-    type = StringField(required=True)  # open|click|unsubscribe|bounce
+    type = StringField(required=True)  # open|click|unsubscribe|bounce|delivered|bounced|complained
     at = DateTimeField(default=utcnow)
     link_index = IntField()
     url = StringField()
     detail = StringField()
+    machine = StringField()  # opens and clicks not made by a person: why (privacy proxy, link scanner)
+    user_agent = StringField()
+    source = StringField()  # delivery reports: sendgrid | mailgun | generic | dsn
+    event_key = StringField()  # delivery reports: the same key is processed once
+    bounce_type = StringField()
+    received_at = DateTimeField()
 
-    meta = {"collection": "email_tracking", "indexes": [("email_id", "at"), ("type", "-at")]}
+    meta = {"collection": "email_tracking",
+            "indexes": [("email_id", "at"), ("type", "-at"),
+                        {"fields": ["event_key"], "unique": True, "sparse": True}]}
 
 
 class Suppression(Document):

@@ -9,7 +9,7 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_login import current_user
 
 from console.audit import record
-from console.blueprints.communication import bp, email_templates, mailbox, prefs, sending
+from console.blueprints.communication import bp, email_templates, mailbox, prefs, sending, stats
 from console.errors import ApiError
 from console.http import MAX_JSON_DEPTH, depth_over
 from console.pagination import PageQuery
@@ -322,3 +322,38 @@ def member_history_panel(user_id: str):
 @permission_required("communication.view")
 def widget_queue():
     return render_template("communication/_widget_queue.html", counts=sending.queue_counts())
+
+
+# --- stats -------------------------------------------------------------------------------------------------
+
+STATS_SERIES = (("sent", "Sent"), ("delivered", "Delivered"), ("opens", "Opened (people)"),
+                ("clicks", "Clicked (people)"),
+                ("bounced", "Bounced"))
+
+
+def _stats_figure(series: list[dict]) -> dict:
+    days = [row["day"].strftime("%Y-%m-%d") for row in series]
+    return {"data": [{"type": "bar" if key == "sent" else "scatter", "name": label, "x": days,
+                      "y": [row[key] for row in series], **({} if key == "sent" else {"mode": "lines+markers"})}
+                     for key, label in STATS_SERIES],
+            "layout": {"margin": {"t": 10, "r": 10, "b": 40, "l": 50}, "legend": {"orientation": "h"},
+                       "yaxis": {"rangemode": "tozero", "title": {"text": "emails"}}}}
+
+
+@bp.route("/communication/stats/panel")
+@permission_required("communication.view")
+def stats_panel():
+    """The stats card's content for ?template_id | batch_id | campaign_id."""
+    scope = {key: request.args.get(key) for key in ("template_id", "batch_id", "campaign_id") if request.args.get(key)}
+    try:
+        result = stats.communication_stats(**scope)
+    except ApiError:
+        abort(404)
+    name = next(iter(scope), "template_id").removesuffix("_id")
+    return render_template("communication/_stats_panel.html", s=result, figure=_stats_figure(result["series"]),
+                           scope_name=name)
+
+
+@bp.context_processor
+def _permissions():
+    return {"has_permission": has_permission}

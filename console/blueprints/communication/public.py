@@ -13,12 +13,16 @@ NO_STORE = {"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0", "
             "X-Robots-Tag": "noindex, nofollow"}
 
 
+def _visitor() -> tracking.Visitor:
+    return tracking.Visitor(request.headers.get("User-Agent", ""), request.remote_addr or "")
+
+
 @bp.route("/t/o/<token>")
 @public
 def open_pixel(token: str):
     """A 1x1 GIF; counts an (approximate) open when the token is genuine."""
     found = tracking.read_token("open", token)
-    if found is None or not tracking.record_open(found[0]):
+    if found is None or not tracking.record_open(found[0], _visitor()):
         abort(404)
     return Response(PIXEL, mimetype="image/gif", headers=NO_STORE)
 
@@ -30,7 +34,7 @@ def click(token: str):
     found = tracking.read_token("click", token)
     if found is None or found[1] is None:
         abort(404)
-    target = tracking.click_target(found[0], found[1])
+    target = tracking.click_target(found[0], found[1], _visitor())
     if target is None:
         abort(404)
     response = redirect(target, code=302)

@@ -97,7 +97,8 @@ class SendEmailOut(BaseModel):
 
 
 class QueueQuery(PageQuery):
-    status: Literal["queued", "sending", "deferred", "sent", "failed", "skipped"] | None = None
+    status: Literal["queued", "sending", "deferred", "sent", "failed", "skipped", "delivered", "bounced",
+                    "complained"] | None = None
     priority: Priority | None = None
     batch_id: str | None = Field(None, max_length=64)
     q: str | None = Field(None, max_length=254, description="Recipient email address")
@@ -142,6 +143,8 @@ class TrackingEvent(BaseModel):
     approximate: bool | None = None
     url: str | None = None
     detail: str | None = None
+    bounce_type: Literal["hard", "soft"] | None = None
+    machine: str | None = Field(None, description="set when a privacy proxy or link scanner made this, not a person")
 
 
 class TrackingOut(BaseModel):
@@ -188,7 +191,10 @@ class BatchStatus(BaseModel):
     batch_id: str
     status: Literal["queued", "sending", "complete", "failed"]
     total: int
-    sent: int
+    sent: int = Field(description="handed over to the SMTP server, whatever was reported after")
+    delivered: int = 0
+    bounced: int = 0
+    complained: int = 0
     failed: int
     skipped: int
     progress: float
@@ -211,3 +217,81 @@ class QueueOut(BaseModel):
 
 class EmptyQuery(QueryModel):
     pass
+
+
+class StatsQuery(QueryModel):
+    template_id: str | None = Field(None, max_length=64)
+    batch_id: str | None = Field(None, max_length=64)
+    campaign_id: str | None = Field(None, max_length=64)
+    start: datetime | None = Field(None, alias="from", description="Emails created at or after (ISO 8601)")
+    end: datetime | None = Field(None, alias="to", description="Emails created before (ISO 8601)")
+
+
+class Measure(BaseModel):
+    count: int
+    rate: float = Field(description="sent: of the emails not skipped; the others: of the emails sent")
+
+
+class StatsDay(BaseModel):
+    day: datetime
+    sent: int
+    delivered: int
+    bounced: int
+    complained: int
+    opens: int
+    clicks: int
+    unsubscribes: int
+
+
+class MachineCounts(BaseModel):
+    opens: int = Field(description="emails opened only by privacy proxies")
+    clicks: int = Field(description="emails clicked by link scanners")
+
+
+class StatsOut(BaseModel):
+    total: int
+    skipped: int
+    sent: Measure
+    delivered: Measure
+    bounced: Measure
+    complained: Measure
+    opens: Measure = Field(description="unique human opens")
+    clicks: Measure = Field(description="unique human clicks")
+    unsubscribes: Measure
+    machine: MachineCounts
+    series: list[StatsDay]
+
+
+class SmsTo(RequestModel):
+    user_id: str | None = Field(None, min_length=1, max_length=200)
+    phone: str | None = Field(None, min_length=3, max_length=40, description="Any format; stored in E.164")
+
+    @model_validator(mode="after")
+    def _one(self):
+        if bool(self.user_id) == bool(self.phone):
+            raise ValueError("give exactly one of user_id or phone")
+        return self
+
+
+class SendSmsIn(RequestModel):
+    to: SmsTo
+    text: str | None = Field(None, min_length=1, max_length=1600)
+    template_key: str | None = Field(None, min_length=1, max_length=120)
+    template_id: str | None = Field(None, min_length=1, max_length=64)
+    variables: dict = Field(default_factory=dict)
+    category: str | None = Field(None, pattern=SLUG, description="Defaults to the template's category, or product")
+    priority: Priority = "normal"
+    idempotency_key: str | None = Field(None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if sum(x is not None for x in (self.text, self.template_key, self.template_id)) != 1:
+            raise ValueError("give exactly one of text, template_key or template_id")
+        return self
+
+
+class SendSmsOut(BaseModel):
+    sms_id: str
+    status: str
+    reason: str | None = None
+    duplicate: bool = False

@@ -34,8 +34,9 @@ from console.pagination import PageQuery, object_id_or_404, paginate
 from console.queues import PRIORITY_QUEUES, get_queue, get_redis
 from console.timeutil import as_utc, utcnow
 
-STATUSES = ("queued", "sending", "deferred", "sent", "failed", "skipped")
-TERMINAL = ("sent", "failed", "skipped")
+STATUSES = ("queued", "sending", "deferred", "sent", "failed", "skipped", "delivered", "bounced", "complained")
+TERMINAL = ("sent", "failed", "skipped", "delivered", "bounced", "complained")
+HANDED_OVER = ("sent", "delivered", "bounced", "complained")  # the SMTP server took these (delivery_status.py)
 PRIORITIES = ("high", "normal", "low")
 MAX_BATCH = 10_000
 DELIVER_JOB = "console.blueprints.communication.jobs.deliver"
@@ -165,7 +166,8 @@ def _build(template: EmailTemplate, recipient: dict, shared: dict, *, email_id: 
 
 def history_entry(doc: dict) -> dict:
     """The notification_history entry for a queue document in its current (final) status."""
-    return {"user_id": doc.get("user_id"), "recipient": doc["to_email"], "channel": doc.get("channel", "email"),
+    return {"user_id": doc.get("user_id"), "recipient": doc.get("to_email") or doc.get("to_phone"),
+            "channel": doc.get("channel", "email"),
             "category": doc.get("category"), "template_id": doc.get("template_id"),
             "template": doc.get("template_name"), "status": doc["status"], "reason": doc.get("reason"),
             "email_id": doc["_id"], "created_at": doc["created_at"]}
@@ -317,14 +319,16 @@ def batch_statuses(batches: list[dict]) -> list[dict]:
 def _batch_summary(batch: dict, counts: dict) -> dict:
     oid = batch["_id"]
     total = batch["total"]
-    done = counts["sent"] + counts["failed"] + counts["skipped"]
+    handed_over = sum(counts[status] for status in HANDED_OVER)
+    done = handed_over + counts["failed"] + counts["skipped"]
     if total and done >= total:
-        status = "failed" if counts["failed"] and not counts["sent"] else "complete"
-    elif counts["sent"] or counts["failed"] or counts["sending"] or counts["deferred"]:
+        status = "failed" if counts["failed"] and not handed_over else "complete"
+    elif handed_over or counts["failed"] or counts["sending"] or counts["deferred"]:
         status = "sending"
     else:
         status = "queued"
-    return {"batch_id": str(oid), "status": status, "total": total, "sent": counts["sent"],
+    return {"batch_id": str(oid), "status": status, "total": total, "sent": handed_over,
+            "delivered": counts["delivered"], "bounced": counts["bounced"], "complained": counts["complained"],
             "failed": counts["failed"], "skipped": counts["skipped"], "queued": counts["queued"],
             "sending": counts["sending"], "deferred": counts["deferred"],
             "progress": round(100.0 * done / total, 1) if total else 100.0,
@@ -342,8 +346,10 @@ def deliverability(user_ids: list[str], category: str, channel: str = "email") -
 # --- reading the queue -------------------------------------------------------------------------------------
 
 def email_summary(doc: dict) -> dict:
-    return {"id": str(doc["_id"]), "to": doc.get("to_email"), "user_id": doc.get("user_id"),
-            "subject": doc.get("subject"), "template_id": str(doc["template_id"]) if doc.get("template_id") else None,
+    return {"id": str(doc["_id"]), "to": doc.get("to_email") or doc.get("to_phone"), "user_id": doc.get("user_id"),
+            "channel": doc.get("channel") or "email",
+            "subject": doc.get("subject") or ("Text message" if doc.get("channel") == "sms" else ""),
+            "template_id": str(doc["template_id"]) if doc.get("template_id") else None,
             "template": doc.get("template_name"), "category": doc.get("category"), "priority": doc.get("priority"),
             "status": doc.get("status"), "reason": doc.get("reason"), "attempts": doc.get("attempts", 0),
             "batch_id": str(doc["batch_id"]) if doc.get("batch_id") else None,
@@ -405,15 +411,21 @@ def tracking(email_id: str) -> dict:
             event["url"] = row["url"]
         if row.get("detail"):
             event["detail"] = row["detail"]
+        if row.get("bounce_type"):
+            event["bounce_type"] = row["bounce_type"]
+        if row.get("machine"):
+            event["machine"] = row["machine"]
         events.append(event)
-    if doc.get("status") == "sent" and doc.get("sent_at"):
+    if doc.get("status") in HANDED_OVER and doc.get("sent_at"):
         events.append({"type": "sent", "at": doc["sent_at"]})
     elif doc.get("status") in ("failed", "skipped", "deferred"):
         events.append({"type": doc["status"], "at": doc.get("updated_at"), "detail": doc.get("reason")})
     events.sort(key=lambda e: e["at"] or doc["created_at"])
     return {"email_id": str(doc["_id"]), "status": doc["status"], "reason": doc.get("reason"),
-            "attempts": doc.get("attempts", 0), "to": doc.get("to_email"), "user_id": doc.get("user_id"),
-            "subject": doc.get("subject"), "category": doc.get("category"), "priority": doc.get("priority"),
+            "attempts": doc.get("attempts", 0), "to": doc.get("to_email") or doc.get("to_phone"),
+            "user_id": doc.get("user_id"), "channel": doc.get("channel") or "email",
+            "subject": doc.get("subject") or ("Text message" if doc.get("channel") == "sms" else None),
+            "category": doc.get("category"), "priority": doc.get("priority"),
             "template": doc.get("template_name"), "message_id": doc.get("message_id"), "sent_at": doc.get("sent_at"),
             "events": events, "opens": doc.get("opens", 0), "clicks": doc.get("clicks", 0),
             "first_opened_at": doc.get("first_opened_at"), "opens_are_approximate": True}
