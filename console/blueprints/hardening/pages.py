@@ -223,5 +223,7 @@ def trend_figure(series: list[dict]) -> dict:
                    "legend": {"orientation": "h", "y": 1.15}, "yaxis": {"title": {"text": "error rate %"},
                                                                         "rangemode": "tozero"},
                    "yaxis2": {"overlaying": "y", "side": "right", "rangemode": "tozero", "showgrid": False,
+                              "tickformat": ",d", "dtick": 1 if max((p["job_failures"] for p in series), default=0) < 6
+                              else None,
                               "title": {"text": "failed jobs"}}},
     }
