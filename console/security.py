@@ -138,6 +138,16 @@ def request_ingest_key() -> tuple[str | None, bool]:
     return key or None, bool(key)
 
 
+def email_changes_allowed() -> bool:
+    """Whether this request may change members' emails through traits: an admin (bearer or session) may; an
+    ingest key, from the header or the query, only when it is listed in INGEST_TRUSTED_KEYS."""
+    if not str(g.get("auth_method", "")).startswith("ingest"):
+        return True
+    key = (request_ingest_key()[0] or "").encode("utf-8", "replace")
+    return any(hmac.compare_digest(key, trusted.encode("utf-8", "replace"))
+               for trusted in current_app.config.get("INGEST_TRUSTED_KEY_SET", ()))
+
+
 def authenticate_request() -> None:
     """A request carrying a bearer header is authenticated by it alone, never by the session cookie."""
     g.auth_method = "session"

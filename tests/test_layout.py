@@ -26,7 +26,8 @@ ALLOWED = {
     "hardening": {"console.blueprints.communication.sending", "console.blueprints.communication.email_templates",
                   "console.blueprints.communication.models"},
 }
-HTTP_MODULES = {"api", "pages", "public", "hooks", "forms", "schemas", "charts", "__init__"}
+# routes and what only routes use (forms, schemas, charts, rate-limit keys in limits.py)
+HTTP_MODULES = {"api", "pages", "public", "hooks", "forms", "schemas", "charts", "limits", "__init__"}
 
 
 def _module_name(path: Path) -> str:

@@ -33,7 +33,7 @@ from console.errors import ApiError, validation_error
 from console.extensions import limiter
 from console.http import endpoint, link, read_json
 from console.pagination import PageQuery, decode_cursor, encode_cursor
-from console.security import request_ingest_key, valid_ingest_key
+from console.security import email_changes_allowed, request_ingest_key, valid_ingest_key
 from console.timeutil import as_utc
 
 PREFIX = "/api/phase14/engagement"
@@ -97,8 +97,8 @@ def track_activity():
             raise validation_error("events", "`events` must hold at least one event.")
         if len(items) > ingest.MAX_BATCH:
             raise validation_error("events", f"Send at most {ingest.MAX_BATCH} events per request.")
-        return ingest.ingest(items)
-    result = ingest.ingest([data])
+        return ingest.ingest(items, may_change_email=email_changes_allowed())
+    result = ingest.ingest([data], may_change_email=email_changes_allowed())
     if result["rejected"]:  # a single event that fails is the request failing
         raise ApiError(422, "The event failed validation.", result["rejected"][0]["errors"])
     return result

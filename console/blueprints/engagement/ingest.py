@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import random
 import struct
@@ -14,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from flask import current_app, g, has_request_context, request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pymongo import InsertOne, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, OperationFailure
@@ -149,7 +147,7 @@ def prepare(items: list[Any], now: datetime) -> tuple[list[dict], dict[str, dict
     return docs, traits, rejected
 
 
-def ingest(items: list[Any], *, now: datetime | None = None) -> dict:
+def ingest(items: list[Any], *, now: datetime | None = None, may_change_email: bool = True) -> dict:
     """Validate, store and roll up a batch. Returns accepted/duplicates/rejected counts (rejected with reasons).
 
     A retried batch whose first attempt stored its events but failed before rolling them up (the database
@@ -163,7 +161,7 @@ def ingest(items: list[Any], *, now: datetime | None = None) -> dict:
         stored = inserted + earlier_attempts(docs, inserted, now)
     if stored:
         apply_rollups(stored, now=now)
-    touch_members(stored, traits, now)
+    touch_members(stored, traits, now, may_change_email=may_change_email)
     prom.count_ingest(len(inserted), len(docs) - len(inserted), len(rejected))
     return {
         "accepted": len(inserted),
@@ -511,7 +509,7 @@ def count_sessions(doc: dict, previous: dict | None) -> tuple[int, int]:
     return sessions, seconds
 
 
-def touch_members(docs: list[dict], traits: dict[str, dict], now: datetime) -> None:
+def touch_members(docs: list[dict], traits: dict[str, dict], now: datetime, *, may_change_email: bool = True) -> None:
     """Create members on first sight, widen first_seen/last_seen, apply traits (email, name, others).
 
     Members are read first and only written when something changes: backfills and late, out-of-order batches
@@ -527,7 +525,6 @@ def touch_members(docs: list[dict], traits: dict[str, dict], now: datetime) -> N
     stored = {row["user_id"]: row for row in find_in(
         collection, "user_id", users, {"user_id": 1, "first_seen": 1, "last_seen": 1, "email": 1})}
     ops, email_changes = [], []
-    may_change_email = trusted_for_email()
     for user_id in users:
         row = stored.get(user_id)
         update: dict = {}
@@ -560,16 +557,6 @@ def touch_members(docs: list[dict], traits: dict[str, dict], now: datetime) -> N
     for user_id, change in email_changes:
         audit.record("member.email_changed", f"member:{user_id}", {"email": change["from"]}, {"email": change["to"]},
                      source="ingest traits")
-
-
-def trusted_for_email() -> bool:
-    """Whether this request may change members' emails through traits: an admin (bearer or session) or code
-    outside a request may; an ingest key only when it is listed in INGEST_TRUSTED_KEYS."""
-    if not has_request_context() or g.get("auth_method") != "ingest":
-        return True
-    key = request.headers.get("X-Ingest-Key") or ""
-    return any(hmac.compare_digest(key.encode("utf-8", "replace"), trusted.encode("utf-8", "replace"))
-               for trusted in current_app.config.get("INGEST_TRUSTED_KEY_SET", ()))
 
 
 def invalidate_caches(since: datetime) -> None:
