@@ -12,7 +12,9 @@ DEV_INGEST_KEY = "dev-ingest-key"
 ENVIRONMENTS = ("development", "production")
 MIN_SECRET_KEY_BYTES = 32
 # Values that are public (in this repository) and must never be what production runs with.
-DEVELOPMENT_DEFAULTS = {"INGEST_KEYS": DEV_INGEST_KEY, "INGEST_TRUSTED_KEYS": DEV_INGEST_KEY}
+DEV_PUBLIC_BASE_URL = "http://127.0.0.1:5000"
+DEVELOPMENT_DEFAULTS = {"INGEST_KEYS": DEV_INGEST_KEY, "INGEST_TRUSTED_KEYS": DEV_INGEST_KEY,
+                        "PUBLIC_BASE_URL": DEV_PUBLIC_BASE_URL}
 
 DEFAULTS = {
     "CONSOLE_ENV": "development",
@@ -38,7 +40,7 @@ DEFAULTS = {
     "TRACKING_TOKEN_MAX_AGE_DAYS": 180,  # open/click links in older mail stop counting and redirecting
     "TRACKING_DEDUP_SECONDS": 10,  # repeated hits on one tracking link within this window count once
     "TRACKING_RATE_LIMIT": "120 per minute",  # tracking hits per client IP
-    "PUBLIC_BASE_URL": "http://127.0.0.1:5000",
+    "PUBLIC_BASE_URL": DEV_PUBLIC_BASE_URL,
     "TRUST_PROXY": 0,
     "MAILBOX_DIR": None,  # the dev SMTP sink's Maildir; enables the Mailbox page
     "MAX_CONTENT_LENGTH": 1024 * 1024,
