@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 RAW_TEXT = {"script", "style", "textarea", "title"}
+_SPACE = " \t\n\r\f"
 _CLOSE_RAW = {name: re.compile(rf"</{name}[\s/>]", re.IGNORECASE) for name in RAW_TEXT}
 
 
@@ -38,31 +39,31 @@ class Token:
         return next((a for a in self.attrs if a.name == name), None)
 
 
-_TAG_NAME = re.compile(r"[^ \t\n\r\f/>]*")
-_BETWEEN = re.compile(r"[ \t\n\r\f/]*")
-_ATTR_NAME = re.compile(r".[^ \t\n\r\f/>=]*", re.DOTALL)  # a first '=' belongs to the name
-_SPACES = re.compile(r"[ \t\n\r\f]*")
-_UNQUOTED = re.compile(r"[^ \t\n\r\f>]*")
-
-
 def _read_start_tag(markup: str, i: int) -> Token | None:
-    """Parse the start tag opening at markup[i] == '<'; None when it never closes. Every pattern is anchored
-    where the last one stopped and has no nested repetition, so the scan stays linear."""
-    n = len(markup)
-    pos = _TAG_NAME.match(markup, i + 1).end()
+    """Parse the start tag opening at markup[i] == '<'; None when it never closes."""
+    n, pos = len(markup), i + 1
+    while pos < n and markup[pos] not in _SPACE and markup[pos] not in "/>":
+        pos += 1
     token = Token("start", i, i, name=markup[i + 1:pos].lower())
     while True:
-        pos = _BETWEEN.match(markup, pos).end()
+        while pos < n and (markup[pos] in _SPACE or markup[pos] == "/"):
+            pos += 1
         if pos >= n:
             return None
         if markup[pos] == ">":
             token.end = pos + 1
             return token
-        name_end = _ATTR_NAME.match(markup, pos).end()
-        name = markup[pos:name_end].lower()
-        pos = _SPACES.match(markup, name_end).end()
+        name_start = pos
+        pos += 1  # a first '=' belongs to the name
+        while pos < n and markup[pos] not in _SPACE and markup[pos] not in "/>=":
+            pos += 1
+        name = markup[name_start:pos].lower()
+        while pos < n and markup[pos] in _SPACE:
+            pos += 1
         if pos < n and markup[pos] == "=":
-            pos = _SPACES.match(markup, pos + 1).end()
+            pos += 1
+            while pos < n and markup[pos] in _SPACE:
+                pos += 1
             if pos >= n:
                 return None
             if markup[pos] in "\"'":
@@ -73,16 +74,18 @@ def _read_start_tag(markup: str, i: int) -> Token | None:
                 token.attrs.append(Attr(name, markup[pos + 1:close], pos + 1, close, quote))
                 pos = close + 1
             else:
-                value_end = _UNQUOTED.match(markup, pos).end()
-                token.attrs.append(Attr(name, markup[pos:value_end], pos, value_end))
-                pos = value_end
+                value_start = pos
+                while pos < n and markup[pos] not in _SPACE and markup[pos] != ">":
+                    pos += 1
+                token.attrs.append(Attr(name, markup[value_start:pos], value_start, pos))
         else:
-            token.attrs.append(Attr(name, None, name_end, name_end))
+            token.attrs.append(Attr(name, None, pos, pos))
 
 
 def tokens(markup: str) -> Iterator[Token]:
     """Text, start and end tags in document order; comments and doctypes are skipped."""
     i, n = 0, len(markup)
+    last_close = markup.rfind(">")  # a tag opening after the last '>' can never close
     while i < n:
         lt = markup.find("<", i)
         if lt < 0:
@@ -109,7 +112,7 @@ def tokens(markup: str) -> Iterator[Token]:
             yield Token("end", lt, close + 1, name=name[0].lower() if name else "")
             i = close + 1
         elif following.isascii() and following.isalpha():
-            token = _read_start_tag(markup, lt)
+            token = _read_start_tag(markup, lt) if lt < last_close else None
             if token is None:
                 return  # a tag still open at the end of the input is dropped, as a browser does
             yield token
