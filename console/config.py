@@ -12,7 +12,9 @@ DEV_INGEST_KEY = "dev-ingest-key"
 ENVIRONMENTS = ("development", "production")
 MIN_SECRET_KEY_BYTES = 32
 # Values that are public (in this repository) and must never be what production runs with.
-DEVELOPMENT_DEFAULTS = {"INGEST_KEYS": DEV_INGEST_KEY, "INGEST_TRUSTED_KEYS": DEV_INGEST_KEY}
+DEV_PUBLIC_BASE_URL = "http://127.0.0.1:5000"
+DEVELOPMENT_DEFAULTS = {"INGEST_KEYS": DEV_INGEST_KEY, "INGEST_TRUSTED_KEYS": DEV_INGEST_KEY,
+                        "PUBLIC_BASE_URL": DEV_PUBLIC_BASE_URL}
 
 DEFAULTS = {
     "CONSOLE_ENV": "development",
@@ -58,7 +60,7 @@ DEFAULTS = {
     "TRACKING_TOKEN_MAX_AGE_DAYS": 180,  # open/click links in older mail stop counting and redirecting
     "TRACKING_DEDUP_SECONDS": 10,  # repeated hits on one tracking link within this window count once
     "TRACKING_RATE_LIMIT": "120 per minute",  # tracking hits per client IP
-    "PUBLIC_BASE_URL": "http://127.0.0.1:5000",
+    "PUBLIC_BASE_URL": DEV_PUBLIC_BASE_URL,
     "CORS_ORIGINS": "",  # exact origins (comma-separated) allowed to call /api cross-origin; none by default
     "INGEST_CORS_ORIGINS": "",  # origins that may additionally send activity (track.js on the platform's pages)
     "CORS_MAX_AGE": 3600,  # seconds a browser may cache a preflight answer

@@ -11,6 +11,8 @@ from pymongo import monitoring
 # Written on every request by design (sampled timings, error groups, slow commands): not the caller's data.
 TELEMETRY = {"request_metrics", "error_events", "slow_queries"}
 WRITE_COMMANDS = {"insert", "update", "delete", "findAndModify"}
+# Refused attempts are audited by design (failed sign-ins, lockouts, denials): the trail, not the caller's data.
+AUDITED_REFUSALS = {"auth.login_failed", "auth.lockout", "permission.denied"}
 EMAIL_STATUSES = {"queued", "sending", "deferred", "sent", "failed", "skipped"}
 
 STATS: dict[str, Counter] = {"cases": Counter(), "statuses": Counter(), "links": Counter(),
@@ -46,7 +48,8 @@ class WriteRecorder(monitoring.CommandListener):
     def started(self, event):
         if event.command_name in WRITE_COMMANDS:
             collection = event.command.get(event.command_name)
-            if collection not in TELEMETRY and not _is_lease(collection, event.command):
+            if collection not in TELEMETRY and not _is_lease(collection, event.command) \
+                    and not _is_audited_refusal(collection, event.command):
                 with self._lock:
                     self._pending[event.request_id] = (event.command_name, collection)
 
@@ -77,6 +80,12 @@ def _changed(command: str, reply: dict) -> bool:
     if command == "update":
         return bool(reply.get("nModified")) or bool(reply.get("upserted"))
     return bool(reply.get("n"))
+
+
+def _is_audited_refusal(collection: str, command) -> bool:
+    documents = command.get("documents") or []
+    return collection == "audit_log" and bool(documents) and all(
+        doc.get("action") in AUDITED_REFUSALS for doc in documents)
 
 
 def refused_requests_change_nothing(recorder: WriteRecorder):

@@ -95,7 +95,7 @@ def _production(servers, monkeypatch, **env):
     for key, value in {"SECRET_KEY": "k" * 20 + "0123456789abcdefghijklmn", "INGEST_KEYS": "prod-key-1", **env}.items():
         monkeypatch.setenv(key, value)
     config = base_config(servers)
-    for key in ("SECRET_KEY", "INGEST_KEYS"):
+    for key in ("SECRET_KEY", "INGEST_KEYS", *(["PUBLIC_BASE_URL"] if "PUBLIC_BASE_URL" in env else [])):
         config.pop(key)
     return create_app(config)
 
@@ -106,6 +106,7 @@ def _production(servers, monkeypatch, **env):
     ({"INGEST_KEYS": DEV_INGEST_KEY}, "INGEST_KEYS holds the development default"),
     ({"INGEST_KEYS": f"prod-key-1,{DEV_INGEST_KEY}"}, "INGEST_KEYS holds the development default"),
     ({"INGEST_TRUSTED_KEYS": DEV_INGEST_KEY}, "INGEST_TRUSTED_KEYS holds the development default"),
+    ({"PUBLIC_BASE_URL": "http://127.0.0.1:5000"}, "PUBLIC_BASE_URL holds the development default"),
 ])
 def test_production_refuses_weak_settings(servers, monkeypatch, env, message):
     with pytest.raises(ConfigError, match=message):

@@ -103,11 +103,12 @@ def test_link_rewriting_is_linear_on_hostile_markup(app):
     from console.blueprints.communication.tracking import rewrite_links
 
     with app.test_request_context():
-        for markup in ("<a " * 66000, "<a href=" * 60000, "<a href='https://x.example/" * 30000, "<!--" * 60000):
+        for markup in ("<a " * 66000, "<a " * 66000 + ">", "<a href=" * 60000, "<a href='https://x.example/" * 30000,
+                       "<!--" * 60000):
             (html, links), seconds = timed(lambda m=markup: rewrite_links(m, ObjectId()))
-            assert seconds < 1.0 and links == []
+            assert seconds < 1.5 and links == []
             _, seconds = timed(lambda m=markup: html_to_text(m))
-            assert seconds < 1.0
+            assert seconds < 1.5
         many = '<p><a href="https://example.org/?a=1&amp;b=2">x</a></p>' * 5000
         (html, links), seconds = timed(lambda: rewrite_links(many, ObjectId()))
         assert seconds < 2.0 and len(links) == 5000 and links[0] == "https://example.org/?a=1&b=2"

@@ -41,6 +41,16 @@ def test_editor_preview_follows_typing(live, page, sign_in, output_dir):
     assert not page.js_errors, page.js_errors
 
 
+def test_read_only_editor_previews_the_saved_template(live, page, sign_in):
+    template = make_template()
+    sign_in("analyst")
+    page.goto(f"{live.live_url}/communication/templates/{template.id}")
+    assert page.locator("textarea[name=html_body]").is_disabled()
+    assert page.frame_locator("#preview iframe").locator("h1").inner_text() == "Hello Ava"
+    assert page.locator("#preview .preview-errors").count() == 0
+    assert not page.js_errors, page.js_errors
+
+
 def test_queue_page_counts_retries_and_refreshes(live, page, sign_in, output_dir):
     from console.blueprints.communication.sending import create_batch, send_email
 

@@ -85,6 +85,7 @@ def _read_start_tag(markup: str, i: int) -> Token | None:
 def tokens(markup: str) -> Iterator[Token]:
     """Text, start and end tags in document order; comments and doctypes are skipped."""
     i, n = 0, len(markup)
+    last_close = markup.rfind(">")  # a tag opening after the last '>' can never close
     while i < n:
         lt = markup.find("<", i)
         if lt < 0:
@@ -111,7 +112,7 @@ def tokens(markup: str) -> Iterator[Token]:
             yield Token("end", lt, close + 1, name=name[0].lower() if name else "")
             i = close + 1
         elif following.isascii() and following.isalpha():
-            token = _read_start_tag(markup, lt)
+            token = _read_start_tag(markup, lt) if lt < last_close else None
             if token is None:
                 return  # a tag still open at the end of the input is dropped, as a browser does
             yield token

@@ -332,7 +332,9 @@ def _unsafe_nodes(tree: nodes.Template) -> list[tuple[int, str]]:
 
 
 def _error(field: str, line: int | None, message: str) -> dict:
-    return {"field": field, "line": line, "message": f"line {line}: {message}" if line else message}
+    if not line:
+        return {"field": field, "message": message}
+    return {"field": field, "line": line, "message": f"line {line}: {message}"}
 
 
 def _template_line(error: BaseException) -> int | None:
