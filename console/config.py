@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 
 from dotenv import load_dotenv
+from flask import current_app
 
 DEV_INGEST_KEY = "dev-ingest-key"
 
@@ -29,6 +30,7 @@ DEFAULTS = {
     "MAIL_RECONCILE_GRACE": 30,
     "MAIL_CHUNK_SIZE": 500,  # emails per delivery job (and SMTP connection); each job has fixed costs
     "MAIL_SLICE_SIZE": 50,
+    "PREFERENCES_LINK_DAYS": 365,  # how long the preference-center link in an email keeps working
     "INGEST_KEYS": DEV_INGEST_KEY,
     "PUBLIC_BASE_URL": "http://127.0.0.1:5000",
     "TRUST_PROXY": 0,
@@ -68,7 +70,7 @@ _INTS = {"MAIL_PORT", "MAX_CONTENT_LENGTH", "INGEST_MAX_CONTENT_LENGTH", "API_TO
          "CAMPAIGN_FREQUENCY_CAP_DAYS",
          "MAIL_MAX_ATTEMPTS", "JOB_TIMEOUT", "SEED_DEMO", "MAIL_TIMEOUT", "TELEMETRY_FLUSH_EVERY",
          "TELEMETRY_RESERVOIR", "MAIL_CLAIM_LEASE", "MAIL_RECONCILE_INTERVAL", "MAIL_RECONCILE_GRACE",
-         "MAIL_CHUNK_SIZE", "MAIL_SLICE_SIZE"}
+         "MAIL_CHUNK_SIZE", "MAIL_SLICE_SIZE", "PREFERENCES_LINK_DAYS"}
 _FLOATS = {"TELEMETRY_SAMPLE_RATE", "TELEMETRY_FLUSH_SECONDS"}
 
 
@@ -120,6 +122,24 @@ def load_config(app, test_config: dict | None = None) -> None:
         key.strip() for key in str(app.config["INGEST_KEYS"] or "").split(",") if key.strip()
     )
     app.config["IS_PRODUCTION"] = production
+    app.config["MAIL_RETRY_SCHEDULE"] = parse_intervals(app.config["MAIL_RETRY_INTERVALS"])
+
+
+def parse_intervals(value) -> tuple[int, ...]:
+    """MAIL_RETRY_INTERVALS ("10,30,120" or a list) as seconds; parsed once, when the app is configured."""
+    parts = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
+    try:
+        seconds = tuple(int(str(part).strip()) for part in parts if str(part).strip())
+    except ValueError:
+        raise ConfigError(f"MAIL_RETRY_INTERVALS must be comma-separated seconds, not {value!r}") from None
+    if any(s < 0 for s in seconds):
+        raise ConfigError("MAIL_RETRY_INTERVALS cannot be negative")
+    return seconds or (60,)
+
+
+def setting(name: str) -> int:
+    """An integer setting of the running app (its default is in DEFAULTS; the environment overrides it)."""
+    return int(current_app.config[name])
 
 
 def _dev_secret(app) -> str:

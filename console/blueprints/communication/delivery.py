@@ -43,7 +43,14 @@ from redis.exceptions import RedisError
 from console.blueprints.communication.channels import EmailChannel, cork
 from console.blueprints.communication.models import EmailQueue, EmailTracking, NotificationHistory
 from console.blueprints.communication.prefs import decide, suppress
-from console.blueprints.communication.sending import HANDOVER_KEY, enqueue_delivery, history_entry, message_id, setting
+from console.blueprints.communication.queue import (
+    HANDOVER_KEY,
+    enqueue_delivery,
+    history_entry,
+    message_id,
+    retry_intervals,
+)
+from console.config import setting
 from console.queues import get_redis
 from console.timeutil import utcnow
 
@@ -372,7 +379,7 @@ def _send_all(items: list[tuple], outcome: Outcome, chunk_ids: list, token: str,
     """Send a slice over the chunk's connection, journaling each hand-over. A broken connection defers the
     rest of the slice; the next slice connects again."""
     max_attempts = int(current_app.config["MAIL_MAX_ATTEMPTS"])
-    intervals = [int(x) for x in str(current_app.config["MAIL_RETRY_INTERVALS"]).split(",") if x.strip()] or [60]
+    intervals = list(retry_intervals())
     renewed = time.monotonic()
     connection_down: str | None = None
     for doc, message, data in items:
