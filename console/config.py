@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from functools import lru_cache
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -122,12 +123,13 @@ def load_config(app, test_config: dict | None = None) -> None:
         key.strip() for key in str(app.config["INGEST_KEYS"] or "").split(",") if key.strip()
     )
     app.config["IS_PRODUCTION"] = production
-    app.config["MAIL_RETRY_SCHEDULE"] = parse_intervals(app.config["MAIL_RETRY_INTERVALS"])
+    parse_intervals(app.config["MAIL_RETRY_INTERVALS"])  # a malformed value stops the start, not the first retry
 
 
+@lru_cache(maxsize=8)
 def parse_intervals(value) -> tuple[int, ...]:
-    """MAIL_RETRY_INTERVALS ("10,30,120" or a list) as seconds; parsed once, when the app is configured."""
-    parts = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
+    """MAIL_RETRY_INTERVALS ("10,30,120" or a tuple) as seconds; each value is parsed once."""
+    parts = value if isinstance(value, tuple) else str(value or "").split(",")
     try:
         seconds = tuple(int(str(part).strip()) for part in parts if str(part).strip())
     except ValueError:

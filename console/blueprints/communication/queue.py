@@ -11,7 +11,7 @@ from email.utils import parseaddr
 from flask import current_app
 from rq import Queue, Retry
 
-from console.config import setting
+from console.config import parse_intervals, setting
 from console.errors import ApiError
 from console.queues import PRIORITY_QUEUES, get_queue
 from console.timeutil import utcnow
@@ -33,8 +33,9 @@ def normalize_priority(priority: str | None) -> str:
 
 
 def retry_intervals() -> tuple[int, ...]:
-    """MAIL_RETRY_INTERVALS in seconds, as parsed once by console.config."""
-    return current_app.config["MAIL_RETRY_SCHEDULE"]
+    """MAIL_RETRY_INTERVALS in seconds (console.config parses each value once)."""
+    value = current_app.config["MAIL_RETRY_INTERVALS"]
+    return parse_intervals(tuple(value) if isinstance(value, list) else value)
 
 
 def retry_policy() -> Retry:
