@@ -51,8 +51,8 @@ def main() -> list[Row]:
     from rq import SimpleWorker
 
     from console import create_app
-    from console.blueprints.communication.delivery import build_message
     from console.blueprints.communication.catalog import content, spec
+    from console.blueprints.communication.delivery import build_message
     from console.blueprints.communication.email_templates import create_template
     from console.blueprints.communication.models import EmailQueue
     from console.blueprints.communication.sending import create_batch
