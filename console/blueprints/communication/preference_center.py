@@ -83,7 +83,7 @@ def apply(who: dict, form: dict) -> str:
         if email:
             suppressions.lift_for_member(email, actor)
         if who["user_id"]:
-            prefs.save_preferences(who["user_id"], {"channels": {"email": True},
+            prefs.save_preferences(who["user_id"], {"channels": dict.fromkeys(prefs.CHANNELS, True),
                                                     "categories": dict.fromkeys(prefs.CATEGORIES, True)}, actor)
         return "Welcome back: you will get our emails again."
     if action == "unsubscribe_all":
