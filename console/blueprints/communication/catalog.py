@@ -186,11 +186,12 @@ BUILTINS: list[dict] = [
      "subject": "{{ first_name or 'Hey' }}, we miss you",
      "html_body": _p(HI, "It has been a while{% if days_inactive %} ({{ days_inactive }} days){% endif %} since "
                          "your last visit. A lot happened meanwhile.")
-     + "\n" + _button("comeback_url", "See what's new"),
+     + "{% if comeback_url %}\n" + _button("comeback_url", "See what's new") + "{% endif %}",
      "text_body": HI + "\n\nIt has been a while{% if days_inactive %} ({{ days_inactive }} days){% endif %} since"
-     " your last visit.\nSee what's new: {{ comeback_url }}\n",
+     " your last visit.\n{% if comeback_url %}See what's new: {{ comeback_url }}\n{% endif %}",
+     # nothing required: campaigns send it to a segment without per-member data
      "variables": [_var("days_inactive", "Days since the member was last seen", 42),
-                   _var("comeback_url", "Where to send them", "https://example.org/welcome-back", True)]},
+                   _var("comeback_url", "Where to send them", "https://example.org/welcome-back")]},
     {"key": "digest.weekly", "name": "Weekly digest", "category": "digest",
      "description": "The week's most-read posts.",
      "subject": "This week: {{ posts|length }} posts you might like",
