@@ -25,7 +25,8 @@ def test_suppressions_api_adds_lists_searches_and_removes_with_audit(api):
     assert added.json["email"] == "someone@example.com" and added.json["reason"] == "manual"
     assert added.json["created_by"] == "admin@test.example.com"
     again = client.post(f"{API}/suppressions", json={"email": "someone@example.com", "reason": "complaint"})
-    assert again.status_code == 200 and again.json["reason"] == "manual"  # the first reason stays
+    assert again.status_code == 201 and again.json["reason"] == "manual"  # the first reason stays
+    assert added.json["created"] is True and again.json["created"] is False
     client.post(f"{API}/suppressions", json={"email": "other@example.org", "reason": "hard_bounce"})
     listed = client.get(f"{API}/suppressions").json
     assert [s["email"] for s in listed["items"]] == ["other@example.org", "someone@example.com"]

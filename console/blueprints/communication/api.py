@@ -105,7 +105,7 @@ def update_template(template_id: str, body: TemplateUpdate):
 
 
 @endpoint(bp, f"{PREFIX}/templates/<template_id>", methods=["DELETE"], permission="templates.manage", status=204,
-          tags=TAGS, summary="Delete a template", responses={404: ""})
+          tags=TAGS, summary="Delete a template", responses={404: "", 409: "A built-in template (disable it instead)"})
 def delete_template(template_id: str):
     """Mail already queued keeps its rendered content."""
     email_templates.delete_template(template_id)
@@ -293,9 +293,8 @@ def list_suppressions(query: SuppressionQuery):
           body=SuppressionIn, response=SuppressionOut, status=201, tags=TAGS, summary="Suppress an address",
           responses={422: ""})
 def add_suppression(body: SuppressionIn):
-    """An address already suppressed answers 200 with its entry unchanged."""
-    result = suppressions.add(body.email, body.reason, body.detail, actor=_actor())
-    return result if result["created"] else (result, 200)
+    """Idempotent: an address already suppressed keeps its entry (and first reason); `created` says which."""
+    return suppressions.add(body.email, body.reason, body.detail, actor=_actor())
 
 
 @endpoint(bp, f"{PREFIX}/suppressions/<email>", methods=["DELETE"], permission="communication.manage_preferences",
