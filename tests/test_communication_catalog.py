@@ -234,6 +234,26 @@ def test_the_layout_is_edited_once_and_every_email_wears_it(api, run_jobs, serve
     assert "Spring edition" in bodies(servers.messages()[0])[1]
 
 
+def test_the_layout_page_saves_refuses_and_resets(login):
+    from console.blueprints.communication.catalog import LAYOUT
+    from console.blueprints.communication.layout import get_layout
+
+    browser = login("content_manager")
+    page = browser.get("/communication/layout").get_data(as_text=True)
+    assert "Save layout" in page and "preferences_url" in page
+    layout = get_layout()
+    refused = browser.post("/communication/layout", data={"html": "<p>{{ content }}</p>", "text": layout["text"],
+                                                          "version": layout["version"]})
+    assert refused.status_code == 422 and "must contain {{ unsubscribe_url }}" in refused.get_data(as_text=True)
+    html = layout["html"].replace("Email preferences", "Your settings")
+    saved = browser.post("/communication/layout", data={"html": html, "text": layout["text"],
+                                                        "version": layout["version"]})
+    assert saved.status_code == 302 and "Your settings" in get_layout()["html"]
+    browser.post("/communication/layout", data={"action": "reset"})
+    assert get_layout()["html"] == LAYOUT["html"]
+    assert login("analyst").post("/communication/layout", data={"action": "reset"}).status_code == 403
+
+
 # --- notify and bindings ------------------------------------------------------------------------------------
 
 def test_notify_sends_the_bound_template_once_per_event_id(api, run_jobs, servers):

@@ -5,6 +5,7 @@ preference-center links."""
 from __future__ import annotations
 
 import time
+import weakref
 
 from flask import current_app
 from jinja2 import TemplateError
@@ -19,18 +20,19 @@ from console.timeutil import utcnow
 CACHE_SECONDS = 10  # other processes see an edited layout within this
 REQUIRED = {"html": ("content", "unsubscribe_url", "preferences_url"),
             "text": ("text", "unsubscribe_url", "preferences_url")}
-_cache: dict = {}
+_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # app → (expires, layout)
 
 
 def get_layout() -> dict:
     """The stored layout (the built-in one until init-db has run), cached for a few seconds."""
     from console.blueprints.communication.catalog import LAYOUT
 
-    hit = _cache.get("layout")
+    app = current_app._get_current_object()
+    hit = _cache.get(app)
     if hit and hit[0] > time.monotonic():
         return hit[1]
     doc = EmailLayout._get_collection().find_one({"key": "default"}) or {**LAYOUT, "version": 0}
-    _cache["layout"] = (time.monotonic() + CACHE_SECONDS, doc)
+    _cache[app] = (time.monotonic() + CACHE_SECONDS, doc)
     return doc
 
 
