@@ -209,3 +209,16 @@ def test_a_bounce_suppression_cannot_be_lifted_by_the_member(api, app, run_jobs,
     assert "because messages to it bounced" in html and "Contact us" in html
     member.post(path, data={"action": "resubscribe", "csrf_token": csrf_token_from(html.encode())})
     assert get("u0@members.example.com")["reason"] == "hard_bounce"
+
+
+def test_a_hard_bounce_lands_on_the_list_with_its_email_and_an_audit_entry(api, run_jobs):
+    client = api("admin")
+    template = make_template()
+    sent = client.post(f"{API}/send-email", json={"template_id": str(template.id),
+                                                  "to": {"email": "bounce@example.com"}}).json
+    run_jobs()
+    [entry] = client.get(f"{API}/suppressions").json["items"]
+    assert entry["email"] == "bounce@example.com" and entry["reason"] == "hard_bounce"
+    assert entry["email_id"] == sent["email_id"] and entry["created_by"] == "system"
+    [audited] = _audit("suppression.add")
+    assert audited.actor == "system" and audited.target == "suppression:bounce@example.com"

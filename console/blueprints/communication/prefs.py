@@ -152,11 +152,10 @@ def suppressed(emails: list[str]) -> set[str]:
 
 
 def suppress(email: str, reason: str, detail: str = "", email_id=None) -> None:
-    Suppression._get_collection().update_one(
-        {"email": email.lower()},
-        {"$setOnInsert": {"email": email.lower(), "reason": reason, "detail": detail, "email_id": email_id,
-                          "created_at": utcnow()}},
-        upsert=True)
+    """Suppress an address for the system (bounces, complaints, unsubscribe links); suppressions.py audits it."""
+    from console.blueprints.communication.suppressions import record
+
+    record(email, reason, detail, actor="system", email_id=email_id)
 
 
 # --- decisions ---------------------------------------------------------------------------------------------

@@ -58,6 +58,12 @@ def add(email: str, reason: str = "manual", detail: str = "", *, actor: str | No
     address = normalize(email)
     if reason not in REASONS:
         raise ApiError(422, "Unknown reason.", [{"field": "reason", "message": f"one of {', '.join(REASONS)}"}])
+    return record(address, reason, detail, actor=actor, email_id=email_id)
+
+
+def record(address: str, reason: str, detail: str = "", *, actor: str | None = None, email_id=None) -> dict:
+    """Suppress an address the system already checked (a bounce, a complaint, an unsubscribe link); audited."""
+    address = address.strip().lower()
     doc = {"email": address, "reason": reason, "detail": detail or "", "email_id": email_id,
            "created_at": utcnow(), "created_by": actor}
     coll = Suppression._get_collection()
