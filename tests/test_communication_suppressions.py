@@ -159,6 +159,9 @@ def test_the_preference_center_saves_categories_channels_quiet_hours_with_histor
     assert "opted_out" in panel and "quiet_hours_changed" in panel
     # the contract's history stays a list of notifications
     assert {i["status"] for i in client.get(f"{API}/history/u0").json["items"]} == {"sent"}
+    changes = client.get(f"{API}/history/u0?include_preferences=true").json["items"]
+    assert {(i["status"], i["category"]) for i in changes} >= {("opted_out", "marketing"), ("opted_out", "digest"),
+                                                               ("quiet_hours_changed", None), ("sent", "marketing")}
 
     bad = member.post(path, data={"quiet_start": "25:00", "quiet_end": "07:00", "action": "save",
                                   "csrf_token": token})

@@ -21,6 +21,7 @@ from console.blueprints.communication.schemas import (
     BindingList,
     BindingOut,
     HistoryOut,
+    HistoryQuery,
     LayoutIn,
     LayoutOut,
     NotifyIn,
@@ -46,7 +47,7 @@ from console.blueprints.communication.schemas import (
     TrackingOut,
 )
 from console.http import endpoint, link
-from console.pagination import PageQuery, paginate
+from console.pagination import paginate
 
 PREFIX = "/api/phase14/communication"
 TAGS = ["communication"]
@@ -178,10 +179,11 @@ def tracking(email_id: str):
     return sending.tracking(email_id)
 
 
-@endpoint(bp, f"{PREFIX}/history/<user_id>", permission="communication.view", query=PageQuery, response=HistoryOut,
-          tags=TAGS, summary="Every notification for a member, sent or skipped, newest first")
-def history(user_id: str, query: PageQuery):
-    page = paginate(sending.history_query(user_id), query, sort_field="created_at", transform=sending.history_item)
+@endpoint(bp, f"{PREFIX}/history/<user_id>", permission="communication.view", query=HistoryQuery,
+          response=HistoryOut, tags=TAGS, summary="Every notification for a member, sent or skipped, newest first")
+def history(user_id: str, query: HistoryQuery):
+    page = paginate(sending.history_query(user_id, query.include_preferences), query, sort_field="created_at",
+                    transform=sending.history_item)
     return {"user_id": user_id, **page}
 
 

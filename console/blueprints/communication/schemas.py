@@ -188,6 +188,11 @@ class TrackingOut(BaseModel):
     first_opened_at: datetime | None
 
 
+class HistoryQuery(PageQuery):
+    include_preferences: bool = Field(False, description="Also the member's preference changes (opted_in, "
+                                                          "opted_out, quiet_hours_changed)")
+
+
 class HistoryItem(BaseModel):
     id: str
     channel: str
