@@ -51,8 +51,8 @@ def main() -> list[Row]:
     from rq import SimpleWorker
 
     from console import create_app
+    from console.blueprints.communication.catalog import content, spec
     from console.blueprints.communication.delivery import build_message
-    from console.blueprints.communication.demo import DEMO_TEMPLATES
     from console.blueprints.communication.email_templates import create_template
     from console.blueprints.communication.models import EmailQueue
     from console.blueprints.communication.sending import create_batch
@@ -71,10 +71,12 @@ def main() -> list[Row]:
             Member._get_collection().insert_many(
                 [{"user_id": f"b{i}", "email": f"member{i}@bench.example.com", "name": f"Member {i}"}
                  for i in range(EMAILS)])
-            template = create_template({**DEMO_TEMPLATES[2], "text_body": None}, "bench")  # the weekly digest
+            digest = {**content(spec("digest.weekly")), "name": "Bench digest", "text_body": None}
+            template = create_template(digest, "bench")  # the built-in weekly digest, HTML only
+            shared = template.sample_data
 
             # The anchor's messages: exactly what our pipeline renders, serialised once up front.
-            create_batch(str(template.id), [{"user_id": f"b{i}"} for i in range(EMAILS)])
+            create_batch(str(template.id), [{"user_id": f"b{i}"} for i in range(EMAILS)], variables=shared)
             prerendered = [(doc["to_email"], build_message(doc).as_bytes())
                            for doc in EmailQueue._get_collection().find()]
             EmailQueue._get_collection().delete_many({})
@@ -86,7 +88,7 @@ def main() -> list[Row]:
             ours = []
             for _round in range(ROUNDS):
                 started = time.time()
-                create_batch(str(template.id), [{"user_id": f"b{i}"} for i in range(EMAILS)])
+                create_batch(str(template.id), [{"user_id": f"b{i}"} for i in range(EMAILS)], variables=shared)
                 SimpleWorker(queues, connection=app.extensions["redis"]).work(burst=True, logging_level="WARNING")
                 ours.append(EMAILS / (_last_acceptance(maildir) - started))
                 delivered = _sink_count(maildir)

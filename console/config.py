@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import secrets
+from functools import lru_cache
 from pathlib import Path
 
 from dotenv import load_dotenv
+from flask import current_app
 
 DEV_INGEST_KEY = "dev-ingest-key"
 ENVIRONMENTS = ("development", "production")
@@ -55,6 +57,7 @@ DEFAULTS = {
     "TWILIO_AUTH_TOKEN": "",
     "TWILIO_FROM": "",
     "TWILIO_API_BASE": "https://api.twilio.com",
+    "PREFERENCES_LINK_DAYS": 365,  # how long the preference-center link in an email keeps working
     "INGEST_KEYS": DEV_INGEST_KEY,
     "INGEST_TRUSTED_KEYS": "",  # ingest keys allowed to change a member's email through traits
     "TRACKING_TOKEN_MAX_AGE_DAYS": 180,  # open/click links in older mail stop counting and redirecting
@@ -118,7 +121,7 @@ _INTS = {"MAIL_PORT", "MAX_CONTENT_LENGTH", "INGEST_MAX_CONTENT_LENGTH", "API_TO
          "TELEMETRY_RESERVOIR", "MAIL_CLAIM_LEASE", "MAIL_RECONCILE_INTERVAL", "MAIL_RECONCILE_GRACE",
          "MAIL_CHUNK_SIZE", "MAIL_SLICE_SIZE", "CORS_MAX_AGE", "ALERT_INTERVAL", "BACKUP_MAX_AGE_HOURS",
          "RAW_EVENT_TTL_DAYS", "TRACKING_TOKEN_MAX_AGE_DAYS", "TRACKING_DEDUP_SECONDS", "BOUNCE_IMAP_PORT",
-         "BOUNCE_IMAP_INTERVAL"}
+         "BOUNCE_IMAP_INTERVAL", "PREFERENCES_LINK_DAYS"}
 _FLOATS = {"TELEMETRY_SAMPLE_RATE", "TELEMETRY_FLUSH_SECONDS", "METRICS_CACHE_SECONDS", "DNS_TIMEOUT"}
 
 
@@ -178,6 +181,25 @@ def load_config(app, test_config: dict | None = None) -> None:
         key.strip() for key in str(app.config.get("INGEST_TRUSTED_KEYS") or "").split(",") if key.strip()
     )
     app.config["IS_PRODUCTION"] = production
+    parse_intervals(app.config["MAIL_RETRY_INTERVALS"])  # a malformed value stops the start, not the first retry
+
+
+@lru_cache(maxsize=8)
+def parse_intervals(value) -> tuple[int, ...]:
+    """MAIL_RETRY_INTERVALS ("10,30,120" or a tuple) as seconds; each value is parsed once."""
+    parts = value if isinstance(value, tuple) else str(value or "").split(",")
+    try:
+        seconds = tuple(int(str(part).strip()) for part in parts if str(part).strip())
+    except ValueError:
+        raise ConfigError(f"MAIL_RETRY_INTERVALS must be comma-separated seconds, not {value!r}") from None
+    if any(s < 0 for s in seconds):
+        raise ConfigError("MAIL_RETRY_INTERVALS cannot be negative")
+    return seconds or (60,)
+
+
+def setting(name: str) -> int:
+    """An integer setting of the running app (its default is in DEFAULTS; the environment overrides it)."""
+    return int(current_app.config[name])
 
 
 def _keys(value) -> set[str]:

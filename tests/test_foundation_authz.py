@@ -11,7 +11,7 @@ from console.security import permission_required, view_permission
 PUBLIC_ENDPOINTS = {
     "static", "core.healthz", "core.readyz", "core.openapi_json", "core.api_docs", "core.plotly_js",
     "auth.login", "auth.create_token", "auth.delete_token",
-    "tracking.open_pixel", "tracking.click", "tracking.unsubscribe",
+    "tracking.open_pixel", "tracking.click", "tracking.unsubscribe", "tracking.preference_center_page",
     "hardening.prometheus_metrics",  # its own guard: METRICS_TOKEN or METRICS_ALLOW, 404 when neither is set
 }
 # Routes for any signed-in admin, whatever their role.

@@ -176,6 +176,7 @@ def test_templates_widget_counts_by_category(login):
     from console.db import get_db
 
     content = login("content_manager")
+    get_db().email_templates.delete_many({})  # init-db's built-in catalog: this test counts its own
     assert "No email templates" in content.get("/widgets/platform/templates").get_data(as_text=True)
     get_db().email_templates.insert_many([
         {"name": "Welcome", "category": "onboarding", "updated_at": utcnow()},

@@ -1,14 +1,33 @@
 """Communication JSON API (CONTRACT.md, "Communication")."""
 
+from flask import Response, stream_with_context
 from flask_login import current_user
 
 from console.audit import record
-from console.blueprints.communication import bp, email_templates, prefs, sending, sms, stats
+from console.blueprints.communication import (
+    bindings,
+    bp,
+    email_templates,
+    layout,
+    prefs,
+    sending,
+    sms,
+    stats,
+    suppressions,
+)
 from console.blueprints.communication.schemas import (
     BatchIn,
     BatchOut,
     BatchStatus,
+    BindingIn,
+    BindingList,
+    BindingOut,
     HistoryOut,
+    HistoryQuery,
+    LayoutIn,
+    LayoutOut,
+    NotifyIn,
+    NotifyOut,
     PreferencesIn,
     PreferencesOut,
     QueueOut,
@@ -19,15 +38,22 @@ from console.blueprints.communication.schemas import (
     SendSmsOut,
     StatsOut,
     StatsQuery,
+    SuppressionIn,
+    SuppressionList,
+    SuppressionOut,
+    SuppressionQuery,
+    SuppressionRemoveQuery,
+    TemplateEnabledIn,
     TemplateIn,
     TemplateList,
     TemplateOut,
     TemplateQuery,
+    TemplateResetIn,
     TemplateUpdate,
     TrackingOut,
 )
 from console.http import endpoint, link
-from console.pagination import PageQuery, paginate
+from console.pagination import paginate
 
 PREFIX = "/api/phase14/communication"
 TAGS = ["communication"]
@@ -86,7 +112,7 @@ def update_template(template_id: str, body: TemplateUpdate):
 
 
 @endpoint(bp, f"{PREFIX}/templates/<template_id>", methods=["DELETE"], permission="templates.manage", status=204,
-          tags=TAGS, summary="Delete a template", responses={404: ""})
+          tags=TAGS, summary="Delete a template", responses={404: "", 409: "A built-in template (disable it instead)"})
 def delete_template(template_id: str):
     """Mail already queued keeps its rendered content."""
     email_templates.delete_template(template_id)
@@ -107,13 +133,15 @@ def restore_template_version(template_id: str, version: int):
           links={"Tracking": link("communication_tracking_get", email_id="$response.body#/email_id"),
                  "Retry": link("communication_retry_email_post", email_id="$response.body#/email_id")})
 def send_email(body: SendEmailIn):
-    """The same `idempotency_key` again answers with the first email's id and sends nothing new."""
-    result = sending.send_email(body.template_id, body.to.model_dump(exclude_none=True), variables=body.variables,
-                             priority=body.priority, category=body.category,
-                             idempotency_key=body.idempotency_key, send_at=body.send_at)
+    """Name the template by `template_id` or `template_key`. The same `idempotency_key` again answers with the
+    first email's id and sends nothing new. A variable the template requires and `variables` lacks: 422 naming
+    each."""
+    result = sending.send_email(body.template_id, body.to.model_dump(exclude_none=True),
+                                template_key=body.template_key, variables=body.variables, priority=body.priority,
+                                category=body.category, idempotency_key=body.idempotency_key, send_at=body.send_at)
     if not result["duplicate"]:
         record("email.send", f"email:{result['email_id']}", None, {"status": result["status"]},
-               template_id=body.template_id)
+               template_id=body.template_id, template_key=body.template_key)
     return result
 
 
@@ -141,12 +169,7 @@ def set_preferences(user_id: str, body: PreferencesIn):
     """Channels and categories merge with what is stored; security notices cannot be turned off."""
     data = body.model_dump(exclude_unset=True)
     data["channels"] = {k: v for k, v in (data.get("channels") or {}).items() if v is not None}
-    before = prefs.get_preferences(user_id)
-    after = prefs.save_preferences(user_id, data, _actor())
-    record("preferences.update", f"member:{user_id}",
-           {k: before[k] for k in ("channels", "categories", "quiet_hours", "frequency_cap")},
-           {k: after[k] for k in ("channels", "categories", "quiet_hours", "frequency_cap")})
-    return after
+    return prefs.save_preferences(user_id, data, _actor())
 
 
 @endpoint(bp, f"{PREFIX}/preferences/<user_id>", permission="communication.view", response=PreferencesOut,
@@ -162,10 +185,11 @@ def tracking(email_id: str):
     return sending.tracking(email_id)
 
 
-@endpoint(bp, f"{PREFIX}/history/<user_id>", permission="communication.view", query=PageQuery, response=HistoryOut,
-          tags=TAGS, summary="Every notification for a member, sent or skipped, newest first")
-def history(user_id: str, query: PageQuery):
-    page = paginate(sending.history_query(user_id), query, sort_field="created_at", transform=sending.history_item)
+@endpoint(bp, f"{PREFIX}/history/<user_id>", permission="communication.view", query=HistoryQuery,
+          response=HistoryOut, tags=TAGS, summary="Every notification for a member, sent or skipped, newest first")
+def history(user_id: str, query: HistoryQuery):
+    page = paginate(sending.history_query(user_id, query.include_preferences), query, sort_field="created_at",
+                    transform=sending.history_item)
     return {"user_id": user_id, **page}
 
 
@@ -175,11 +199,13 @@ def history(user_id: str, query: PageQuery):
           links={"BatchStatus": link("communication_batch_get", batch_id="$response.body#/batch_id"),
                  "BatchQueue": link("communication_email_queue_get", batch_id="$response.body#/batch_id")})
 def batch_send(body: BatchIn):
-    """Every recipient is validated first; one bad recipient refuses the whole batch with per-item errors."""
+    """Every recipient is validated first (and every required variable, shared or per recipient); one bad
+    recipient refuses the whole batch with per-item errors."""
     recipients = [r.model_dump(exclude_none=True) for r in body.recipients]
-    result = sending.create_batch(body.template_id, recipients, variables=body.variables, priority=body.priority,
-                               category=body.category)
-    record("batch.send", f"batch:{result['batch_id']}", None, result, template_id=body.template_id)
+    result = sending.create_batch(body.template_id, recipients, template_key=body.template_key,
+                                  variables=body.variables, priority=body.priority, category=body.category)
+    record("batch.send", f"batch:{result['batch_id']}", None, result, template_id=body.template_id,
+           template_key=body.template_key)
     return result
 
 
@@ -207,3 +233,101 @@ def send_sms(body: SendSmsIn):
     return sms.queue_sms(body.to.model_dump(exclude_none=True), text=body.text, template_key=body.template_key,
                          template_id=body.template_id, variables=body.variables, category=body.category,
                          priority=body.priority, idempotency_key=body.idempotency_key, actor=_actor())
+
+
+# --- catalog: enable/disable, reset, the shared layout -----------------------------------------------------
+
+@endpoint(bp, f"{PREFIX}/templates/<template_id>/enabled", methods=["PUT"], permission="templates.manage",
+          body=TemplateEnabledIn, response=TemplateOut, tags=TAGS, summary="Enable or disable a template",
+          responses={404: ""})
+def set_template_enabled(template_id: str, body: TemplateEnabledIn):
+    """A disabled template refuses sends (422) and the events bound to it are skipped."""
+    return email_templates.to_dict(email_templates.set_enabled(template_id, body.enabled, _actor()),
+                                   with_versions=True)
+
+
+@endpoint(bp, f"{PREFIX}/templates/<template_id>/reset", methods=["POST"], permission="templates.manage",
+          body=TemplateResetIn, response=TemplateOut, tags=TAGS, summary="Reset a built-in template",
+          responses={404: "", 409: ""})
+def reset_template(template_id: str, body: TemplateResetIn):
+    """The catalog's content becomes a new version; the edited versions stay in the history."""
+    template = email_templates.reset_to_builtin(template_id, body.version, _actor())
+    return email_templates.to_dict(template, with_versions=True)
+
+
+def _layout_out(doc: dict) -> dict:
+    return {k: doc.get(k) for k in ("html", "text", "version", "updated_at", "updated_by")}
+
+
+@endpoint(bp, f"{PREFIX}/layout", permission="templates.view", response=LayoutOut, tags=TAGS,
+          summary="The layout every email wears")
+def get_layout():
+    return _layout_out(layout.get_layout())
+
+
+@endpoint(bp, f"{PREFIX}/layout", methods=["PUT"], permission="templates.manage", body=LayoutIn,
+          response=LayoutOut, tags=TAGS, summary="Change the layout every email wears", responses={409: "", 422: ""})
+def put_layout(body: LayoutIn):
+    """The HTML must hold {{ content }}, {{ unsubscribe_url }} and {{ preferences_url }}; the text part
+    {{ text }}, {{ unsubscribe_url }} and {{ preferences_url }}."""
+    return _layout_out(layout.save_layout(body.html, body.text, body.version, _actor()))
+
+
+# --- platform events -----------------------------------------------------------------------------------------
+
+@endpoint(bp, f"{PREFIX}/notify", methods=["POST"], permission="communication.send", body=NotifyIn,
+          response=NotifyOut, status=202, tags=TAGS, summary="Send the template bound to a platform event",
+          responses={422: ""},
+          links={"Tracking": link("communication_tracking_get", email_id="$response.body#/email_id")})
+def notify_event(body: NotifyIn):
+    """→ {"email_id", "status"} or {"skipped": reason} (binding or template off, opted out, suppressed,
+    frequency capped). The same `event_id` for the same event and recipient sends once."""
+    return bindings.notify(body.event, user_id=body.user_id, email=body.email, data=body.data, event_id=body.event_id)
+
+
+@endpoint(bp, f"{PREFIX}/bindings", permission="templates.view", response=BindingList, tags=TAGS,
+          summary="Platform events and the templates they send")
+def list_bindings():
+    return {"items": bindings.list_bindings()}
+
+
+@endpoint(bp, f"{PREFIX}/bindings/<event>", permission="templates.view", response=BindingOut, tags=TAGS,
+          summary="One event's binding", responses={404: ""})
+def get_binding(event: str):
+    return bindings.get_binding(event)
+
+
+@endpoint(bp, f"{PREFIX}/bindings/<event>", methods=["PUT"], permission="templates.manage", body=BindingIn,
+          response=BindingOut, tags=TAGS, summary="Bind an event to a template, or change its binding",
+          responses={409: "", 422: ""})
+def put_binding(event: str, body: BindingIn):
+    """Creates the binding when the event has none (then `template_key` is required)."""
+    return bindings.save_binding(event, body.model_dump(exclude_unset=True), _actor())
+
+
+# --- suppressions --------------------------------------------------------------------------------------------
+
+@endpoint(bp, f"{PREFIX}/suppressions", permission="communication.view", query=SuppressionQuery,
+          response=SuppressionList, tags=TAGS, summary="Addresses no email goes to", alt_media_types=("text/csv",))
+def list_suppressions(query: SuppressionQuery):
+    """`format=csv` downloads every match."""
+    if query.format == "csv":
+        return Response(stream_with_context(suppressions.csv_lines(query.q, query.reason)), mimetype="text/csv",
+                        headers={"Content-Disposition": 'attachment; filename="suppressions.csv"'})
+    return suppressions.list_page(query, query.q, query.reason)
+
+
+@endpoint(bp, f"{PREFIX}/suppressions", methods=["POST"], permission="communication.manage_preferences",
+          body=SuppressionIn, response=SuppressionOut, status=201, tags=TAGS, summary="Suppress an address",
+          responses={422: ""})
+def add_suppression(body: SuppressionIn):
+    """Idempotent: an address already suppressed keeps its entry (and first reason); `created` says which."""
+    return suppressions.add(body.email, body.reason, body.detail, actor=_actor())
+
+
+@endpoint(bp, f"{PREFIX}/suppressions/<email>", methods=["DELETE"], permission="communication.manage_preferences",
+          query=SuppressionRemoveQuery, status=204, tags=TAGS, summary="Lift a suppression (say why)",
+          responses={404: "", 422: ""})
+def remove_suppression(email: str, query: SuppressionRemoveQuery):
+    suppressions.remove(email, query.reason, actor=_actor())
+    return None

@@ -31,7 +31,14 @@ from console.blueprints.communication.channels import EmailChannel
 from console.blueprints.communication.handover import Journal
 from console.blueprints.communication.models import EmailQueue, EmailTracking, NotificationHistory, Suppression
 from console.blueprints.communication.prefs import decide, suppress
-from console.blueprints.communication.sending import HANDOVER_KEY, enqueue_delivery, history_entry, message_id, setting
+from console.blueprints.communication.queue import (
+    HANDOVER_KEY,
+    enqueue_delivery,
+    history_entry,
+    message_id,
+    retry_intervals,
+)
+from console.config import setting
 from console.queues import get_redis
 from console.timeutil import utcnow
 
@@ -324,7 +331,8 @@ def _send_all(items: list[tuple], outcome: Outcome, chunk_ids: list, token: str,
               smtp: EmailChannel, journal: Journal) -> None:
     """Send a slice over the chunk's connection, journaling each hand-over. A broken connection defers the
     rest of the slice; the next slice connects again."""
-    max_attempts, intervals = int(current_app.config["MAIL_MAX_ATTEMPTS"]), _intervals()
+    max_attempts = int(current_app.config["MAIL_MAX_ATTEMPTS"])
+    intervals = list(retry_intervals())
     renewed = time.monotonic()
     connection_down: str | None = None
     for doc, message, data in items:

@@ -31,7 +31,7 @@ from typing import Protocol
 
 from redis.exceptions import RedisError
 
-from console.blueprints.communication.sending import HANDOVER_KEY
+from console.blueprints.communication.queue import HANDOVER_KEY
 
 log = logging.getLogger(__name__)
 JOURNAL_TTL = 14 * 24 * 3600

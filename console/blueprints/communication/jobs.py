@@ -10,6 +10,7 @@ import time
 from rq import get_current_job
 
 from console.blueprints.communication import delivery
+from console.config import setting
 
 log = logging.getLogger(__name__)
 RECONCILE_JOB = "console.blueprints.communication.jobs.reconcile"
@@ -50,7 +51,7 @@ def read_bounces() -> dict:
 
 def enqueue_bounce_check(app) -> None:
     """Enqueue one bounce-mailbox read per BOUNCE_IMAP_INTERVAL, when a mailbox is configured."""
-    from console.blueprints.communication.sending import setting
+    from console.config import setting
 
     with app.app_context():
         if not app.config.get("BOUNCE_IMAP_HOST"):
@@ -63,8 +64,6 @@ def enqueue_bounce_check(app) -> None:
 
 def enqueue_reconcile(app) -> None:
     """Enqueue one reconcile job unless another worker did so within the interval."""
-    from console.blueprints.communication.sending import setting
-
     with app.app_context():
         interval = setting("MAIL_RECONCILE_INTERVAL")
         redis = app.extensions["redis"]
@@ -79,8 +78,6 @@ def start_reconcile_schedule(app) -> None:
 
     A daemon thread enqueues the job, so the schedule survives a Redis flush that would lose a self-scheduling
     job; the Redis key keeps several workers from enqueuing it more than once per interval."""
-    from console.blueprints.communication.sending import setting
-
     interval = setting("MAIL_RECONCILE_INTERVAL")
 
     def tick():

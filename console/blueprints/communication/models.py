@@ -31,11 +31,17 @@ class EmailTemplate(Document):
     updated_at = DateTimeField(default=utcnow)
     created_by = StringField()
     updated_by = StringField()
+    key = StringField(max_length=80)  # stable name for code and bindings, e.g. "event.registered"
+    declared = ListField(DictField())  # [{"name", "description", "required"}]: the variables a sender gives
+    builtin = BooleanField(default=False)  # from the catalog (catalog.py): can be reset and disabled, not deleted
+    builtin_revision = IntField()
+    enabled = BooleanField(default=True)
 
     meta = {
         "collection": "email_templates",
         "indexes": [
             {"fields": ["name"], "unique": True},
+            {"fields": ["key"], "unique": True, "sparse": True},
             ("category", "name"),
             "-updated_at",
         ],
@@ -54,6 +60,7 @@ class EmailTemplateVersion(Document):
     category = StringField()
     description = StringField()
     sample_data = DictField()
+    declared = ListField(DictField())
     saved_at = DateTimeField(default=utcnow)
     saved_by = StringField()
 
@@ -164,6 +171,7 @@ class Suppression(Document):
     detail = StringField()
     email_id = ObjectIdField()
     created_at = DateTimeField(default=utcnow)
+    created_by = StringField()
 
     meta = {"collection": "suppressions", "indexes": ["-created_at"]}
 
@@ -194,5 +202,37 @@ class NotificationHistory(Document):
     email_id = ObjectIdField()
     created_at = DateTimeField(default=utcnow)
     counted = BooleanField(default=True)
+    kind = StringField()  # "preference": a change the member (or an admin) made, not a notification
 
     meta = {"collection": "notification_history", "indexes": [("user_id", "-created_at"), "email_id"]}
+
+
+class EmailLayout(Document):
+    """The frame every email wears (header, footer with unsubscribe and preference links); one, editable once."""
+
+    key = StringField(required=True, unique=True, default="default")
+    html = StringField(required=True)
+    text = StringField(required=True)
+    version = IntField(default=1)
+    builtin_revision = IntField()
+    updated_at = DateTimeField(default=utcnow)
+    updated_by = StringField()
+
+    meta = {"collection": "email_layouts"}
+
+
+class NotificationBinding(Document):
+    """A platform event (e.g. "submission.approved") → the template it sends, its category and priority."""
+
+    event = StringField(required=True, unique=True, max_length=80)
+    template_key = StringField(required=True, max_length=80)
+    category = StringField(max_length=40)  # None: the template's
+    priority = StringField(default="normal")
+    enabled = BooleanField(default=True)
+    description = StringField(max_length=300)
+    builtin = BooleanField(default=False)
+    version = IntField(default=1)
+    updated_at = DateTimeField(default=utcnow)
+    updated_by = StringField()
+
+    meta = {"collection": "notification_bindings"}

@@ -65,6 +65,9 @@ def _editor(template=None, data=None, errors=None, status=200):
                            sample_json=json.dumps(data.get("sample_data") or {}, indent=2, ensure_ascii=False),
                            can_edit=has_permission("templates.manage"),
                            can_send=has_permission("communication.send"),
+                           declared=(template.declared if template else None) or [],
+                           required=email_templates.required_of(template) if template else [],
+                           category_names=prefs.CATEGORIES,
                            versions=email_templates.versions(template) if template else []), status
 
 
@@ -130,9 +133,132 @@ def template_saved_preview(template_id: str):
 @permission_required("templates.manage")
 def template_delete(template_id: str):
     template = _page_template(template_id)
-    email_templates.delete_template(str(template.id))
+    try:
+        email_templates.delete_template(str(template.id))
+    except ApiError as error:
+        flash(error.detail, "error")
+        return redirect(url_for("communication.template_edit", template_id=template.id))
     flash(f"Template “{template.name}” deleted.", "success")
     return redirect(url_for("communication.templates_page"))
+
+
+@bp.route("/communication/templates/<template_id>/enabled", methods=["POST"])
+@permission_required("templates.manage")
+def template_toggle(template_id: str):
+    template = _page_template(template_id)
+    enabled = request.form.get("enabled") == "1"
+    email_templates.set_enabled(str(template.id), enabled, current_user.email)
+    flash(f"“{template.name}” is {'enabled' if enabled else 'disabled'}.", "success")
+    return redirect(url_for("communication.template_edit", template_id=template.id))
+
+
+@bp.route("/communication/templates/<template_id>/reset", methods=["POST"])
+@permission_required("templates.manage")
+def template_reset(template_id: str):
+    template = _page_template(template_id)
+    try:
+        template = email_templates.reset_to_builtin(str(template.id), None, current_user.email)
+    except ApiError as error:
+        flash(error.detail, "error")
+    else:
+        flash(f"Reset to the built-in content as version {template.version}.", "success")
+    return redirect(url_for("communication.template_edit", template_id=template.id))
+
+
+# --- the shared layout and the event bindings --------------------------------------------------------------
+
+@bp.route("/communication/layout", methods=["GET", "POST"])
+@permission_required("templates.view")
+def layout_page():
+    from console.blueprints.communication import layout
+
+    doc, errors, status = layout.get_layout(), [], 200
+    if request.method == "POST":
+        if not has_permission("templates.manage"):
+            abort(403)
+        try:
+            if request.form.get("action") == "reset":
+                layout.reset_layout(current_user.email)
+                flash("The layout is back to the built-in one.", "success")
+            else:
+                layout.save_layout(request.form.get("html") or "", request.form.get("text") or "",
+                                   request.form.get("version", type=int), current_user.email)
+                flash("Layout saved: every email composed from now on wears it.", "success")
+            return redirect(url_for("communication.layout_page"))
+        except ApiError as error:
+            errors, status = [{"field": "", "message": error.detail}, *error.errors], error.status
+            doc = {**doc, "html": request.form.get("html") or "", "text": request.form.get("text") or ""}
+    return render_template("communication/layout.html", layout=doc, errors=errors,
+                           can_edit=has_permission("templates.manage")), status
+
+
+@bp.route("/communication/bindings", methods=["GET", "POST"])
+@permission_required("templates.view")
+def bindings_page():
+    from console.blueprints.communication import bindings
+
+    errors = []
+    if request.method == "POST":
+        if not has_permission("templates.manage"):
+            abort(403)
+        form = request.form
+        event = (form.get("event") or "").strip()
+        try:
+            bindings.save_binding(event, {"template_key": form.get("template_key") or None,
+                                          "category": form.get("category") or None,
+                                          "priority": form.get("priority") or None,
+                                          "enabled": form.get("enabled") == "on"}, current_user.email)
+            flash(f"Binding for {event} saved.", "success")
+            return redirect(url_for("communication.bindings_page"))
+        except ApiError as error:
+            errors = [{"field": "", "message": error.detail}, *error.errors]
+    keyed = email_templates.list_templates().filter(key__ne=None).only("key", "name").order_by("key")
+    return render_template("communication/bindings.html", bindings=bindings.list_bindings(), errors=errors,
+                           templates=list(keyed), priorities=sending.PRIORITIES, categories=prefs.CATEGORIES,
+                           can_edit=has_permission("templates.manage")), 422 if errors else 200
+
+
+# --- suppressions ------------------------------------------------------------------------------------------
+
+@bp.route("/communication/suppressions")
+@permission_required("communication.view")
+def suppressions_page():
+    from flask import Response, stream_with_context
+
+    from console.blueprints.communication import suppressions
+
+    q = (request.args.get("q") or "").strip() or None
+    reason = request.args.get("reason") if request.args.get("reason") in suppressions.REASONS else None
+    if request.args.get("format") == "csv":
+        return Response(stream_with_context(suppressions.csv_lines(q, reason)), mimetype="text/csv",
+                        headers={"Content-Disposition": 'attachment; filename="suppressions.csv"'})
+    try:
+        page = suppressions.list_page(PageQuery(limit=50, cursor=request.args.get("cursor")), q, reason)
+    except ApiError:
+        page = {"items": [], "next_cursor": None}
+    return render_template("communication/suppressions.html", **page, q=q or "", reason=reason,
+                           reasons=suppressions.REASONS,
+                           can_edit=has_permission("communication.manage_preferences"))
+
+
+@bp.route("/communication/suppressions", methods=["POST"])
+@permission_required("communication.manage_preferences")
+def suppressions_change():
+    from console.blueprints.communication import suppressions
+
+    form = request.form
+    try:
+        if form.get("action") == "remove":
+            suppressions.remove(form.get("email") or "", form.get("reason") or "", actor=current_user.email)
+            flash(f"{form.get('email')} may get email again.", "success")
+        else:
+            result = suppressions.add(form.get("email") or "", "manual", form.get("detail") or "",
+                                      actor=current_user.email)
+            flash(f"{result['email']} is suppressed." if result["created"] else
+                  f"{result['email']} was already suppressed.", "success")
+    except ApiError as error:
+        flash(f"{error.detail} {' '.join(e['message'] for e in error.errors)}".strip(), "error")
+    return redirect(url_for("communication.suppressions_page", q=request.args.get("q") or None))
 
 
 @bp.route("/communication/templates/<template_id>/versions")
@@ -311,8 +437,9 @@ def member_history_panel(user_id: str):
     from console.pagination import paginate
 
     try:
-        page = paginate(sending.history_query(user_id), PageQuery(limit=10, cursor=request.args.get("cursor")),
-                        sort_field="created_at", transform=sending.history_item)
+        page = paginate(sending.history_query(user_id, with_preference_changes=True),
+                        PageQuery(limit=10, cursor=request.args.get("cursor")), sort_field="created_at",
+                        transform=sending.history_item)
     except ApiError:
         page = {"items": [], "next_cursor": None}
     return render_template("communication/_member_history.html", user_id=user_id, **page)

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pymongo import ReturnDocument
 
-from console.blueprints.communication.models import EmailQueue, NotificationPreference, Suppression
+from console.blueprints.communication.models import (
+    EmailQueue,
+    NotificationHistory,
+    NotificationPreference,
+    Suppression,
+)
 from console.db import find_in
 from console.errors import ApiError
 from console.timeutil import utcnow
 
 CHANNELS = ("email", "sms")
-CATEGORIES = ("product", "events", "digest", "marketing", "security")
+CATEGORIES = ("product", "events", "volunteering", "submissions", "donations", "digest", "marketing", "security")
 ALWAYS_ON = "security"  # members cannot turn security notices off; quiet hours and caps do not hold them back
 COUNTED_STATUSES = ("queued", "sending", "sent", "deferred")
 
@@ -49,8 +55,42 @@ def preferences_for(user_ids: list[str]) -> dict[str, dict]:
     return {doc["user_id"]: _shape(doc["user_id"], doc) for doc in cursor}
 
 
+HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+SHAPE_KEYS = ("channels", "categories", "quiet_hours", "frequency_cap")
+
+
 def save_preferences(user_id: str, data: dict, actor: str | None = None) -> dict:
-    """Store a member's preferences: channels and categories merge, quiet hours and cap replace."""
+    """Store a member's preferences: channels and categories merge, quiet hours and cap replace.
+
+    Audited; each category or channel turned on or off lands in the member's notification history."""
+    before = get_preferences(user_id)
+    after = _store(user_id, data, actor)
+    from console import audit
+
+    audit.record("preferences.update", f"member:{user_id}", {k: before[k] for k in SHAPE_KEYS},
+                 {k: after[k] for k in SHAPE_KEYS}, actor=actor)
+    _history_of_changes(user_id, before, after, actor)
+    return after
+
+
+def _history_of_changes(user_id: str, before: dict, after: dict, actor: str | None) -> None:
+    now = utcnow()
+    entries = []
+    for key, channel_of in (("categories", lambda name: "email"), ("channels", lambda name: name)):
+        for name, on in after[key].items():
+            if before[key].get(name, True) != on:
+                entries.append({"user_id": user_id, "channel": channel_of(name),
+                                "category": name if key == "categories" else None,
+                                "status": "opted_in" if on else "opted_out", "reason": actor or "preferences",
+                                "created_at": now, "counted": False, "kind": "preference"})
+    if (before["quiet_hours"] or None) != (after["quiet_hours"] or None):
+        entries.append({"user_id": user_id, "channel": "email", "category": None, "status": "quiet_hours_changed",
+                        "reason": actor or "preferences", "created_at": now, "counted": False, "kind": "preference"})
+    if entries:
+        NotificationHistory._get_collection().insert_many(entries, ordered=False)
+
+
+def _store(user_id: str, data: dict, actor: str | None) -> dict:
     if data.get("categories", {}).get(ALWAYS_ON) is False:
         raise ApiError(422, "Security notices cannot be turned off.",
                        [{"field": f"categories.{ALWAYS_ON}", "message": "security notices cannot be turned off"}])
@@ -58,6 +98,10 @@ def save_preferences(user_id: str, data: dict, actor: str | None = None) -> dict
     if quiet:
         quiet = {**quiet, "timezone": quiet.get("timezone") or "UTC"}  # the schema's default, when not sent
         data = {**data, "quiet_hours": quiet}
+        for end in ("start", "end"):
+            if not HHMM.match(str(quiet.get(end) or "")):
+                raise ApiError(422, "Quiet hours are HH:MM.", [{"field": f"quiet_hours.{end}",
+                                                                "message": "a time as HH:MM, e.g. 22:00"}])
         try:
             ZoneInfo(quiet["timezone"])
         except (ZoneInfoNotFoundError, ValueError, OSError):
@@ -108,11 +152,10 @@ def suppressed(emails: list[str]) -> set[str]:
 
 
 def suppress(email: str, reason: str, detail: str = "", email_id=None) -> None:
-    Suppression._get_collection().update_one(
-        {"email": email.lower()},
-        {"$setOnInsert": {"email": email.lower(), "reason": reason, "detail": detail, "email_id": email_id,
-                          "created_at": utcnow()}},
-        upsert=True)
+    """Suppress an address for the system (bounces, complaints, unsubscribe links); suppressions.py audits it."""
+    from console.blueprints.communication.suppressions import record
+
+    record(email, reason, detail, actor="system", email_id=email_id)
 
 
 # --- decisions ---------------------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
-"""Public, token-signed routes reached from emails: open pixel, click redirect, unsubscribe."""
+"""Public, token-signed routes reached from emails: open pixel, click redirect, unsubscribe, preference center."""
 
 import base64
 
 from flask import Blueprint, Response, abort, redirect, render_template, request
 
-from console.blueprints.communication import tracking
+from console.blueprints.communication import preference_center, tracking
+from console.errors import ApiError
 from console.security import csrf_exempt, public
 
 bp = Blueprint("tracking", __name__)
@@ -56,3 +57,20 @@ def unsubscribe(token: str):
         return render_template("communication/unsubscribe.html", email=email, done=True, result=result,
                                token=token), 200, NO_STORE
     return render_template("communication/unsubscribe.html", email=email, done=False, token=token), 200, NO_STORE
+
+
+@bp.route("/p/<token>", methods=["GET", "POST"])
+@public
+def preference_center_page(token: str):
+    """The member's preference center (no login: the signed link from any email is the key). CSRF-protected."""
+    who = preference_center.read_token(token)
+    if who is None:
+        abort(404)
+    message, errors, status = None, [], 200
+    if request.method == "POST":
+        try:
+            message = preference_center.apply(who, request.form)
+        except ApiError as error:
+            errors, status = error.errors or [{"field": "", "message": error.detail}], 422
+    return render_template("communication/preference_center.html", token=token, view=preference_center.view(who),
+                           message=message, errors=errors), status, NO_STORE

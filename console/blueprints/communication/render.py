@@ -9,6 +9,7 @@ import re
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass
+from functools import lru_cache
 
 from jinja2 import ChainableUndefined, TemplateError, TemplateSyntaxError, meta, nodes, pass_context
 from jinja2.compiler import CodeGenerator
@@ -373,6 +374,59 @@ def check_sources(sources: dict[str, str | None]) -> list[str]:
     if errors:
         raise ApiError(422, "The template has errors.", errors)
     return sorted(variables)
+
+
+MEMBER_VARIABLES = ("email", "name", "first_name", "user_id")  # every send fills these from the recipient
+DEFAULT_FILTERS = {"default", "d"}
+
+
+def _root_name(node) -> str | None:
+    """`event` for `event`, `event.title` and `event["title"]`."""
+    while isinstance(node, (nodes.Getattr, nodes.Getitem)):
+        node = node.node
+    return node.name if isinstance(node, nodes.Name) else None
+
+
+def _guarded(tree: nodes.Template) -> set[str]:
+    """Variables the template gives a fallback: `x|default(..)`, `x or ..`, `{% if x %}`, `x is defined`."""
+    names: set[str] = set()
+    for node in tree.find_all((nodes.Filter, nodes.Or, nodes.If, nodes.CondExpr, nodes.Test)):
+        if isinstance(node, nodes.Filter) and node.name in DEFAULT_FILTERS:
+            names.add(_root_name(node.node))
+        elif isinstance(node, nodes.Or):
+            names.add(_root_name(node.left))
+        elif isinstance(node, (nodes.If, nodes.CondExpr)):
+            names |= {name.name for name in node.test.find_all(nodes.Name)}
+            names.add(_root_name(node.test))
+        elif isinstance(node, nodes.Test) and node.name in {"defined", "undefined", "none"}:
+            names.add(_root_name(node.node))
+    names.discard(None)
+    return names
+
+
+@lru_cache(maxsize=512)
+def _inferred_required(sources: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    used: set[str] = set()
+    guarded: set[str] = set()
+    for field, source in sources:
+        try:
+            tree = _env_for(field).parse(source)
+            used |= meta.find_undeclared_variables(tree)
+        except TemplateSyntaxError:
+            continue
+        guarded |= _guarded(tree)
+    return tuple(sorted(used - guarded - set(MEMBER_VARIABLES)))
+
+
+def required_variables(sources: dict, declared: list[dict] | None = None) -> list[str]:
+    """What a send must give: the variables declared required, and those the template uses without a fallback."""
+    inferred = _inferred_required(tuple((field, sources[field]) for field in FIELDS if sources.get(field)))
+    marked = {spec["name"] for spec in declared or () if spec.get("required")}
+    return sorted((set(inferred) | marked) - set(MEMBER_VARIABLES))
+
+
+def missing_variables(required: list[str], data: dict) -> list[str]:
+    return [name for name in required if data.get(name) is None]
 
 
 def plain_data(value, depth: int = 0):

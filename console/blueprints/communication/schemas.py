@@ -5,13 +5,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
 from console.pagination import PageQuery
 from console.validation import QueryModel, RequestModel
 
 Priority = Literal["high", "normal", "low"]
 SLUG = r"^[a-z][a-z0-9_-]{0,39}$"
+KEY = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+){0,4}$"
+
+
+class DeclaredVariable(RequestModel):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+    description: str = Field("", max_length=300)
+    required: bool = False
+
+
+def _one_template(value, info):
+    if bool(value) == bool(info.data.get("template_key")):
+        raise ValueError("give exactly one of template_id or template_key")
+    return value
 
 
 class TemplateIn(RequestModel):
@@ -22,6 +35,10 @@ class TemplateIn(RequestModel):
     category: str = Field(pattern=SLUG, description="lowercase letters, digits, '-' or '_'")
     description: str | None = Field(None, max_length=1000)
     sample_data: dict = Field(default_factory=dict)
+    key: str | None = Field(None, pattern=KEY, max_length=80,
+                            description="Stable name for code and bindings, e.g. event.registered (set once)")
+    declared: list[DeclaredVariable] | None = Field(
+        None, max_length=100, description="The variables a sender gives; `required` ones must be present (422)")
 
 
 class TemplateUpdate(TemplateIn):
@@ -55,6 +72,19 @@ class TemplateOut(BaseModel):
     created_at: datetime | None
     updated_at: datetime | None
     versions: list[VersionSummary] | None = None
+    key: str | None = None
+    builtin: bool = False
+    enabled: bool = True
+    declared: list[dict] = []
+    required_variables: list[str] = []
+
+
+class TemplateEnabledIn(RequestModel):
+    enabled: bool
+
+
+class TemplateResetIn(RequestModel):
+    version: int | None = Field(None, ge=1, description="The version you looked at; 409 when it is stale")
 
 
 class TemplateList(BaseModel):
@@ -80,13 +110,16 @@ class SendTo(RequestModel):
 
 
 class SendEmailIn(RequestModel):
-    template_id: str = Field(min_length=1, max_length=64)
+    template_key: str | None = Field(None, pattern=KEY, max_length=80, description="Or name it by its key")
+    template_id: str | None = Field(None, min_length=1, max_length=64, validate_default=True)
     to: SendTo
     variables: dict = Field(default_factory=dict)
     priority: Priority = "normal"
     category: str | None = Field(None, pattern=SLUG, description="Defaults to the template's category")
     idempotency_key: str | None = Field(None, min_length=1, max_length=200)
     send_at: datetime | None = None
+
+    _template = field_validator("template_id")(_one_template)
 
 
 class SendEmailOut(BaseModel):
@@ -158,6 +191,11 @@ class TrackingOut(BaseModel):
     first_opened_at: datetime | None
 
 
+class HistoryQuery(PageQuery):
+    include_preferences: bool = Field(False, description="Also the member's preference changes (opted_in, "
+                                                          "opted_out, quiet_hours_changed)")
+
+
 class HistoryItem(BaseModel):
     id: str
     channel: str
@@ -174,11 +212,14 @@ class HistoryOut(BaseModel):
 
 
 class BatchIn(RequestModel):
-    template_id: str = Field(min_length=1, max_length=64)
+    template_key: str | None = Field(None, pattern=KEY, max_length=80, description="Or name it by its key")
+    template_id: str | None = Field(None, min_length=1, max_length=64, validate_default=True)
     recipients: list[Recipient] = Field(min_length=1, max_length=10_000)
     variables: dict = Field(default_factory=dict)
     priority: Priority = "low"
     category: str | None = Field(None, pattern=SLUG, description="Defaults to the template's category")
+
+    _template = field_validator("template_id")(_one_template)
 
 
 class BatchOut(BaseModel):
@@ -295,3 +336,100 @@ class SendSmsOut(BaseModel):
     status: str
     reason: str | None = None
     duplicate: bool = False
+
+
+class NotifyIn(RequestModel):
+    event: str = Field(pattern=KEY, max_length=80, description="A platform event, e.g. submission.approved")
+    user_id: str | None = Field(None, min_length=1, max_length=200)
+    email: str | None = Field(None, min_length=3, max_length=254)
+    data: dict = Field(default_factory=dict, description="The template's variables")
+    event_id: str | None = Field(None, min_length=1, max_length=200,
+                                 description="The occurrence's id: the same one again (same recipient) sends once")
+
+    @model_validator(mode="after")
+    def _one(self):
+        if bool(self.user_id) == bool(self.email):
+            raise ValueError("give exactly one of user_id or email")
+        return self
+
+
+class NotifyOut(BaseModel):
+    email_id: str | None = None
+    status: str | None = None
+    skipped: str | None = None
+    duplicate: bool = False
+
+
+class BindingIn(RequestModel):
+    template_key: str | None = Field(None, pattern=KEY, max_length=80)
+    category: str | None = Field(None, pattern=SLUG, description="null: the template's category")
+    priority: Priority | None = None
+    enabled: bool | None = None
+    description: str | None = Field(None, max_length=300)
+    version: int | None = Field(None, ge=1, description="The version you edited; 409 when it is stale")
+
+
+class BindingOut(BaseModel):
+    event: str
+    template_key: str
+    template_id: str | None
+    template_name: str | None
+    template_enabled: bool
+    category: str | None
+    effective_category: str | None
+    priority: str
+    enabled: bool
+    description: str
+    builtin: bool
+    version: int
+    updated_at: datetime | None
+
+
+class BindingList(BaseModel):
+    items: list[BindingOut]
+
+
+class SuppressionIn(RequestModel):
+    email: str = Field(min_length=3, max_length=254)
+    reason: Literal["manual", "unsubscribed", "hard_bounce", "complaint"] = "manual"
+    detail: str = Field("", max_length=500, description="Why, in a few words")
+
+
+class SuppressionOut(BaseModel):
+    email: str
+    reason: str | None
+    detail: str
+    email_id: str | None
+    created_at: datetime | None
+    created_by: str | None
+    created: bool | None = None
+
+
+class SuppressionList(BaseModel):
+    items: list[SuppressionOut]
+    next_cursor: str | None
+
+
+class SuppressionQuery(PageQuery):
+    q: str | None = Field(None, max_length=254, description="Part of the address")
+    reason: Literal["manual", "unsubscribed", "hard_bounce", "complaint"] | None = None
+    format: Literal["json", "csv"] = "json"
+
+
+class SuppressionRemoveQuery(QueryModel):
+    reason: str = Field("lifted through the API", min_length=1, max_length=500,
+                        description="Why the address may get email again (kept in the audit log)")
+
+
+class LayoutIn(RequestModel):
+    html: str = Field(min_length=1, max_length=200_000)
+    text: str = Field(min_length=1, max_length=50_000)
+    version: int | None = Field(None, ge=1)
+
+
+class LayoutOut(BaseModel):
+    html: str
+    text: str
+    version: int
+    updated_at: datetime | None
+    updated_by: str | None

@@ -1,21 +1,21 @@
-"""Sending mail: single sends, batches, the queue, tracking and history. Mongo is the source of truth;
-RQ carries jobs that name queue documents (console/jobs/mail.py, console/services/mail_delivery.py).
+"""Sending mail: single sends and batches, the queue as admins read it, tracking and history. Mongo is the
+source of truth; RQ carries jobs that name queue documents (the contract is in queue.py, the worker's side in
+jobs.py and delivery.py).
 
-The engagement feature relies on `create_batch`, `batch_status` and `deliverability`.
+The engagement feature relies on `create_batch`, `batch_status` and `deliverability`; notify.py on `send_email`.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from email.utils import parseaddr
 
 from bson import ObjectId
 from email_validator import EmailNotValidError, validate_email
-from flask import current_app
 from pymongo.errors import DuplicateKeyError
-from rq import Retry
 
+from console.blueprints.communication.email_templates import required_of, template_for_send
+from console.blueprints.communication.layout import compose, get_layout
 from console.blueprints.communication.models import (
     EmailBatch,
     EmailQueue,
@@ -25,65 +25,27 @@ from console.blueprints.communication.models import (
 )
 from console.blueprints.communication.prefs import decide
 from console.blueprints.communication.prefs import deliverability as _deliverability
-from console.blueprints.communication.render import RenderError, render_fields
-from console.blueprints.communication.tracking import compose
+from console.blueprints.communication.queue import (  # noqa: F401  (pages and tests read PRIORITIES, HANDOVER_KEY here)
+    HANDED_OVER,
+    HANDOVER_KEY,
+    PRIORITIES,
+    STATUSES,
+    enqueue_chunks,
+    enqueue_delivery,
+    history_entry,
+    message_id,
+    normalize_priority,
+)
+from console.blueprints.communication.render import RenderError, missing_variables, render_fields
+from console.config import setting
 from console.db import find_in
 from console.errors import ApiError
 from console.members import Member
 from console.pagination import PageQuery, object_id_or_404, paginate
-from console.queues import PRIORITY_QUEUES, get_queue, get_redis
+from console.queues import get_redis
 from console.timeutil import as_utc, utcnow
 
-STATUSES = ("queued", "sending", "deferred", "sent", "failed", "skipped", "delivered", "bounced", "complained")
-TERMINAL = ("sent", "failed", "skipped", "delivered", "bounced", "complained")
-HANDED_OVER = ("sent", "delivered", "bounced", "complained")  # the SMTP server took these (delivery_status.py)
-PRIORITIES = ("high", "normal", "low")
 MAX_BATCH = 10_000
-DELIVER_JOB = "console.blueprints.communication.jobs.deliver"
-HANDOVER_KEY = "mail:handover:{}"  # Redis: the journal of this email's SMTP hand-over (see mail_delivery)
-
-
-def setting(name: str) -> int:
-    """An integer knob from the app config (defaults in console.config, then the environment, in the worker too)."""
-    return int(current_app.config[name])
-
-
-def normalize_priority(priority: str | None) -> str:
-    priority = (priority or "normal").lower()
-    if priority == "default":
-        return "normal"
-    if priority not in PRIORITIES:
-        raise ApiError(422, "Unknown priority.", [{"field": "priority", "message": "one of high, normal, low"}])
-    return priority
-
-
-def retry_policy() -> Retry:
-    intervals = [int(x) for x in str(current_app.config["MAIL_RETRY_INTERVALS"]).split(",") if x.strip()]
-    return Retry(max=max(1, int(current_app.config["MAIL_MAX_ATTEMPTS"]) - 1), interval=intervals or [60])
-
-
-def message_id(email_id) -> str:
-    domain = parseaddr(current_app.config.get("MAIL_DEFAULT_SENDER") or "")[1].rpartition("@")[2] or "console.local"
-    return f"<{email_id}@{domain}>"
-
-
-def _job_options(email_ids: list, priority: str, job_id: str) -> dict:
-    return {"job_id": job_id, "retry": retry_policy(), "job_timeout": 60 + 5 * len(email_ids),
-            "result_ttl": 3600, "failure_ttl": 7 * 24 * 3600,
-            "description": f"deliver {len(email_ids)} email(s), priority {priority}"}
-
-
-def enqueue_delivery(email_ids: list, priority: str, job_id: str | None = None, at: datetime | None = None) -> str:
-    """Put one delivery job for these queue documents on the queue of their priority."""
-    job_id = job_id or f"mail-{uuid.uuid4().hex}"
-    queue = get_queue(PRIORITY_QUEUES[priority])
-    ids = [str(i) for i in email_ids]
-    options = _job_options(ids, priority, job_id)
-    if at is not None and at > utcnow():
-        queue.enqueue_at(at, DELIVER_JOB, ids, **options)
-    else:
-        queue.enqueue(DELIVER_JOB, ids, **options)
-    return job_id
 
 
 # --- recipients --------------------------------------------------------------------------------------------
@@ -132,45 +94,57 @@ def resolve_recipients(items: list[dict], field: str = "recipients") -> tuple[li
     return out, errors
 
 
-# --- building queue documents ------------------------------------------------------------------------------
+# --- the steps a single send and a batch share -------------------------------------------------------------
 
-def _template_or_422(template_id: str) -> EmailTemplate:
-    try:
-        oid = ObjectId(template_id)
-    except Exception:
-        oid = None
-    template = EmailTemplate.objects(id=oid).first() if oid else None
-    if template is None:
-        raise ApiError(422, "Unknown template.", [{"field": "template_id", "message": f"no template {template_id!r}"}])
-    return template
+def _template_and_options(template_id: str | None, template_key: str | None, priority: str | None,
+                          category: str | None) -> tuple[EmailTemplate, str, str]:
+    """The template a send names (by id or key), its priority and its category; 422 when either is bad."""
+    priority = normalize_priority(priority)
+    template = template_for_send(template_id, template_key)
+    return template, priority, category or template.category
+
+
+def _refuse_missing(template: EmailTemplate, recipients: list[dict], shared: dict, where) -> None:
+    """422 naming every variable the template requires that a recipient's data lacks."""
+    required = required_of(template)
+    if not required:
+        return
+    errors, names = [], set()
+    for index, recipient in enumerate(recipients):
+        for name in missing_variables(required, {**shared, **recipient["variables"]}):
+            names.add(name)
+            if len(errors) < 200:
+                errors.append({"field": f"{where(index)}.{name}", "message": f"the template requires {name!r}"})
+    if errors:
+        listed = ", ".join(sorted(names))
+        raise ApiError(422, f"Missing required variable(s): {listed}. Nothing was sent.", errors)
 
 
 def _build(template: EmailTemplate, recipient: dict, shared: dict, *, email_id: ObjectId, priority: str,
-           category: str, decision: tuple, now: datetime, extra: dict) -> tuple[dict, dict]:
-    """A queue document and its history entry; raises RenderError when the template cannot render."""
+           category: str, decision: tuple, now: datetime, extra: dict, layout: dict) -> dict:
+    """A queue document; raises RenderError when the template cannot render."""
     data = {**_member_context(recipient.get("member"), recipient["email"]), **shared, **recipient["variables"]}
     rendered = render_fields({"subject": template.subject, "html_body": template.html_body,
                               "text_body": template.text_body}, data)
-    composed = compose(rendered, email_id, category=category)
+    composed = compose(rendered, email_id, category=category, user_id=recipient.get("user_id"),
+                       to_email=recipient["email"], layout=layout)
     verdict, reason, until = decision
     status = {"send": "queued", "skip": "skipped", "defer": "deferred"}[verdict]
-    doc = {"_id": email_id, "channel": "email", "to_email": recipient["email"], "user_id": recipient.get("user_id"),
-           "template_id": template.id, "template_name": template.name, "template_version": template.version,
-           "subject": composed["subject"], "html_body": composed["html_body"], "text_body": composed["text_body"],
-           "links": composed["links"], "unsubscribe_url": composed["unsubscribe_url"], "priority": priority,
-           "category": category, "status": status,
-           "reason": reason, "attempts": 0, "created_at": now, "updated_at": now, "next_attempt_at": until,
-           "message_id": message_id(email_id), "opens": 0, "clicks": 0, **extra}
-    return doc, history_entry(doc)
+    return {"_id": email_id, "channel": "email", "to_email": recipient["email"], "user_id": recipient.get("user_id"),
+            "template_id": template.id, "template_name": template.name, "template_version": template.version,
+            "subject": composed["subject"], "html_body": composed["html_body"], "text_body": composed["text_body"],
+            "links": composed["links"], "unsubscribe_url": composed["unsubscribe_url"], "priority": priority,
+            "category": category, "status": status,
+            "reason": reason, "attempts": 0, "created_at": now, "updated_at": now, "next_attempt_at": until,
+            "message_id": message_id(email_id), "opens": 0, "clicks": 0, **extra}
 
 
-def history_entry(doc: dict) -> dict:
-    """The notification_history entry for a queue document in its current (final) status."""
-    return {"user_id": doc.get("user_id"), "recipient": doc.get("to_email") or doc.get("to_phone"),
-            "channel": doc.get("channel", "email"),
-            "category": doc.get("category"), "template_id": doc.get("template_id"),
-            "template": doc.get("template_name"), "status": doc["status"], "reason": doc.get("reason"),
-            "email_id": doc["_id"], "created_at": doc["created_at"]}
+def _insert(docs: list[dict]) -> None:
+    """Write queue documents; the skipped ones land in history now, the others when their outcome is known."""
+    EmailQueue._get_collection().insert_many(docs, ordered=False)
+    skipped = [history_entry(doc) for doc in docs if doc["status"] == "skipped"]
+    if skipped:
+        NotificationHistory._get_collection().insert_many(skipped, ordered=False)
 
 
 def _actor() -> str | None:
@@ -179,121 +153,111 @@ def _actor() -> str | None:
     return audit_actor()[0]
 
 
-def send_email(template_id: str, to: dict, *, variables: dict | None = None, priority: str = "normal",
-               category: str | None = None, idempotency_key: str | None = None,
-               send_at: datetime | None = None) -> dict:
+def _existing(idempotency_key: str) -> dict | None:
+    doc = EmailQueue._get_collection().find_one({"idempotency_key": idempotency_key}, {"status": 1, "reason": 1})
+    if doc:
+        return {"email_id": str(doc["_id"]), "status": doc["status"], "reason": doc.get("reason"), "duplicate": True}
+    return None
+
+
+def send_email(template_id: str | None, to: dict, *, template_key: str | None = None, variables: dict | None = None,
+               priority: str = "normal", category: str | None = None, idempotency_key: str | None = None,
+               send_at: datetime | None = None, source: dict | None = None) -> dict:
     """Queue one email; a repeated idempotency key returns the first email and sends nothing new."""
-    coll = EmailQueue._get_collection()
-    if idempotency_key:
-        existing = coll.find_one({"idempotency_key": idempotency_key}, {"status": 1})
-        if existing:
-            return {"email_id": str(existing["_id"]), "status": existing["status"], "duplicate": True}
-    priority = normalize_priority(priority)
-    template = _template_or_422(template_id)
+    if idempotency_key and (existing := _existing(idempotency_key)):
+        return existing
+    template, priority, category = _template_and_options(template_id, template_key, priority, category)
     recipients, errors = resolve_recipients([to], field="to")
     if errors:
         raise ApiError(422, errors[0]["message"], errors)
+    shared = variables or {}
+    _refuse_missing(template, recipients, shared, lambda _index: "variables")
     recipient = recipients[0]
-    category = category or template.category
     now = utcnow()
     decision = decide([recipient], category, now=now)[0]
     send_at = as_utc(send_at)
-    if decision[0] == "send" and send_at and send_at > now:
-        decision = ("send", None, None)
     email_id = ObjectId()
-    job_id = f"mail-{email_id}"
-    extra = {"idempotency_key": idempotency_key, "job_id": job_id, "send_at": send_at, "created_by": _actor(),
-             "source": {}}
-    if not idempotency_key:
-        extra.pop("idempotency_key")
+    extra = {"job_id": f"mail-{email_id}", "send_at": send_at, "created_by": _actor(), "source": source or {}}
+    if idempotency_key:
+        extra["idempotency_key"] = idempotency_key
     try:
-        doc, history = _build(template, recipient, variables or {}, email_id=email_id, priority=priority,
-                              category=category, decision=decision, now=now, extra=extra)
+        doc = _build(template, recipient, shared, email_id=email_id, priority=priority, category=category,
+                     decision=decision, now=now, extra=extra, layout=get_layout())
     except RenderError as error:
         raise ApiError(422, "The template failed to render with these variables.", error.errors) from None
     try:
-        coll.insert_one(doc)
+        _insert([doc])
     except DuplicateKeyError:
-        existing = coll.find_one({"idempotency_key": idempotency_key}, {"status": 1})
-        return {"email_id": str(existing["_id"]), "status": existing["status"], "duplicate": True}
-    if doc["status"] == "skipped":
-        NotificationHistory._get_collection().insert_one(history)
+        return _existing(idempotency_key)
     if doc["status"] == "queued":
-        enqueue_delivery([email_id], priority, job_id, at=send_at)
+        enqueue_delivery([email_id], priority, extra["job_id"], at=send_at)
     elif doc["status"] == "deferred":
-        enqueue_delivery([email_id], priority, job_id, at=doc["next_attempt_at"])
+        enqueue_delivery([email_id], priority, extra["job_id"], at=doc["next_attempt_at"])
     return {"email_id": str(email_id), "status": doc["status"], "reason": doc["reason"], "duplicate": False}
 
 
-def create_batch(template_id: str, recipients: list[dict], *, variables: dict | None = None, priority: str = "low",
-                 category: str | None = None, source: dict | None = None) -> dict:
-    """Validate every recipient first, then write the batch and its queue documents in bulk and enqueue
-    chunked delivery jobs. Returns {"batch_id", "queued", "skipped"}."""
-    priority = normalize_priority(priority)
-    template = _template_or_422(template_id)
+def create_batch(template_id: str | None, recipients: list[dict], *, template_key: str | None = None,
+                 variables: dict | None = None, priority: str = "low", category: str | None = None,
+                 source: dict | None = None) -> dict:
+    """Validate every recipient and variable first, then render and insert the queue documents in chunks of
+    MAIL_CHUNK_SIZE (never the whole batch in memory), then enqueue one delivery job per chunk.
+    Returns {"batch_id", "queued", "skipped"}."""
     if not recipients:
         raise ApiError(422, "No recipients.", [{"field": "recipients", "message": "give at least one recipient"}])
     if len(recipients) > MAX_BATCH:
         raise ApiError(422, f"At most {MAX_BATCH:,} recipients per batch.",
                        [{"field": "recipients", "message": f"at most {MAX_BATCH} recipients"}])
+    template, priority, category = _template_and_options(template_id, template_key, priority, category)
     resolved, errors = resolve_recipients(recipients)
     if errors:
         raise ApiError(422, f"{len(errors)} recipient(s) are not valid; nothing was sent.", errors[:200])
-    category = category or template.category
+    shared = variables or {}
+    _refuse_missing(template, resolved, shared, lambda index: f"recipients.{index}.variables")
     now = utcnow()
     batch_id = ObjectId()
     decisions = decide(resolved, category, now=now)
-    chunk = setting("MAIL_CHUNK_SIZE")
-    docs, histories, render_errors = [], [], []
-    source = dict(source or {})
-    for index, (recipient, decision) in enumerate(zip(resolved, decisions, strict=True)):
-        email_id = ObjectId()
-        job_id = f"mail-batch-{batch_id}-{index // chunk}"
-        try:
-            doc, history = _build(template, recipient, variables or {}, email_id=email_id, priority=priority,
-                                  category=category, decision=decision, now=now,
-                                  extra={"batch_id": batch_id, "source": source, "job_id": job_id})
-        except RenderError as error:
-            render_errors.append({"field": f"recipients.{index}.variables", "message": str(error)})
-            continue
-        docs.append(doc)
-        if doc["status"] == "skipped":  # the others land in history when their outcome is known
-            histories.append(history)
-    if render_errors:
-        raise ApiError(422, "The template failed to render for some recipients.", render_errors[:200])
-    queued = sum(doc["status"] != "skipped" for doc in docs)
+    chunk, layout, source = setting("MAIL_CHUNK_SIZE"), get_layout(), dict(source or {})
+    jobs: dict[str, list[str]] = {}
+    deferred: list[tuple[ObjectId, str, datetime]] = []
+    skipped = 0
+    for start in range(0, len(resolved), chunk):
+        job_id = f"mail-batch-{batch_id}-{start // chunk}"
+        docs = []
+        for index in range(start, min(start + chunk, len(resolved))):
+            try:
+                docs.append(_build(template, resolved[index], shared, email_id=ObjectId(), priority=priority,
+                                   category=category, decision=decisions[index], now=now, layout=layout,
+                                   extra={"batch_id": batch_id, "source": source, "job_id": job_id}))
+            except RenderError as error:
+                _undo_batch(batch_id)
+                raise ApiError(422, "The template failed to render for a recipient; nothing was sent.",
+                               [{"field": f"recipients.{index}.variables", "message": str(error)}]) from None
+        _insert(docs)
+        for doc in docs:
+            if doc["status"] == "queued":
+                jobs.setdefault(job_id, []).append(str(doc["_id"]))
+            elif doc["status"] == "deferred":
+                deferred.append((doc["_id"], job_id, doc["next_attempt_at"]))
+            else:
+                skipped += 1
+    total = len(resolved)
     EmailBatch._get_collection().insert_one(
         {"_id": batch_id, "template_id": template.id, "template_name": template.name, "priority": priority,
-         "category": category, "total": len(docs), "queued": queued, "skipped": len(docs) - queued,
+         "category": category, "total": total, "queued": total - skipped, "skipped": skipped,
          "source": source, "created_by": _actor(), "created_at": now})
-    EmailQueue._get_collection().insert_many(docs, ordered=False)
-    if histories:
-        NotificationHistory._get_collection().insert_many(histories, ordered=False)
-    _enqueue_batch_jobs(docs, priority)
-    return {"batch_id": str(batch_id), "queued": queued, "skipped": len(docs) - queued}
+    enqueue_chunks(jobs, priority)
+    for email_id, job_id, until in deferred:  # quiet hours: each waits for its own window
+        enqueue_delivery([email_id], priority, f"{job_id}-{email_id}", at=until)
+    return {"batch_id": str(batch_id), "queued": total - skipped, "skipped": skipped}
 
 
-def _enqueue_batch_jobs(docs: list[dict], priority: str) -> None:
-    """One job per chunk, all in one Redis pipeline; quiet-hours deferrals get their own timed jobs."""
-    from rq import Queue
-
-    queue = get_queue(PRIORITY_QUEUES[priority])
-    chunks: dict[str, list[str]] = {}
-    for doc in docs:
-        if doc["status"] == "queued":
-            chunks.setdefault(doc["job_id"], []).append(str(doc["_id"]))
-        elif doc["status"] == "deferred":
-            enqueue_delivery([doc["_id"]], priority, f"{doc['job_id']}-{doc['_id']}", at=doc["next_attempt_at"])
-    jobs = [Queue.prepare_data(DELIVER_JOB, args=(ids,), **_timeout_kwargs(_job_options(ids, priority, job_id)))
-            for job_id, ids in chunks.items()]
-    if jobs:
-        queue.enqueue_many(jobs)
-
-
-def _timeout_kwargs(options: dict) -> dict:
-    return {"job_id": options["job_id"], "retry": options["retry"], "timeout": options["job_timeout"],
-            "result_ttl": options["result_ttl"], "failure_ttl": options["failure_ttl"],
-            "description": options["description"]}
+def _undo_batch(batch_id: ObjectId) -> None:
+    """Take back the chunks already written when a later one fails to render (no job was enqueued yet)."""
+    coll = EmailQueue._get_collection()
+    ids = [doc["_id"] for doc in coll.find({"batch_id": batch_id, "status": "skipped"}, {"_id": 1})]
+    if ids:
+        NotificationHistory._get_collection().delete_many({"email_id": {"$in": ids}})
+    coll.delete_many({"batch_id": batch_id})
 
 
 def batch_status(batch_id: str) -> dict:
@@ -450,8 +414,11 @@ def retry_email(email_id: str) -> dict:
     return {"email_id": str(doc["_id"]), "status": "queued"}
 
 
-def history_query(user_id: str):
-    return NotificationHistory.objects(user_id=user_id)
+def history_query(user_id: str, with_preference_changes: bool = False):
+    """A member's notifications, sent or skipped; optionally with their preference changes between them."""
+    if with_preference_changes:
+        return NotificationHistory.objects(user_id=user_id)
+    return NotificationHistory.objects(user_id=user_id, kind__ne="preference")
 
 
 def history_item(doc) -> dict:

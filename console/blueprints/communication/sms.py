@@ -35,13 +35,8 @@ from pymongo.errors import DuplicateKeyError
 from console.audit import record
 from console.blueprints.communication.models import EmailQueue, NotificationHistory, Suppression
 from console.blueprints.communication.prefs import decide, save_preferences
+from console.blueprints.communication.queue import HANDOVER_KEY, enqueue_delivery, history_entry, normalize_priority
 from console.blueprints.communication.render import RenderError, html_to_text, render_fields
-from console.blueprints.communication.sending import (
-    HANDOVER_KEY,
-    enqueue_delivery,
-    history_entry,
-    normalize_priority,
-)
 from console.errors import ApiError
 from console.members import Member
 from console.queues import get_redis

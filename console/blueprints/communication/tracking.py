@@ -1,4 +1,4 @@
-"""Tracking: signed tokens, link rewriting, the layout every email wears, and open/click/unsubscribe events."""
+"""Tracking: signed tokens, link rewriting, and open/click/unsubscribe events (layout.py composes emails)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from bson.errors import InvalidId
 from flask import current_app
 from itsdangerous import BadSignature, URLSafeSerializer
 from limits import parse as parse_limit
-from markupsafe import Markup
 
 from console.blueprints.communication.htmltokens import tokens
 from console.blueprints.communication.models import EmailQueue, EmailTracking
@@ -101,28 +100,6 @@ def rewrite_links(markup: str, email_id) -> tuple[str, list[str]]:
         done = href.end
     pieces.append(markup[done:])
     return "".join(pieces), links
-
-
-def compose(rendered: dict, email_id, *, category: str | None, track: bool = True) -> dict:
-    """Wrap rendered content in the shared layout with the unsubscribe footer and the tracking pixel."""
-    env = current_app.jinja_env
-    unsubscribe_url = public_url("tracking.unsubscribe", token=make_token("unsubscribe", email_id))
-    content, links = rewrite_links(rendered["html_body"], email_id) if track else (rendered["html_body"], [])
-    pixel = public_url("tracking.open_pixel", token=make_token("open", email_id)) if track else None
-    from console.blueprints.communication.render import html_to_text
-
-    text = rendered.get("text_body") or html_to_text(rendered["html_body"])
-    safe_content = Markup(content)  # noqa: S704  (rendered by the autoescaping sandbox)
-    context = {"subject": rendered["subject"], "content": safe_content, "text": text, "category": category,
-               "unsubscribe_url": unsubscribe_url, "pixel_url": pixel,
-               "brand": current_app.config.get("MAIL_BRAND", "Community")}
-    return {
-        "subject": rendered["subject"],
-        "html_body": env.get_template("email/layout.html").render(context),
-        "text_body": env.get_template("email/layout.txt").render(context),
-        "links": links,
-        "unsubscribe_url": unsubscribe_url,
-    }
 
 
 # --- events ------------------------------------------------------------------------------------------------

@@ -11,12 +11,12 @@ from bson import ObjectId
 from bson.errors import InvalidId
 
 from console import audit
-from console.blueprints.communication.sending import setting
 from console.blueprints.engagement.churn import churn_report
 from console.blueprints.engagement.inactive import inactive_users
 from console.blueprints.engagement.lifecycle import churn_after_days
 from console.blueprints.engagement.models import ActivityRollup, Campaign
 from console.blueprints.engagement.periods import add_periods, as_day, period_start
+from console.config import setting
 from console.db import find_in
 from console.errors import ApiError
 from console.members import Member

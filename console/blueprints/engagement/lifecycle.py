@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from flask import current_app
-
 from console.blueprints.engagement.ingest import rollup_id
 from console.blueprints.engagement.models import ActivityRollup
 from console.blueprints.engagement.periods import add_periods, as_day, label, period_field, period_start
+from console.config import setting
 from console.db import find_in
 from console.members import Member
 from console.timeutil import as_utc, utcnow
@@ -17,7 +16,7 @@ STAGES = ("new", "returning", "resurrecting", "dormant")
 
 
 def churn_after_days() -> int:
-    return int(current_app.config.get("CHURN_AFTER_DAYS", 30))
+    return setting("CHURN_AFTER_DAYS")
 
 
 def _periods_of(user_id: str, first_seen: datetime | None, now: datetime, interval: str) -> list[dict]:

@@ -236,7 +236,8 @@ def _templates() -> list:
         return []
     from console.blueprints.communication.models import EmailTemplate
 
-    return list(EmailTemplate.objects.only("id", "name", "category").order_by("name").limit(200))
+    rows = EmailTemplate.objects(enabled__ne=False).only("id", "name", "category").order_by("name").limit(200)
+    return sorted(rows, key=lambda t: t.category != "marketing")  # re-engagement templates first (the default)
 
 
 def _campaign_form() -> dict:

@@ -9,6 +9,7 @@ from datetime import timedelta
 from flask import current_app
 
 from console import audit, db, maintenance
+from console.config import setting
 from console.maintenance import Task
 from console.telemetry import hour_key
 from console.telemetry.models import TELEMETRY_COLLECTIONS, ErrorEvent
@@ -36,7 +37,7 @@ def purge_expired(options: dict) -> dict:
     deleted = {name: database[name].delete_many({"expires_at": {"$lt": now}}).deleted_count
                for name in sorted(TELEMETRY_COLLECTIONS)}
     # error groups live on while they recur; drop their hourly counters older than the retention
-    cutoff = hour_key(now - timedelta(days=int(current_app.config.get("TELEMETRY_TTL_DAYS", 7))))
+    cutoff = hour_key(now - timedelta(days=setting("TELEMETRY_TTL_DAYS")))
     trimmed = 0
     for doc in ErrorEvent.objects.only("id", "hours").as_pymongo():
         old = [key for key in (doc.get("hours") or {}) if key < cutoff]
