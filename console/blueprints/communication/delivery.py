@@ -305,7 +305,7 @@ def _send_texts(items: list[tuple], outcome: Outcome) -> None:
     """Hand each SMS to the provider (sms.send_one journals it); failures defer or fail like mail."""
     if not items:
         return
-    max_attempts, intervals = int(current_app.config["MAIL_MAX_ATTEMPTS"]), _intervals()
+    max_attempts, intervals = int(current_app.config["MAIL_MAX_ATTEMPTS"]), list(retry_intervals())
     try:
         provider = sms.provider()
     except sms.SmsPermanent as error:
@@ -321,10 +321,6 @@ def _send_texts(items: list[tuple], outcome: Outcome) -> None:
         else:
             doc["provider_message_id"] = provider_id
             outcome.sent.append((doc, at, None))
-
-
-def _intervals() -> list[int]:
-    return [int(x) for x in str(current_app.config["MAIL_RETRY_INTERVALS"]).split(",") if x.strip()] or [60]
 
 
 def _send_all(items: list[tuple], outcome: Outcome, chunk_ids: list, token: str, lease: int,
