@@ -64,6 +64,10 @@ DEFAULTS = {
     "REMEMBER_COOKIE_HTTPONLY": True,
     "REMEMBER_COOKIE_SAMESITE": "Lax",
     "REQUIRE_BROWSER": 0,
+    "REQUIRE_2FA_ROLES": None,  # comma-separated roles; unset: super_admin,admin in production, none otherwise
+    "TWOFA_RATE_LIMIT": "5 per 5 minutes",  # failed second-factor codes per account
+    "TWOFA_IP_RATE_LIMIT": "20 per 5 minutes",  # failed second-factor codes per client IP
+    "TWOFA_PENDING_SECONDS": 300,  # how long the password step stays valid while the code is asked for
 }
 
 _BOOLS = {"MAIL_USE_TLS", "MAIL_USE_SSL", "RATELIMIT_ENABLED", "TELEMETRY_ENABLED", "MAIL_SUPPRESS_SEND"}
@@ -72,7 +76,7 @@ _INTS = {"MAIL_PORT", "MAX_CONTENT_LENGTH", "INGEST_MAX_CONTENT_LENGTH", "API_TO
          "CAMPAIGN_FREQUENCY_CAP_DAYS",
          "MAIL_MAX_ATTEMPTS", "JOB_TIMEOUT", "SEED_DEMO", "MAIL_TIMEOUT", "TELEMETRY_FLUSH_EVERY",
          "TELEMETRY_RESERVOIR", "MAIL_CLAIM_LEASE", "MAIL_RECONCILE_INTERVAL", "MAIL_RECONCILE_GRACE",
-         "MAIL_CHUNK_SIZE", "MAIL_SLICE_SIZE", "CORS_MAX_AGE"}
+         "MAIL_CHUNK_SIZE", "MAIL_SLICE_SIZE", "CORS_MAX_AGE", "TWOFA_PENDING_SECONDS"}
 _FLOATS = {"TELEMETRY_SAMPLE_RATE", "TELEMETRY_FLUSH_SECONDS"}
 
 

@@ -8,7 +8,7 @@ from flask_login import current_user
 from pydantic import BaseModel, Field
 
 from console.audit import record
-from console.blueprints.auth import bp
+from console.blueprints.auth import bp, twofactor
 from console.errors import ApiError
 from console.extensions import limiter
 from console.http import LOGIN, endpoint
@@ -19,6 +19,8 @@ from console.validation import RequestModel
 class TokenRequest(RequestModel):
     email: str = Field(min_length=3, max_length=254)
     password: str = Field(min_length=1, max_length=200)
+    otp: str | None = Field(default=None, max_length=64, description="a current TOTP code or a recovery code, "
+                            "for an admin who uses (or must use) two-factor sign-in")
 
 
 class TokenOut(BaseModel):
@@ -39,6 +41,7 @@ def create_token(body: TokenRequest):
     admin = authenticate(body.email, body.password)
     if admin is None:
         raise ApiError(401, "That email and password do not match an active admin.")
+    twofactor.check_token_otp(admin, body.otp)  # 401 without a valid second factor when the admin needs one
     token, stored = issue_token(admin, request.remote_addr)
     record("auth.token_issued", admin.email, actor=admin.email)
     return {"token": token, "expires_at": stored.expires_at, "token_type": "Bearer"}

@@ -6,7 +6,7 @@ from flask import current_app, flash, redirect, render_template, request, url_fo
 from flask_login import current_user, login_user, logout_user
 
 from console.audit import record
-from console.blueprints.auth import bp
+from console.blueprints.auth import bp, twofactor
 from console.blueprints.auth.forms import LoginForm
 from console.extensions import limiter
 from console.security import authenticate, login_only, public
@@ -33,6 +33,8 @@ def login():
     form = LoginForm(next=request.args.get("next", ""))
     if request.method == "POST" and form.validate_on_submit():
         admin = authenticate(form.email.data, form.password.data)
+        if admin is not None and twofactor.second_step_needed(admin):
+            return twofactor.begin_second_step(admin, form.next.data)  # not signed in until the code step
         if admin is not None:
             login_user(admin)
             admin.update(set__last_login_at=utcnow())
