@@ -6,7 +6,7 @@ bp = Blueprint("auth", __name__, template_folder="../../templates")
 
 
 def init_app(app) -> None:
-    from console.blueprints.auth import api, pages, twofactor_api, twofactor_pages  # noqa: F401  (routes)
+    from console.blueprints.auth import api, pages  # noqa: F401  (routes)
 
     app.register_blueprint(bp)
-    app.before_request(twofactor_pages.enforce_enrolment)
+    app.before_request(pages.enforce_enrolment)

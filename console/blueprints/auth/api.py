@@ -41,7 +41,7 @@ def create_token(body: TokenRequest):
     admin = authenticate(body.email, body.password)
     if admin is None:
         raise ApiError(401, "That email and password do not match an active admin.")
-    twofactor.check_token_otp(admin, body.otp)  # 401 without a valid second factor when the admin needs one
+    twofactor.check_token_otp(admin, body.otp, request.remote_addr)  # 401 unless a second factor, when needed
     token, stored = issue_token(admin, request.remote_addr)
     record("auth.token_issued", admin.email, actor=admin.email)
     return {"token": token, "expires_at": stored.expires_at, "token_type": "Bearer"}
@@ -72,3 +72,38 @@ def me():
     """What the frontend needs to shape its own views (AdminContext)."""
     return {"id": str(current_user.id), "email": current_user.email, "name": current_user.name,
             "roles": list(current_user.roles), "permissions": sorted(current_permissions())}
+
+
+# --- two-factor sign-in (logic in twofactor.py) ----------------------------------------------------------
+
+class TwoFactorOut(BaseModel):
+    admin_id: str
+    email: str
+    enrolled: bool
+    required: bool
+    enabled_at: datetime | None
+    recovery_codes_left: int
+
+
+def _out(admin) -> dict:
+    state = twofactor.status(admin)
+    return {"admin_id": str(admin.id), "email": admin.email, "enrolled": state["enrolled"],
+            "required": state["required"], "enabled_at": state["enabled_at"],
+            "recovery_codes_left": state["recovery_codes_left"]}
+
+
+@endpoint(bp, "/api/auth/2fa", permission=LOGIN, response=TwoFactorOut, tags=["auth"],
+          summary="Whether the signed-in admin uses two-factor sign-in, and must")
+def twofactor_status():
+    """Enrolment happens in the console (it shows a QR code); this reports the state."""
+    return _out(current_user)
+
+
+@endpoint(bp, "/api/phase14/admin/<admin_id>/2fa/reset", methods=["POST"], permission="roles.assign",
+          response=TwoFactorOut, tags=["roles"], responses={404: "", 409: "", 403: ""},
+          summary="Reset another admin's two-factor sign-in")
+def reset_twofactor(admin_id: str):
+    """Clears the secret and recovery codes (audited as auth.2fa_reset); an admin whose role requires 2FA
+    enrols again at their next sign-in. Only for admins whose permissions the caller holds; not yourself."""
+    target = twofactor.reset_for(admin_id, current_user._get_current_object(), current_permissions())
+    return _out(target)

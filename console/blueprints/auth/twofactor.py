@@ -20,7 +20,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from bson import ObjectId
 from bson.errors import InvalidId
-from flask import current_app, redirect, request, session, url_for
+from flask import current_app, redirect, session, url_for
 from flask_login import login_user
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from limits import parse
@@ -131,14 +131,14 @@ def provisioning(admin: Admin) -> dict:
     return {"uri": uri, "qr": qr, "secret": spaced}
 
 
-def confirm_enrolment(admin: Admin, code: str, *, via: str) -> list[str] | None:
+def confirm_enrolment(admin: Admin, code: str, *, via: str, ip: str | None) -> list[str] | None:
     """The first code from the app turns 2FA on; answers the ten recovery codes (shown once) or None."""
     if not admin.totp_secret or admin.totp_enabled_at:
         return None
-    _check_throttle(admin)
+    _check_throttle(admin, ip)
     step = _matching_step(admin, _normalize(code))
     if step is None or not _claim_step(admin, step):
-        _failed(admin, via, "enrolment")
+        _failed(admin, ip, via, "enrolment")
         return None
     codes = _new_recovery_codes()
     admin.totp_enabled_at = utcnow()
@@ -216,32 +216,32 @@ def _use_recovery_code(admin: Admin, code: str) -> bool:
     return False
 
 
-def _limits(admin: Admin) -> list[tuple]:
+def _limits(admin: Admin, ip: str | None) -> list[tuple]:
     config = current_app.config
     return [(parse(config["TWOFA_RATE_LIMIT"]), ("2fa-account", str(admin.id))),
-            (parse(config["TWOFA_IP_RATE_LIMIT"]), ("2fa-ip", request.remote_addr or "-"))]
+            (parse(config["TWOFA_IP_RATE_LIMIT"]), ("2fa-ip", ip or "-"))]
 
 
-def _check_throttle(admin: Admin) -> None:
+def _check_throttle(admin: Admin, ip: str | None) -> None:
     if not limiter.enabled:
         return
-    for item, keys in _limits(admin):
+    for item, keys in _limits(admin, ip):
         if not limiter.limiter.test(item, *keys):
             reset_at = limiter.limiter.get_window_stats(item, *keys).reset_time
             raise Throttled(max(1, int(reset_at - time.time()) + 1))
 
 
-def _failed(admin: Admin, via: str, stage: str) -> None:
+def _failed(admin: Admin, ip: str | None, via: str, stage: str) -> None:
     if limiter.enabled:
-        for item, keys in _limits(admin):
+        for item, keys in _limits(admin, ip):
             limiter.limiter.hit(item, *keys)
     record("auth.2fa_failed", admin.email, actor=admin.email, via=via, stage=stage)
 
 
-def check_code(admin: Admin, code: str | None, *, via: str) -> str | None:
+def check_code(admin: Admin, code: str | None, *, via: str, ip: str | None) -> str | None:
     """A current TOTP code or an unused recovery code: "totp" or "recovery", None when wrong (audited and
     counted). Raises Throttled before looking at the code once the account or address failed too often."""
-    _check_throttle(admin)
+    _check_throttle(admin, ip)
     normalized = _normalize(code)
     step = _matching_step(admin, normalized) if is_enrolled(admin) else None
     if step is not None and _claim_step(admin, step):
@@ -250,11 +250,11 @@ def check_code(admin: Admin, code: str | None, *, via: str) -> str | None:
         left = len(admin.recovery_codes or []) - 1
         record("auth.2fa_recovery_used", admin.email, actor=admin.email, via=via, remaining=left)
         return "recovery"
-    _failed(admin, via, "sign-in" if step is None else "replayed")
+    _failed(admin, ip, via, "sign-in" if step is None else "replayed")
     return None
 
 
-def check_token_otp(admin: Admin, otp: str | None) -> None:
+def check_token_otp(admin: Admin, otp: str | None, ip: str | None) -> None:
     """For POST /api/auth/token after a correct password: raise 401/429 unless the second factor is satisfied."""
     if not second_step_needed(admin):
         return
@@ -265,7 +265,7 @@ def check_token_otp(admin: Admin, otp: str | None) -> None:
         raise ApiError(401, "A second factor is needed: send the current code from your authenticator app "
                             "(or a recovery code) as \"otp\".", [{"field": "otp", "message": "required"}])
     try:
-        method = check_code(admin, otp, via="api")
+        method = check_code(admin, otp, via="api", ip=ip)
     except Throttled as throttled:
         raise ApiError(429, "Too many wrong codes. Wait before trying again.",
                        headers={"Retry-After": str(throttled.retry_after)}) from None
@@ -280,6 +280,6 @@ ALLOWED_WHILE_ENROLLING = {"static", "auth.logout", "auth.login", "auth.account_
                            "auth.account_2fa_confirm", "auth.second_factor", "auth.second_factor_enrol"}
 
 
-def must_enrol_first(admin) -> bool:
+def must_enrol_first(admin, endpoint: str | None) -> bool:
     """A signed-in admin whose role requires 2FA but who has none yet may use only the enrolment pages."""
-    return (request.endpoint not in ALLOWED_WHILE_ENROLLING and is_required(admin) and not is_enrolled(admin))
+    return (endpoint not in ALLOWED_WHILE_ENROLLING and is_required(admin) and not is_enrolled(admin))
