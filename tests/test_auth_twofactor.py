@@ -259,3 +259,21 @@ def test_super_admin_resets_another_admins_2fa(login, api, client):
     assert _admin("lost@test.example.com").totp_secret is None
     assert "auth.2fa_reset" in audit_actions("lost@test.example.com")
     assert token(client, "lost@test.example.com").status_code == 200  # no second factor any more
+
+
+def test_reset_from_the_admin_page(login, create_admin):
+    target = login("moderator", email="phone@test.example.com")
+    enrol(target, "phone@test.example.com")
+    target_id = str(_admin("phone@test.example.com").id)
+    boss = login("super_admin", email="chief@test.example.com")
+    page = boss.get(f"/admins/{target_id}")
+    assert page.status_code == 200 and b"Reset two-factor sign-in" in page.data
+    response = boss.post(f"/admins/{target_id}/2fa/reset")
+    assert response.status_code == 302 and response.headers["Location"].endswith(f"/admins/{target_id}")
+    assert _admin("phone@test.example.com").totp_enabled_at is None
+    assert b"Reset two-factor sign-in" not in boss.get(f"/admins/{target_id}").data
+    viewer = login("admin", email="viewer@test.example.com")  # holds roles.assign but not every super_admin right
+    boss_id = str(_admin("chief@test.example.com").id)
+    enrol(boss, "chief@test.example.com")
+    viewer.post(f"/admins/{boss_id}/2fa/reset")
+    assert _admin("chief@test.example.com").totp_enabled_at is not None
