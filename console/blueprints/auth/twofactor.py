@@ -21,7 +21,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from bson import ObjectId
 from bson.errors import InvalidId
 from flask import current_app, redirect, session, url_for
-from flask_login import login_user
+from flask_login import login_user, logout_user
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from limits import parse
 
@@ -84,6 +84,7 @@ def _serializer() -> URLSafeTimedSerializer:
 
 def begin_second_step(admin: Admin, next_url: str | None):
     """After a correct password: remember who is half-way in and send them to the code (or enrolment) page."""
+    logout_user()  # whoever this browser was signed in as, it is nobody until the code step
     session[PENDING_KEY] = _serializer().dumps({"admin": str(admin.id), "next": next_url or ""})
     return redirect(url_for("auth.second_factor" if is_enrolled(admin) else "auth.second_factor_enrol"))
 
