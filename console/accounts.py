@@ -7,6 +7,7 @@ from mongoengine import (
     BooleanField,
     DateTimeField,
     Document,
+    IntField,
     ListField,
     ObjectIdField,
     StringField,
@@ -24,6 +25,12 @@ class Admin(UserMixin, Document):
     created_at = DateTimeField(default=utcnow)
     last_login_at = DateTimeField()
     password_changed_at = DateTimeField(default=utcnow)
+    # two-factor sign-in (console/blueprints/auth/twofactor.py): a secret without totp_enabled_at is an
+    # enrolment not yet confirmed; recovery_codes hold argon2 hashes; totp_last_step refuses a replayed code
+    totp_secret = StringField(max_length=64)
+    totp_enabled_at = DateTimeField()
+    recovery_codes = ListField(StringField(max_length=200))
+    totp_last_step = IntField()
 
     meta = {"collection": "admins", "indexes": ["roles"]}
 

@@ -110,6 +110,10 @@ DEFAULTS = {
     "DNS_RESOLVER": None,  # "host[:port]" for the checklist's DNS lookups; the system resolver when unset
     "DNS_TIMEOUT": 2.0,
     "RAW_EVENT_TTL_DAYS": 0,  # 0: raw activity events are kept; aggregates keep history either way
+    "REQUIRE_2FA_ROLES": None,  # comma-separated roles; unset: super_admin,admin in production, none otherwise
+    "TWOFA_RATE_LIMIT": "5 per 5 minutes",  # failed second-factor codes per account
+    "TWOFA_IP_RATE_LIMIT": "20 per 5 minutes",  # failed second-factor codes per client IP
+    "TWOFA_PENDING_SECONDS": 300,  # how long the password step stays valid while the code is asked for
 }
 
 _BOOLS = {"MAIL_USE_TLS", "MAIL_USE_SSL", "RATELIMIT_ENABLED", "TELEMETRY_ENABLED", "MAIL_SUPPRESS_SEND",
@@ -121,7 +125,7 @@ _INTS = {"MAIL_PORT", "MAX_CONTENT_LENGTH", "INGEST_MAX_CONTENT_LENGTH", "API_TO
          "TELEMETRY_RESERVOIR", "MAIL_CLAIM_LEASE", "MAIL_RECONCILE_INTERVAL", "MAIL_RECONCILE_GRACE",
          "MAIL_CHUNK_SIZE", "MAIL_SLICE_SIZE", "CORS_MAX_AGE", "ALERT_INTERVAL", "BACKUP_MAX_AGE_HOURS",
          "RAW_EVENT_TTL_DAYS", "TRACKING_TOKEN_MAX_AGE_DAYS", "TRACKING_DEDUP_SECONDS", "BOUNCE_IMAP_PORT",
-         "BOUNCE_IMAP_INTERVAL", "PREFERENCES_LINK_DAYS"}
+         "BOUNCE_IMAP_INTERVAL", "PREFERENCES_LINK_DAYS", "TWOFA_PENDING_SECONDS"}
 _FLOATS = {"TELEMETRY_SAMPLE_RATE", "TELEMETRY_FLUSH_SECONDS", "METRICS_CACHE_SECONDS", "DNS_TIMEOUT"}
 
 

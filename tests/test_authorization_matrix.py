@@ -251,3 +251,19 @@ def test_contract_endpoint_declares_the_contract_permission(method, path, permis
     assert view_permission(view) == permission
     if path == "/engagement/track-activity":
         assert getattr(view, "__ingest_key__", False), "track-activity must also accept an ingest key"
+
+
+# Two-factor sign-in (issue 17, item 5): the code step is reachable between the password and the session, the
+# account pages by any signed-in admin, a reset only with roles.assign. The generated cases above enforce them.
+TWO_FACTOR_DECISIONS = {
+    "auth.second_factor": "@public", "auth.second_factor_enrol": "@public", "auth.account_2fa": "@login",
+    "auth.account_2fa_enrol": "@login", "auth.account_2fa_confirm": "@login", "auth.account_2fa_disable": "@login",
+    "auth.reset_2fa": "roles.assign", "auth.reset_twofactor": "roles.assign", "auth.twofactor_status": "@login",
+}
+
+
+def test_two_factor_routes_declare_their_decisions():
+    declared = {name: view_permission(ROUTE_APP.view_functions[name]) for name in TWO_FACTOR_DECISIONS}
+    assert declared == TWO_FACTOR_DECISIONS
+    covered = {case.values[0] for case in CASES}
+    assert set(TWO_FACTOR_DECISIONS) <= covered

@@ -9,3 +9,4 @@ def init_app(app) -> None:
     from console.blueprints.auth import api, pages  # noqa: F401  (routes)
 
     app.register_blueprint(bp)
+    app.before_request(pages.enforce_enrolment)
