@@ -305,14 +305,16 @@ def _run_checked(parts, today: datetime, now: datetime) -> tuple[list, list, set
             failed.add(write_error["index"])
     lost = [plan.keys[index] for index in sorted(failed)]
     unsure: set[datetime] = set()
-    if result.get("nMatched", 0) < _must_match(plan):  # some update matched nothing
+    missed = _must_match(plan) - result.get("nMatched", 0)
+    if missed > 0:  # some update matched nothing
         lost_replaces = _lost(collection, plan.replaced, plan.batches)
         lost += lost_replaces
         failed |= {plan.keys.index(key) for key in lost_replaces}
-        # a next-day session fix-up may have missed too: which one cannot be told, so those days are recounted
-        unsure = {delta.day for delta in plan.deltas[len(plan.keys):]}
-    landed = [delta for index, delta in enumerate(plan.deltas)
-              if index not in failed and (index < len(plan.keys) or delta.day not in unsure)]
+        if missed > len(lost_replaces):
+            # a session fix-up missed, or a replace whose batches another attempt applied: which one cannot be told
+            # from the bulk result, so these days' counters are recounted from their rollups instead
+            unsure = {delta.day for delta in plan.deltas}
+    landed = [delta for index, delta in enumerate(plan.deltas) if index not in failed and delta.day not in unsure]
     return landed, lost, unsure
 
 
