@@ -75,7 +75,8 @@ def stickiness_figure(metrics: dict, window: str = "30") -> dict:
         "data": [{"type": "bar", "name": "Members", "x": list(range(1, len(counts) + 1)), "y": counts,
                   "hovertemplate": "%{y} members active on %{x} days<extra></extra>", "marker": {"color": "#6366f1"}}],
         "layout": {"margin": {"l": 48, "r": 16, "t": 16, "b": 40},
-                   "xaxis": {"title": {"text": f"days active of the last {window}"}, "dtick": 1 if window == "7" else 5},
+                   "xaxis": {"title": {"text": f"days active of the last {window}"},
+                             "dtick": 1 if window == "7" else 5},
                    "yaxis": {"title": {"text": "members"}, "rangemode": "tozero"}},
     }
 
