@@ -14,6 +14,7 @@ member; it also deletes the member's rollups and ordinal, not the raw events).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -66,8 +67,7 @@ def ordinals(user_ids, *, create: bool = True) -> dict[str, int]:
     missing = [user for user in users if user not in found]
     if not missing or not create:
         return found
-    top = get_db()[COUNTERS].find_one_and_update({"_id": "member_ordinal"}, {"$inc": {"n": len(missing)}},
-                                                 upsert=True, return_document=ReturnDocument.AFTER)["n"]
+    top = _allocate(len(missing))
     fresh = {user: top - len(missing) + index for index, user in enumerate(missing)}
     try:
         collection.insert_many([{"_id": user, "o": number} for user, number in fresh.items()], ordered=False)
@@ -77,6 +77,20 @@ def ordinals(user_ids, *, create: bool = True) -> dict[str, int]:
         clashed = [missing[item["index"]] for item in error.details["writeErrors"]]
         fresh.update({row["_id"]: row["o"] for row in find_in(collection, "_id", clashed, {"o": 1})})
     return {**found, **fresh}
+
+
+def _allocate(count: int) -> int:
+    """Reserve `count` ordinals; returns the last one. (No upsert: SecantusDB can answer a racing first upsert of
+    find_one_and_update with nothing, so the counter is created apart.)"""
+    counters = get_db()[COUNTERS]
+    for _attempt in range(5):
+        row = counters.find_one_and_update({"_id": "member_ordinal"}, {"$inc": {"n": count}},
+                                           return_document=ReturnDocument.AFTER)
+        if row is not None:
+            return row["n"]
+        with contextlib.suppress(DuplicateKeyError):  # another request created it first
+            counters.insert_one({"_id": "member_ordinal", "n": 0})
+    raise RuntimeError("the member ordinal counter could not be created")
 
 
 def members_of(bitmap: BitMap) -> list[str]:
@@ -138,49 +152,6 @@ def _write(ops: list) -> None:
                 raise
             ops = [ops[item["index"]] for item in errors]
     raise RuntimeError("day aggregates kept colliding")
-
-
-def recount(days: list[datetime]) -> None:
-    """Recompute the counters of `days` from their rollups (after a race whose outcome could not be told)."""
-    from console.blueprints.engagement.models import ActivityRollup
-
-    rollups = ActivityRollup._get_collection()
-    for day in days:
-        for _attempt in range(8):
-            row = _days().find_one({"_id": day_key(day)}, {"cv": 1, "f": 1, "n": 1}) or {}
-            fields = _counters(rollups, day)
-            for prefix in ("f", "n"):
-                for key in row.get(prefix) or {}:
-                    fields.setdefault(f"{prefix}.{key}.e", 0)
-            filter_ = {"_id": day_key(day), "cv": row["cv"]} if row else {"_id": day_key(day)}
-            try:
-                result = _days().update_one(filter_, {"$set": {**fields, "day": day}, "$inc": {"cv": 1},
-                                                      "$setOnInsert": {"bv": 0}}, upsert=not row)
-            except DuplicateKeyError:
-                continue
-            if result.matched_count or result.upserted_id is not None:
-                break
-
-
-def _counters(rollups, day: datetime) -> dict:
-    """A day's counters summed over its rollups, by the server."""
-    facet = next(iter(rollups.aggregate([
-        {"$match": {"day": day}},
-        {"$facet": {
-            "totals": [{"$group": {"_id": None, "events": {"$sum": "$events"}, "sessions": {"$sum": "$sessions"},
-                                   "seconds": {"$sum": "$session_seconds"}}}],
-            "f": [{"$project": {"x": {"$objectToArray": {"$ifNull": ["$features", {}]}}}}, {"$unwind": "$x"},
-                  {"$group": {"_id": "$x.k", "n": {"$sum": "$x.v"}}}],
-            "n": [{"$project": {"x": {"$objectToArray": {"$ifNull": ["$names", {}]}}}}, {"$unwind": "$x"},
-                  {"$group": {"_id": "$x.k", "n": {"$sum": "$x.v"}}}],
-        }},
-    ])), {})
-    totals = (facet.get("totals") or [{}])[0]
-    fields = {name: totals.get(name, 0) for name in ("events", "sessions", "seconds")}
-    for prefix in ("f", "n"):
-        for row in facet.get(prefix) or []:
-            fields[f"{prefix}.{row['_id']}.e"] = row["n"]
-    return fields
 
 
 def rebuild(first: datetime | None = None, last: datetime | None = None, *, everything: bool = False,

@@ -31,11 +31,10 @@ def rebuild_rollups(start: str | None = None, end: str | None = None) -> dict:
 
 
 def warm_caches(day: str | None = None) -> dict:
-    """Settle yesterday's aggregates (recount from its rollups, fold pending members) and compute the churn report,
-    so the first admin of the day does not wait."""
+    """Settle yesterday's aggregates (fold its pending members into the bitmaps) and compute the churn report, so
+    the first admin of the day does not wait."""
     end = datetime.fromisoformat(day) if day else None
     yesterday = as_day(end or utcnow()) - timedelta(days=1)
-    aggregates.recount([yesterday])
     aggregates.fold(aggregates.day_key(yesterday))
     overview = metrics.metrics(None, end, "day")
     _progress(50)

@@ -63,6 +63,7 @@ class ActivityRollup(Document):
     last_at = DateTimeField()
     v = IntField(default=0)  # bumped on every write; a write only lands on the version it read
     applied = BinaryField()  # packed batch -> when its events were added, for 15 minutes (retries add nothing)
+    ws = ListField(StringField())  # tokens of the last writes, so a request can tell whether its racing write landed
 
     meta = {
         "collection": "activity_rollups",

@@ -11,6 +11,7 @@ import hashlib
 import random
 import struct
 import time
+import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,7 @@ DAY = timedelta(days=1)
 MAX_ATTEMPTS = 8
 RETRY_WINDOW = timedelta(minutes=15)  # how long a rollup remembers the batches it applied
 MAX_APPLIED = 500
+WRITERS_KEPT = 8  # the tokens of the last writes a rollup remembers (`ws`), to tell which racing write landed
 
 
 @lru_cache(maxsize=4096)  # the same few event and feature names, thousands of times a second
@@ -204,6 +206,8 @@ class _Plan:
     replaced: list = field(default_factory=list)  # of those, the ones that exist (their replace must match)
     batches: dict = field(default_factory=dict)
     deltas: list = field(default_factory=list)  # per op: aggregates.Delta
+    targets: list = field(default_factory=list)  # per op: the rollup `_id` it writes
+    token: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # names this plan's writes (`ws`)
 
 
 def apply_rollups(docs: list[dict], *, now: datetime | None = None) -> None:
@@ -224,13 +228,11 @@ def apply_rollups(docs: list[dict], *, now: datetime | None = None) -> None:
         parts[(doc["user_id"], day_start(doc["timestamp"]))][doc.get("batch") or ""].append(doc)
     today = day_start(now)
     deltas = _run_in_transaction(parts, today, now)
-    recount: set[datetime] = set()
     if deltas is None:
         deltas, pending = [], dict(parts)
         for attempt in range(MAX_ATTEMPTS):
-            landed, lost, unsure = _run_checked(pending, today, now)
+            landed, lost = _run_checked(pending, today, now)
             deltas += landed
-            recount |= unsure
             if not lost:
                 break
             pending = {key: parts[key] for key in lost}
@@ -238,8 +240,6 @@ def apply_rollups(docs: list[dict], *, now: datetime | None = None) -> None:
         else:
             raise RuntimeError(f"rollups of {len(pending)} member-days kept changing under this request")
     aggregates.apply(docs, deltas)
-    if recount:
-        aggregates.recount(sorted(recount))
 
 
 class _Conflict(Exception):
@@ -259,16 +259,16 @@ def _read(parts, today: datetime, session=None) -> dict[tuple[str, datetime], di
 def _run_in_transaction(parts, today: datetime, now: datetime) -> list | None:
     """Read and write the member-days in one transaction; None (nothing written) when it met a concurrent write.
 
-    The transaction's snapshot turns any concurrent change of a member-day it writes into a write conflict, so its
-    writes need no version in their filter: the server serves a filter on `_id` alone by a direct lookup, while a
-    filter that also names `v` is planned like a query, write after write."""
+    The writes still name the version they read: the day aggregates add each write's change of sessions against
+    the row it read, so a write must never land over a version it did not read, even where a server's snapshot
+    does not see a concurrent write outside transactions (SecantusDB under `make load` did not)."""
     if not _transactions["supported"]:
         return None
     collection = ActivityRollup._get_collection()
     with collection.database.client.start_session() as session:
         try:
             with session.start_transaction():
-                plan = _plan(parts, _read(parts, today, session), now, versioned=False)
+                plan = _plan(parts, _read(parts, today, session), now, versioned=True)
                 if plan.ops:
                     result = collection.bulk_write(plan.ops, ordered=False, session=session).bulk_api_result
                     if result.get("nMatched", 0) < _must_match(plan):
@@ -287,13 +287,12 @@ def _must_match(plan: _Plan) -> int:
     return len(plan.ops) - len(plan.keys) + len(plan.replaced)
 
 
-def _run_checked(parts, today: datetime, now: datetime) -> tuple[list, list, set]:
-    """Version-checked writes: (deltas of the writes that landed, member-days that lost a race, days whose
-    aggregate counters cannot be told apart and must be recounted)."""
+def _run_checked(parts, today: datetime, now: datetime) -> tuple[list, list]:
+    """Version-checked writes: (deltas of the writes that landed, member-days that lost a race and are redone)."""
     collection = ActivityRollup._get_collection()
     plan = _plan(parts, _read(parts, today), now, versioned=True)
     if not plan.ops:
-        return [], [], set()
+        return [], []
     failed: set[int] = set()
     try:
         result = collection.bulk_write(plan.ops, ordered=False).bulk_api_result
@@ -304,18 +303,16 @@ def _run_checked(parts, today: datetime, now: datetime) -> tuple[list, list, set
                 raise
             failed.add(write_error["index"])
     lost = [plan.keys[index] for index in sorted(failed)]
-    unsure: set[datetime] = set()
-    missed = _must_match(plan) - result.get("nMatched", 0)
-    if missed > 0:  # some update matched nothing
-        lost_replaces = _lost(collection, plan.replaced, plan.batches)
-        lost += lost_replaces
-        failed |= {plan.keys.index(key) for key in lost_replaces}
-        if missed > len(lost_replaces):
-            # a session fix-up missed, or a replace whose batches another attempt applied: which one cannot be told
-            # from the bulk result, so these days' counters are recounted from their rollups instead
-            unsure = {delta.day for delta in plan.deltas}
-    landed = [delta for index, delta in enumerate(plan.deltas) if index not in failed and delta.day not in unsure]
-    return landed, lost, unsure
+    if _must_match(plan) - result.get("nMatched", 0) > 0:  # some update matched nothing
+        found = {row["_id"]: row for row in find_in(
+            collection, "_id", [target for index, target in enumerate(plan.targets) if index not in failed],
+            {"user_id": 1, "day": 1, "applied": 1, "ws": 1})}
+        lost += _lost(found, plan.replaced, plan.batches)
+        # Which writes landed: those whose member-day names this plan's token (a replace whose batches another
+        # attempt applied first is not lost, yet did not land; its change must not count twice).
+        failed |= {index for index, target in enumerate(plan.targets)
+                   if plan.token not in (found.get(target) or {}).get("ws", [])}
+    return [delta for index, delta in enumerate(plan.deltas) if index not in failed], lost
 
 
 def _applied(named: dict[str, datetime], batches, now: datetime) -> bytes:
@@ -362,12 +359,14 @@ def _plan(parts, stored: dict, now: datetime, *, versioned: bool) -> _Plan:
         sessions, seconds = _sessions_of(merged[key], state((key[0], key[1] - DAY)), key[1])
         doc = _next_version(row, {**group, "user_id": key[0], "day": key[1]}, merged[key], sessions, seconds)
         doc["applied"] = _applied(named[key], plan.batches[key], now)
+        doc["ws"] = [*((row or {}).get("ws") or [])[-(WRITERS_KEPT - 1):], plan.token]
         if row is None:  # another request creating the day meanwhile makes this collide on _id
             plan.ops.append(InsertOne({"_id": rollup_id(*key), **doc}))
         else:  # a version that moved on matches nothing: see _lost
             plan.ops.append(ReplaceOne(current(row), doc))
             plan.replaced.append(key)
         plan.keys.append(key)
+        plan.targets.append(rollup_id(*key))
         plan.deltas.append(aggregates.Delta(
             key[1], group["events"], sessions - (row or {}).get("sessions", 0),
             seconds - (row or {}).get("session_seconds", 0), dict(group["features"]), dict(group["names"])))
@@ -379,23 +378,24 @@ def _plan(parts, stored: dict, now: datetime, *, versioned: bool) -> _Plan:
         sessions, seconds = _sessions_of(row, merged[(user_id, day)], after[1])
         if sessions != row.get("sessions") or seconds != row.get("session_seconds"):
             fixups.append((UpdateOne(current(row), {"$set": {"sessions": sessions, "session_seconds": seconds},
-                                                    "$inc": {"v": 1}}),
+                                                    "$inc": {"v": 1},
+                                                    "$push": {"ws": {"$each": [plan.token], "$slice": -WRITERS_KEPT}}}),
                            aggregates.Delta(after[1], 0, sessions - row.get("sessions", 0),
                                             seconds - row.get("session_seconds", 0))))
     for op, delta in fixups:
         plan.ops.append(op)
         plan.deltas.append(delta)
+        plan.targets.append(op._filter["_id"])
     return plan
 
 
-def _lost(collection, keys: list[tuple[str, datetime]], batches: dict) -> list[tuple[str, datetime]]:
-    """Of the member-days just replaced, those that do not name this write's batches: the version had moved on.
+def _lost(found: dict, keys: list[tuple[str, datetime]], batches: dict) -> list[tuple[str, datetime]]:
+    """Of the member-days just replaced (`found`: their rows read back), those that do not name this write's
+    batches: the version had moved on, so they are redone.
 
     (Cheaper than upserts that collide: the server's plain replace is its fastest write, and races are rare.)"""
-    found = {(row["user_id"], as_utc(row["day"])): unpack_applied(row.get("applied"))
-             for row in find_in(collection, "_id", [rollup_id(*key) for key in keys],
-                                {"user_id": 1, "day": 1, "applied": 1})}
-    return [key for key in keys if not all(batch in found.get(key, {}) for batch in batches[key] if batch)]
+    named = {key: unpack_applied((found.get(rollup_id(*key)) or {}).get("applied")) for key in keys}
+    return [key for key in keys if not all(batch in named[key] for batch in batches[key] if batch)]
 
 
 # --- whole documents (bulk loads, rebuilds) ---------------------------------------------------------------------
