@@ -292,10 +292,8 @@ def scaling_rows(env) -> tuple[list[Row], object]:
         with apps[name].app_context():
             get_db()["engagement_metrics"].delete_many({})  # the churn report's cache
         started = time.perf_counter()
-        if path.startswith("/api"):
-            response = apps[name].test_client().get(path, headers=headers)
-        else:
-            response = client.get(path)
+        api = path.startswith("/api")
+        response = (apps[name].test_client() if api else client).get(path, headers=headers if api else {})
         elapsed = time.perf_counter() - started
         assert response.status_code == 200, response.get_data()[:300]
         return elapsed * 1000

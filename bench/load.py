@@ -227,7 +227,8 @@ def _aggregate_disagreements(database) -> list[str]:
 
     def bits(entry) -> set:
         out = BitMap.deserialize(bytes(entry["b"])) if entry.get("b") else BitMap()
-        out.update(entry.get("p") or [])
+        for chunk in entry.get("p") or []:  # pending: small serialized bitmaps, one per batch
+            out |= BitMap.deserialize(bytes(chunk))
         return set(out)
 
     wrong = []

@@ -3,9 +3,10 @@
 Every member gets a dense ordinal (`member_ordinals`, allocated from a counter). One `activity_days` document per
 local day holds the members active that day (`b`), per feature and per event name the members who used it
 (`f.<name>.b`, `n.<name>.b`) with event counts (`.e`), and the day's events, sessions and session seconds.
-Ingestion adds to a day with one upsert: `$inc` for the counters, `$addToSet` of ordinals into pending lists
-(`p`, `f.<name>.p`, `n.<name>.p`), so writers never read, never conflict, and a replayed batch adds no member twice.
-Readers take base | pending; a reader that finds long pending lists folds them into the base (guarded by `bv`).
+Ingestion adds to a day with one upsert: `$inc` for the counters, `$push` of one small serialized bitmap of the
+batch's members into pending lists (`p`, `f.<name>.p`, `n.<name>.p`), so writers never read and never conflict, and
+a replayed batch adds no member twice (a union is idempotent). Readers take base | pending; a reader that finds
+many pending bitmaps folds them into the base (guarded by `bv`).
 WAU/MAU and ranges are unions, cohorts intersections, lifecycle set algebra between periods.
 
 For other features: `forget_member(user_id)` removes one member from every aggregate (call it when erasing a
@@ -15,9 +16,11 @@ member; it also deletes the member's rollups and ordinal, not the raw events).
 from __future__ import annotations
 
 import contextlib
+import random
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from bson import Binary
 from pymongo import ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 from pyroaring import BitMap
@@ -28,7 +31,8 @@ from console.timeutil import as_utc
 DAYS = "activity_days"
 ORDINALS = "member_ordinals"
 COUNTERS = "counters"
-FOLD_AT = 2000  # pending ordinals in a day before a reader folds them into the bitmaps
+FOLD_AT = 200  # pending bitmaps in a day before a reader folds them into the base
+FOLD_BY_WRITERS = 1 / 100  # the chance that a write folds the day it wrote
 
 
 def _days():
@@ -104,7 +108,7 @@ def members_of(bitmap: BitMap) -> list[str]:
 def _update_for(ords: dict, counts: dict) -> dict:
     update: dict = {"$setOnInsert": {"bv": 0}}
     if ords:
-        update["$addToSet"] = {path: {"$each": sorted(values)} for path, values in ords.items()}
+        update["$push"] = {path: Binary(BitMap(values).serialize()) for path, values in ords.items()}
     incs = {path: value for path, value in counts.items() if value}
     update["$inc"] = {**incs, "cv": 1}
     return update
@@ -136,6 +140,9 @@ def apply(docs: list[dict], deltas: list[Delta]) -> None:
                                              "$set": {"day": day}}, upsert=True)
            for day in sorted(set(sets) | set(counts))]
     _write(ops)
+    for day in sets:  # now and then a writer folds too, so a day nobody reads stays a small document
+        if random.random() < FOLD_BY_WRITERS:
+            fold(day_key(day))
 
 
 def _write(ops: list) -> None:
@@ -231,14 +238,13 @@ def _remove(doc: dict, number: int, row: dict | None) -> None:
     if incs:
         _days().update_one({"_id": doc["_id"]}, {"$inc": {**incs, "cv": 1}})
     for _attempt in range(8):
-        sets, pulls = {}, {"p": number}
-        sets["b"] = _without(doc.get("b"), number)
+        sets, pulls = {"b": _without(doc, number)}, {"p": list(doc.get("p") or [])}
         for prefix in ("f", "n"):
             for key, entry in (doc.get(prefix) or {}).items():
-                sets[f"{prefix}.{key}.b"] = _without(entry.get("b"), number)
-                pulls[f"{prefix}.{key}.p"] = number
+                sets[f"{prefix}.{key}.b"] = _without(entry, number)
+                pulls[f"{prefix}.{key}.p"] = list(entry.get("p") or [])
         result = _days().update_one({"_id": doc["_id"], "bv": doc.get("bv", 0)},
-                                    {"$set": sets, "$pull": pulls, "$inc": {"bv": 1}})
+                                    {"$set": sets, "$pullAll": pulls, "$inc": {"bv": 1}})
         if result.matched_count:
             return
         doc = _days().find_one({"_id": doc["_id"]}, {"b": 1, "p": 1, "f": 1, "n": 1, "bv": 1, "day": 1})
@@ -246,8 +252,9 @@ def _remove(doc: dict, number: int, row: dict | None) -> None:
             return
 
 
-def _without(raw, number: int) -> bytes:
-    bits = BitMap.deserialize(bytes(raw)) if raw else BitMap()
+def _without(entry: dict, number: int) -> bytes:
+    """A set (base | pending) without one ordinal, as a new base."""
+    bits = _bits(entry)
     bits.discard(number)
     return bits.serialize()
 
@@ -259,8 +266,8 @@ def _bits(entry: dict | None) -> BitMap:
     """base | pending of one set in a day document."""
     entry = entry or {}
     bits = BitMap.deserialize(bytes(entry["b"])) if entry.get("b") else BitMap()
-    if entry.get("p"):
-        bits.update(entry["p"])
+    for chunk in entry.get("p") or ():
+        bits |= BitMap.deserialize(bytes(chunk))
     return bits
 
 
@@ -307,7 +314,7 @@ def _pending(doc: dict) -> int:
 
 
 def fold(key: str) -> bool:
-    """Move a day's pending ordinals into its bitmaps. Writers keep adding meanwhile: only what was read is pulled,
+    """Move a day's pending bitmaps into its base. Writers keep adding meanwhile: only what was read is pulled,
     and the write lands only over the base version read (another fold got there first otherwise)."""
     doc = _days().find_one({"_id": key}, {"b": 1, "p": 1, "f": 1, "n": 1, "bv": 1})
     if doc is None:
