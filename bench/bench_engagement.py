@@ -265,54 +265,47 @@ def _client(app):
     return client, {"Authorization": f"Bearer {token}"}
 
 
-def scaling_rows(env) -> tuple[list[Row], object]:
-    """Both datasets side by side (one database each), timed in alternation so the machine's drift hits both
-    alike; medians of REPEATS. The raw anchor runs on the large dataset."""
-    from console import create_app
-    from console.cli import prepare_database
+def scaling_rows(app) -> list[Row]:
+    """The small dataset, then the large one in the same database (mongoengine holds one connection per process,
+    so two apps cannot keep two databases apart); medians of REPEATS. The raw anchor runs on the large dataset."""
     from console.db import get_db
 
-    apps, totals, clients = {}, {}, {}
-    for name, members in (("small", SMALL), ("large", LARGE)):
-        uri = env.mongo_uri.rsplit("/", 1)[0] + f"/bench_{name}"
-        apps[name] = create_app(_config(uri, env.redis_url))
-        with apps[name].app_context():
-            prepare_database()
-            started = time.perf_counter()
-            totals[name] = load_dataset(members, store_events=name == "large")
-            print(f"   {name}: {members:,} members, {totals[name]:,} events loaded in "
-                  f"{time.perf_counter() - started:.0f}s", flush=True)
-            clients[name] = _client(apps[name])
-    with apps["large"].app_context():
-        get_db().user_activities.create_index("timestamp")  # the raw baseline gets the index it needs
+    database = get_db()
+    totals: dict[str, int] = {}
+    samples = {name: {"small": [], "large": [], "raw": []} for name in ENDPOINTS}
     raw_pipelines = _raw_pipelines(datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0))
+    client, headers = _client(app)
 
-    def ours(name: str, path: str) -> float:
-        client, headers = clients[name]
-        with apps[name].app_context():
-            get_db()["engagement_metrics"].delete_many({})  # the churn report's cache
-        started = time.perf_counter()
+    def ours(path: str) -> float:
+        database["engagement_metrics"].delete_many({})  # the churn report's cache
         api = path.startswith("/api")
-        response = (apps[name].test_client() if api else client).get(path, headers=headers if api else {})
+        started = time.perf_counter()
+        response = (app.test_client() if api else client).get(path, headers=headers if api else {})
         elapsed = time.perf_counter() - started
         assert response.status_code == 200, response.get_data()[:300]
         return elapsed * 1000
 
     def raw(endpoint: str) -> float:
         collection, pipeline = raw_pipelines[endpoint]
-        with apps["large"].app_context():
-            started = time.perf_counter()
-            list(get_db()[collection].aggregate(pipeline, allowDiskUse=True))
-            return (time.perf_counter() - started) * 1000
+        started = time.perf_counter()
+        list(database[collection].aggregate(pipeline, allowDiskUse=True))
+        return (time.perf_counter() - started) * 1000
 
-    samples = {name: {"small": [], "large": [], "raw": []} for name in ENDPOINTS}
-    for repeat in range(REPEATS):
-        for name, path in ENDPOINTS.items():
-            steps = [("small", lambda p=path: ours("small", p)), ("large", lambda p=path: ours("large", p))]
-            if repeat < 2:  # the raw aggregation is slow and steady: two samples
-                steps.append(("raw", lambda n=name: raw(n)))
-            for label, step in (steps if repeat % 2 == 0 else list(reversed(steps))):
-                samples[name][label].append(step())
+    for size, members in (("small", SMALL), ("large", LARGE)):
+        for name in ("user_activities", "activity_rollups", "activity_days", "member_ordinals", "counters"):
+            database[name].delete_many({})
+        database["users"].delete_many({})
+        started = time.perf_counter()
+        totals[size] = load_dataset(members, store_events=size == "large")
+        print(f"   {size}: {members:,} members, {totals[size]:,} events loaded in "
+              f"{time.perf_counter() - started:.0f}s", flush=True)
+        if size == "large":
+            database.user_activities.create_index("timestamp")  # the raw baseline gets the index it needs
+        for repeat in range(REPEATS):
+            for name, path in ENDPOINTS.items():
+                samples[name][size].append(ours(path))
+                if size == "large" and repeat < 2:  # the raw aggregation is slow and steady: two samples
+                    samples[name]["raw"].append(raw(name))
     median = {name: {label: statistics.median(values) for label, values in by.items()}
               for name, by in samples.items()}
     rows = [Row(f"GET {name} at {LARGE:,} members ({totals['large']:,} events, {DAYS} days) (ms)",
@@ -321,7 +314,7 @@ def scaling_rows(env) -> tuple[list[Row], object]:
     rows += [Row(f"GET {name} at {LARGE:,} members (ms)", median[name]["large"],
                  "straightforward aggregation over the raw events (ms)", median[name]["raw"], "<= 0.05",
                  higher_is_better=False) for name in ENDPOINTS]
-    return rows, apps["large"]
+    return rows
 
 
 # --- live ingestion ------------------------------------------------------------------------------------------
@@ -382,8 +375,8 @@ def main() -> list[Row]:
         with app.app_context():
             rows = ingestion_rows(app)
         print("   ingestion done", flush=True)
-        scaled, large = scaling_rows(env)
-        rows += scaled
+        with app.app_context():
+            rows += scaling_rows(app)
         print("   scaling done", flush=True)
-        rows += live_rows(large)
+        rows += live_rows(app)
         return rows
