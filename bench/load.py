@@ -2,8 +2,9 @@
 
 Starts its own SecantusDB and Redis (devtools.services) and the app under gunicorn, all on loopback.
 Pass means: no 5xx, no timeouts beyond the client's limit, the stored event count equals the accepted count
-the responses reported (nothing lost, nothing doubled), and the rollups and members written under all that
-concurrency agree with the stored events (events per member-day, first and last seen per member). Prints
+the responses reported (nothing lost, nothing doubled), and the rollups, day aggregates and members written under
+all that concurrency agree with the stored events (events per member-day, first and last seen per member; per day
+the exact sets of members active, per feature and per event, and the counters). Prints
 throughput and latency.
 Environment: LOAD_CLIENTS (32), LOAD_SECONDS (60), LOAD_TIMEOUT (30 s per request). A request that times out
 is retried with the same body (event ids make that safe), so "stored == accepted" still holds.
@@ -148,6 +149,10 @@ def run(clients: int, seconds: float, timeout: float) -> int:
         database = pymongo.MongoClient(env["MONGODB_URI"]).get_default_database()
         stored = database.user_activities.count_documents({})
         wrong_days, wrong_members = _disagreements(database)
+        wrong_aggregates = _aggregate_disagreements(database)
+        time.sleep(6)  # the app flushes its recorded errors every few seconds
+        recorded = [f"{row.get('message')} at {row.get('endpoint')} ({' < '.join((row.get('frames') or [])[-3:])})"
+                    for row in database.error_events.find().limit(5)]
     finally:
         if web:
             web.terminate()
@@ -171,8 +176,11 @@ def run(clients: int, seconds: float, timeout: float) -> int:
     print(f"accepted {stats.accepted}, duplicates {stats.duplicates}, rejected items {stats.rejected}, "
           f"stored {stored}; 5xx {server_errors}; timeouts {stats.timeouts}; transport errors {len(stats.errors)}")
     print(f"rollups disagreeing with the stored events: {wrong_days} member-days, {wrong_members} members")
+    print(f"day aggregates disagreeing with the stored events and rollups: {wrong_aggregates or 'none'}")
     ok = (server_errors == 0 and stats.timeouts == 0 and stored == stats.accepted and not stats.errors
-          and wrong_days == 0 and wrong_members == 0)
+          and wrong_days == 0 and wrong_members == 0 and not wrong_aggregates)
+    if recorded:
+        print(f"errors the app recorded: {recorded}")
     print("PASS" if ok else f"FAIL {stats.errors[:5]}")
     return 0 if ok else 1
 
@@ -192,6 +200,54 @@ def _disagreements(database) -> tuple[int, int]:
                for row in find_in(database.users, "user_id", spans, {"user_id": 1, "first_seen": 1, "last_seen": 1})}
     wrong_days = sum(1 for key in set(events) | set(rolled) if events.get(key) != rolled.get(key))
     return wrong_days, sum(1 for user, span in spans.items() if members.get(user) != span)
+
+
+def _aggregate_disagreements(database) -> list[str]:
+    """Days whose aggregates differ from the stored events (members active, per feature and per event name, and
+    event counts) or from their rollups (sessions, session seconds). The server runs in UTC (the default zone)."""
+    from pyroaring import BitMap
+
+    from console.blueprints.engagement.rollups import escape_key
+
+    day = {"$dateTrunc": {"date": "$timestamp", "unit": "day", "timezone": "UTC"}}
+    ordinals = {row["_id"]: row["o"] for row in database.member_ordinals.find({}, {"o": 1})}
+    truth: dict = {}
+    for row in database.user_activities.aggregate([{"$group": {
+            "_id": {"d": day, "u": "$user_id", "e": "$event", "f": "$feature"}, "n": {"$sum": 1}}}]):
+        key = row["_id"]
+        entry = truth.setdefault(f"{key['d']:%Y-%m-%d}", {"users": set(), "events": 0, "f": {}, "n": {}})
+        number = ordinals.get(key["u"], -1)
+        entry["users"].add(number)
+        entry["events"] += row["n"]
+        entry["n"].setdefault(key["e"], set()).add(number)
+        if key.get("f"):
+            entry["f"].setdefault(key["f"], set()).add(number)
+    sessions = {f"{row['_id']:%Y-%m-%d}": (row["s"], row["t"]) for row in database.activity_rollups.aggregate(
+        [{"$group": {"_id": "$day", "s": {"$sum": "$sessions"}, "t": {"$sum": "$session_seconds"}}}])}
+
+    def bits(entry) -> set:
+        out = BitMap.deserialize(bytes(entry["b"])) if entry.get("b") else BitMap()
+        for chunk in entry.get("p") or []:  # pending: small serialized bitmaps, one per batch
+            out |= BitMap.deserialize(bytes(chunk))
+        return set(out)
+
+    wrong = []
+    stored = {row["_id"]: row for row in database.activity_days.find()}
+    for key in sorted(set(truth) | set(stored)):
+        want, have = truth.get(key), stored.get(key, {})
+        if want is None:
+            if bits(have) or have.get("events"):
+                wrong.append(f"{key}: aggregates without events")
+            continue
+        if bits(have) != want["users"] or have.get("events") != want["events"]:
+            wrong.append(f"{key}: members or events")
+        for prefix in ("f", "n"):
+            for name, members in want[prefix].items():
+                if bits((have.get(prefix) or {}).get(escape_key(name), {})) != members:
+                    wrong.append(f"{key}: {prefix} {name}")
+        if (have.get("sessions") or 0, have.get("seconds") or 0) != sessions.get(key):
+            wrong.append(f"{key}: sessions {have.get('sessions')}/{have.get('seconds')} vs rollups {sessions.get(key)}")
+    return wrong
 
 
 if __name__ == "__main__":

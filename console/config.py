@@ -6,6 +6,7 @@ import os
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dotenv import load_dotenv
 from flask import current_app
@@ -86,6 +87,7 @@ DEFAULTS = {
     "TELEMETRY_FLUSH_EVERY": 500,
     "TELEMETRY_RESERVOIR": 1000,
     "CHURN_AFTER_DAYS": 30,
+    "ANALYTICS_TIMEZONE": "UTC",  # IANA name: the day, week and month boundaries of every analytics answer
     "REACTIVATION_WINDOW_DAYS": 14,
     "CAMPAIGN_FREQUENCY_CAP_DAYS": 7,
     "MAIL_MAX_ATTEMPTS": 5,
@@ -185,6 +187,11 @@ def load_config(app, test_config: dict | None = None) -> None:
         key.strip() for key in str(app.config.get("INGEST_TRUSTED_KEYS") or "").split(",") if key.strip()
     )
     app.config["IS_PRODUCTION"] = production
+    try:
+        ZoneInfo(str(app.config["ANALYTICS_TIMEZONE"] or "UTC"))
+    except (ZoneInfoNotFoundError, ValueError) as error:
+        raise ConfigError(f"ANALYTICS_TIMEZONE {app.config['ANALYTICS_TIMEZONE']!r} is not an IANA time zone") \
+            from error
     parse_intervals(app.config["MAIL_RETRY_INTERVALS"])  # a malformed value stops the start, not the first retry
 
 

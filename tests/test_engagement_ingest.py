@@ -280,13 +280,13 @@ def test_concurrent_requests_on_one_member_day_lose_nothing(app, client, monkeyp
     """Two requests read the same day, then both write it: the second write collides (a write conflict in the
     transaction, or a replace over a version that moved on), that member-day is redone from a fresh read, and
     the day holds both requests' events. Without transactions (a standalone MongoDB) the same holds."""
-    from console.blueprints.engagement import ingest
+    from console.blueprints.engagement import ingest, rollups
     from console.blueprints.engagement.ingest import rebuild_rollups
 
     monkeypatch.setitem(ingest._transactions, "supported", transactions)
     track(client, ev("r", "2026-01-05T10:00:00Z"))
     barrier, reads = threading.Barrier(2, timeout=10), []
-    real_find_in = ingest.find_in
+    real_find_in = rollups.find_in
 
     def reads_in_step(collection, *args, **kwargs):
         rows = list(real_find_in(collection, *args, **kwargs))
@@ -296,7 +296,7 @@ def test_concurrent_requests_on_one_member_day_lose_nothing(app, client, monkeyp
                 barrier.wait()  # both requests have read before either writes
         return rows
 
-    monkeypatch.setattr(ingest, "find_in", reads_in_step)
+    monkeypatch.setattr(rollups, "find_in", reads_in_step)
 
     def post(stamps, session_id):
         with app.test_client() as own:

@@ -103,3 +103,41 @@ def test_demo_seeder_is_idempotent_and_consistent(app):
     assert list(ActivityRollup._get_collection().find({}, fields).sort([("user_id", 1), ("day", 1)])) == seeded
     member = Member._get_collection().find_one({"user_id": "m0002"})  # m0001 is one who never shows up
     assert member["first_seen"] and member["created_at"] <= member["first_seen"]
+
+
+def test_pages_name_their_time_zone_and_mark_partial_periods(make_app, servers, create_admin):
+    """With ANALYTICS_TIMEZONE set every engagement page says so; a week cut by `from` is drawn lighter, named
+    in the note and flagged in the CSV."""
+    import csv
+    import io
+    import json
+    import re
+
+    from console.cli import prepare_database
+    from tests.conftest import TEST_PASSWORD, clean_state, csrf_token_from
+
+    clean_state(servers)
+    application = make_app(ANALYTICS_TIMEZONE="Europe/Berlin")
+    with application.app_context():
+        prepare_database()
+        admin = create_admin("analyst")
+        browser = application.test_client()
+        token = csrf_token_from(browser.get("/login").data)
+        browser.post("/login", data={"email": admin.email, "password": TEST_PASSWORD, "csrf_token": token})
+        track(browser, [ev("b1", "2026-03-04T23:30:00Z", feature="chat"),  # 00:30 on 5 March in Berlin
+                        ev("b2", "2026-03-10T10:00:00Z")])
+        for path in ("/engagement", "/engagement/retention", "/engagement/lifecycle", "/engagement/members",
+                     "/engagement/at-risk?tier=all", "/engagement/inactive?days=1", "/engagement/members/b1"):
+            page = browser.get(path).get_data(as_text=True)
+            assert "Europe/Berlin" in page, path
+        fragment = browser.get("/engagement/fragments/overview?from=2026-03-04&to=2026-03-15&interval=week",
+                               headers={"HX-Request": "true"}).get_data(as_text=True)
+        assert "2026-W10 is cut by the date range" in fragment
+        figure = json.loads(re.search(r"id=\"chart-activity\"[^>]*data-plotly='([^']+)'", fragment).group(1)
+                            .replace("&#39;", "'").replace("&quot;", '"').replace("&amp;", "&"))
+        assert figure["data"][0]["marker"]["opacity"] == [0.4, 1.0]
+        exported = browser.get("/engagement/overview.csv?from=2026-03-04&to=2026-03-15&interval=week")
+        rows = list(csv.DictReader(io.StringIO(exported.get_data(as_text=True))))
+        assert [(row["period"], row["active_users"], row["partial"], row["feature_users:chat"]) for row in rows] == [
+            ("2026-03-02", "1", "partial", "1"), ("2026-03-09", "1", "", "0")]
+        assert rows[0]["timezone"] == "Europe/Berlin"

@@ -40,6 +40,11 @@ def test_overview_retention_lifecycle_controls(live, page, sign_in, demo, output
     page.goto(f"{live.live_url}/engagement")
     page.wait_for_selector("#chart-activity[data-rendered=true]")
     page.wait_for_selector("#chart-features[data-rendered=true]")
+    page.wait_for_selector("#chart-stickiness[data-rendered=true]")  # members by days active, 1..30
+    page.wait_for_selector("#chart-adoption[data-rendered=true]")  # members per feature per day
+    sticky = "JSON.parse(document.querySelector('#chart-stickiness').getAttribute('data-plotly')).data[0].x.length"
+    assert page.evaluate(sticky) == 30
+    assert "Days, weeks and months in UTC" in page.locator(".subtitle").inner_text()
     assert int(page.locator(".eng-stats .stat-value").first.inner_text().replace(",", "")) >= 0
     _mark(page)
     points = "JSON.parse(document.querySelector('#chart-activity').getAttribute('data-plotly')).data[0].x.length"
@@ -49,6 +54,11 @@ def test_overview_retention_lifecycle_controls(live, page, sign_in, demo, output
     page.wait_for_selector("#chart-activity[data-rendered=true]")
     _not_reloaded(page)
     assert page.evaluate(points) < days_before == 30
+    # `to` (today) cuts the current week unless today is Sunday: that week is drawn lighter and named
+    opacity = "JSON.parse(document.querySelector('#chart-activity').getAttribute('data-plotly')).data[0].marker.opacity"
+    note = page.locator(".eng-zone").inner_text()
+    if utcnow().weekday() != 6:
+        assert page.evaluate(opacity)[-1] == 0.4 and "cut by the date range" in note
     page.screenshot(path=str(output_dir / "engagement-overview.png"), full_page=True)
 
     page.goto(f"{live.live_url}/engagement/retention")

@@ -1,4 +1,12 @@
-"""Engagement & retention: activity tracking, metrics, cohorts, lifecycle, churn risk and campaigns."""
+"""Engagement & retention: activity tracking, metrics, cohorts, lifecycle, churn risk and campaigns.
+
+Events → `ingest` (dedupe, members) → `rollups` (one document per member per local day) → `aggregates` (per day:
+exact member sets as Roaring bitmaps and counters) → `metrics`, `retention`, `lifecycle` read O(days shown).
+Day, week and month boundaries follow ANALYTICS_TIMEZONE (`periods`); `flask rebuild-analytics` rebuilds it all.
+
+For other features: `aggregates.forget_member(user_id)` takes an erased member out of every aggregate (and deletes
+their rollups); `lifecycle.member_lifecycle`, `metrics.metrics` are the read entry points.
+"""
 
 from flask import Blueprint
 
@@ -12,8 +20,8 @@ bp = Blueprint("engagement", __name__)
 def init_app(app) -> None:
     from console.blueprints.engagement import api, pages  # noqa: F401  (routes)
     from console.blueprints.engagement.demo import seed_activity
-    from console.blueprints.engagement.ingest import migrate_rollup_ids
-    from console.blueprints.engagement.maintenance import CACHES, TASKS
+    from console.blueprints.engagement.ingest import migrate_day_aggregates, migrate_rollup_ids
+    from console.blueprints.engagement.maintenance import CACHES, TASKS, rebuild_command
     from console.blueprints.engagement.privacy import PURGE_TASK, grant_erase_to_admins, start_retention_schedule
 
     app.register_blueprint(bp)
@@ -28,6 +36,8 @@ def init_app(app) -> None:
     add_demo_seeder(app, "activity", seed_activity, order=10)
     add_migration(app, "rollup ids", migrate_rollup_ids)
     add_migration(app, "members.erase for admins", grant_erase_to_admins)
+    add_migration(app, "day aggregates", migrate_day_aggregates)
+    app.cli.add_command(rebuild_command)
     for task in TASKS:
         add_task(app, task)
     add_task(app, PURGE_TASK)

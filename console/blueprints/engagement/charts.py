@@ -10,6 +10,15 @@ def _x(rows: list[dict], interval: str) -> list[str]:
     return [row["period"] if interval == "day" else row["label"] for row in rows]
 
 
+def _opacity(rows: list[dict]) -> list[float]:
+    """Periods cut by from/to (partial) are drawn lighter, so a half week does not read as a bad week."""
+    return [0.4 if row.get("partial") else 1.0 for row in rows]
+
+
+def _hover(rows: list[dict]) -> list[str]:
+    return [" (partial period)" if row.get("partial") else "" for row in rows]
+
+
 STAGE_COLORS = {"new": "#4f46e5", "returning": "#10b981", "resurrecting": "#f59e0b", "dormant": "#ef4444"}
 
 
@@ -19,9 +28,11 @@ def activity_figure(metrics: dict) -> dict:
     return {
         "data": [
             {"type": "scatter", "mode": "lines+markers", "name": "Active members", "x": x,
-             "y": [row["active_users"] for row in series]},
+             "y": [row["active_users"] for row in series], "marker": {"opacity": _opacity(series)},
+             "text": _hover(series), "hovertemplate": "%{y}%{text}"},
             {"type": "scatter", "mode": "lines+markers", "name": "New members", "x": x,
-             "y": [row["new_users"] for row in series]},
+             "y": [row["new_users"] for row in series], "marker": {"opacity": _opacity(series)},
+             "text": _hover(series), "hovertemplate": "%{y}%{text}"},
         ],
         "layout": {"yaxis": {"title": {"text": "members"}, "rangemode": "tozero"}, "hovermode": "x unified"},
     }
@@ -32,7 +43,9 @@ def sessions_figure(metrics: dict) -> dict:
     x = _x(series, metrics["interval"])
     return {
         "data": [{"type": "bar", "name": "Sessions", "x": x,
-                  "y": [row["sessions"] for row in series], "marker": {"color": "#0ea5e9"}},
+                  "y": [row["sessions"] for row in series],
+                  "marker": {"color": "#0ea5e9", "opacity": _opacity(series)},
+                  "text": _hover(series), "textposition": "none", "hovertemplate": "%{y}%{text}"},
                  {"type": "scatter", "mode": "lines", "name": "Events", "yaxis": "y2",
                   "x": x, "y": [row["events"] for row in series],
                   "line": {"color": "#8b5cf6"}}],
@@ -58,12 +71,38 @@ def feature_figure(metrics: dict) -> dict:
     }
 
 
+def stickiness_figure(metrics: dict, window: str = "30") -> dict:
+    """Members by number of days active in the last 7 or 30 days (PostHog's stickiness)."""
+    counts = metrics["stickiness_distribution"][window]
+    return {
+        "data": [{"type": "bar", "name": "Members", "x": list(range(1, len(counts) + 1)), "y": counts,
+                  "hovertemplate": "%{y} members active on %{x} days<extra></extra>", "marker": {"color": "#6366f1"}}],
+        "layout": {"margin": {"l": 48, "r": 16, "t": 16, "b": 40},
+                   "xaxis": {"title": {"text": f"days active of the last {window}"},
+                             "dtick": 1 if window == "7" else 5},
+                   "yaxis": {"title": {"text": "members"}, "rangemode": "tozero"}},
+    }
+
+
+def adoption_figure(metrics: dict, top: int = 6) -> dict:
+    """Feature adoption over time: members per feature per period, for the most used features."""
+    series = metrics["series"]
+    x = _x(series, metrics["interval"])
+    names = [row["feature"] for row in metrics["feature_usage"][:top]]
+    return {
+        "data": [{"type": "scatter", "mode": "lines+markers", "name": name, "x": x,
+                  "y": [row.get("feature_users", {}).get(name, 0) for row in series],
+                  "marker": {"opacity": _opacity(series)}} for name in names],
+        "layout": {"yaxis": {"title": {"text": "members"}, "rangemode": "tozero"}, "hovermode": "x unified"},
+    }
+
+
 def lifecycle_figure(chart: dict) -> dict:
     series = chart["series"]
     x = _x(series, chart["interval"])
     return {
         "data": [{"type": "bar", "name": stage.title(), "x": x, "y": [row[stage] for row in series],
-                  "marker": {"color": color}} for stage, color in STAGE_COLORS.items()],
+                  "marker": {"color": color, "opacity": _opacity(series)}} for stage, color in STAGE_COLORS.items()],
         "layout": {"barmode": "relative", "yaxis": {"title": {"text": "members"}, "zeroline": True},
                    "hovermode": "x unified"},
     }

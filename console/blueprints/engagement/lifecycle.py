@@ -1,18 +1,22 @@
-"""Lifecycle stages per period (PostHog's definitions) for one member and for everyone."""
+"""Lifecycle stages per period (PostHog's definitions) for one member and for everyone.
+
+Members with no activity at all are "never_active": their own bucket, never dormant or churned."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from console.blueprints.engagement.ingest import rollup_id
+from console.blueprints.engagement.aggregates import read_days, union
 from console.blueprints.engagement.models import ActivityRollup
-from console.blueprints.engagement.periods import add_periods, as_day, label, period_field, period_start
+from console.blueprints.engagement.periods import add_periods, as_day, label, period_start, zone_name
+from console.blueprints.engagement.rollups import rollup_id
 from console.config import setting
 from console.db import find_in
 from console.members import Member
 from console.timeutil import as_utc, utcnow
 
 STAGES = ("new", "returning", "resurrecting", "dormant")
+DAY = timedelta(days=1)
 
 
 def churn_after_days() -> int:
@@ -46,7 +50,7 @@ def member_lifecycle(user_id: str, interval: str = "week", now: datetime | None 
     events = {as_utc(row["_id"]): row["events"] for row in rows}
     first_seen = as_utc(min(row["first"] for row in rows)) if rows else as_utc((member or {}).get("first_seen"))
     last_seen = as_utc(max(row["last"] for row in rows)) if rows else as_utc((member or {}).get("last_seen"))
-    current = period_start(now, interval)
+    current = period_start(as_day(now), interval)
     timeline = []
     if events:
         period, first_period = min(events), min(events)
@@ -60,57 +64,43 @@ def member_lifecycle(user_id: str, interval: str = "week", now: datetime | None 
                 timeline.append({"period": period.date().isoformat(), "label": label(period, interval),
                                  "stage": "dormant", "events": 0})
             period = add_periods(period, interval, 1)
-    if current in events:
+    if not events:
+        stage = "never_active"  # not dormant: there is nothing to come back to
+    elif current in events:
         stage = timeline[-1]["stage"]
+    elif add_periods(current, interval, -1) in events:
+        stage = "dormant"  # as the chart counts them in this interval
     else:
-        reference = last_seen or as_utc((member or {}).get("created_at")) or now
-        stage = "dormant" if now - reference <= timedelta(days=churn_after_days()) else "churned"
+        stage = "dormant" if now - last_seen <= timedelta(days=churn_after_days()) else "churned"
     return {"user_id": user_id, "interval": interval, "stage": stage, "first_seen": first_seen,
             "last_seen": last_seen, "timeline": timeline}
 
 
 def lifecycle_chart(interval: str = "week", periods: int = 12, now: datetime | None = None) -> dict:
-    """Counts of new/returning/resurrecting/dormant members for the last `periods` periods."""
-    now = now or utcnow()
-    current = period_start(now, interval)
+    """Members new/returning/resurrecting/dormant per period for the last `periods` periods (set algebra between
+    consecutive periods of the day aggregates), and how many members were never active at all."""
+    today = as_day(now or utcnow())
+    current = period_start(today, interval)
     first = add_periods(current, interval, -(periods - 1))
-    one = {"week": {"unit": "week", "amount": 1}, "month": {"unit": "month", "amount": 1}}.get(
-        interval, {"unit": "day", "amount": 1})
-    rows = ActivityRollup._get_collection().aggregate([  # every day: stage "new" needs each member's first period
-        {"$group": {"_id": {"u": "$user_id", "p": period_field(interval)}}},
-        {"$setWindowFields": {"partitionBy": "$_id.u", "sortBy": {"_id.p": 1}, "output": {
-            "prev": {"$shift": {"output": "$_id.p", "by": -1}},
-            "next": {"$shift": {"output": "$_id.p", "by": 1}},
-            "rank": {"$documentNumber": {}},
-        }}},
-        {"$project": {
-            "p": "$_id.p",
-            "stage": {"$cond": [{"$eq": ["$rank", 1]}, "new", {"$cond": [
-                {"$eq": ["$prev", {"$dateSubtract": {"startDate": "$_id.p", "timezone": "UTC", **one}}]},
-                "returning", "resurrecting"]}]},
-            "dormant_at": {"$let": {"vars": {"after": {"$dateAdd": {"startDate": "$_id.p", "timezone": "UTC", **one}}},
-                                    "in": {"$cond": [{"$eq": ["$next", "$$after"]}, None, "$$after"]}}},
-        }},
-        {"$match": {"$or": [{"p": {"$gte": first}}, {"dormant_at": {"$gte": first, "$lte": current}}]}},
-        {"$facet": {
-            "active": [{"$match": {"p": {"$gte": first}}}, {"$group": {"_id": {"p": "$p", "s": "$stage"},
-                                                                       "n": {"$sum": 1}}}],
-            "dormant": [{"$match": {"dormant_at": {"$gte": first, "$lte": current}}},
-                        {"$group": {"_id": "$dormant_at", "n": {"$sum": 1}}}],
-        }},
-    ])
-    facet = next(iter(rows), {"active": [], "dormant": []})
-    counts: dict = {}
-    for row in facet["active"]:
-        counts[(as_utc(row["_id"]["p"]), row["_id"]["s"])] = row["n"]
-    for row in facet["dormant"]:
-        counts[(as_utc(row["_id"]), "dormant")] = row["n"]
+    before = add_periods(first, interval, -1)
+    days = read_days(before, today, counters=False)
+    earlier = read_days(None, before - DAY, counters=False)
+    ever = union(earlier, datetime.min.replace(tzinfo=UTC), before - DAY)
+    previous = union(days, before, first - DAY)
+    ever |= previous
     series = []
     for index in range(periods):
         period = add_periods(first, interval, index)
-        item = {"period": period.date().isoformat(), "label": label(period, interval)}
-        for stage in STAGES:
-            item[stage] = counts.get((period, stage), 0)
-        item["dormant"] = -item["dormant"]
+        active = union(days, period, add_periods(period, interval, 1) - DAY)
+        new = active - ever
+        item = {"period": period.date().isoformat(), "label": label(period, interval), "new": len(new),
+                "returning": active.intersection_cardinality(previous),
+                "resurrecting": len(active - previous - new), "dormant": -len(previous - active)}
+        if period == current:
+            item["partial"] = True  # still going: members may yet come back this period
         series.append(item)
-    return {"interval": interval, "series": series}
+        ever |= active
+        previous = active
+    members = Member._get_collection().estimated_document_count()
+    return {"interval": interval, "series": series, "never_active": max(members - len(ever), 0),
+            "timezone": zone_name()}

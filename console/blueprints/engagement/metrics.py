@@ -1,20 +1,33 @@
-"""DAU/WAU/MAU, stickiness, sessions and feature usage, computed in MongoDB from the daily rollups."""
+"""DAU/WAU/MAU, stickiness, sessions and feature usage, from the day aggregates (exact sets of member ordinals).
+
+A request reads one small document per day shown (plus the member sets of earlier days, for "new"), so its cost
+follows the number of days, not of members. Nothing is cached: an event ingested now counts on the next request.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from console.blueprints.engagement.ingest import unescape_key
-from console.blueprints.engagement.models import ActivityRollup, EngagementCache
-from console.blueprints.engagement.periods import as_day, label, period_field, periods_between, trunc
-from console.members import Member
-from console.timeutil import as_utc, utcnow
+from pyroaring import BitMap
+
+from console.blueprints.engagement.aggregates import Day, read_days, union
+from console.blueprints.engagement.periods import (
+    add_periods,
+    as_day,
+    label,
+    period_end,
+    periods_between,
+    zone_name,
+)
+from console.blueprints.engagement.rollups import unescape_key
+from console.timeutil import utcnow
 
 DAY = timedelta(days=1)
+STICKINESS_WINDOWS = (7, 30)
 
 
 def cached(model, key: str, range_from: datetime, range_to: datetime, compute):
-    """Return a cached result for `key`, computing and storing it when absent (ingest drops stale ones)."""
+    """Return a cached result for `key`, computing and storing it when absent (kept for the churn report)."""
     hit = model._get_collection().find_one({"key": key}, {"result": 1})
     if hit is not None:
         return hit["result"]
@@ -27,107 +40,128 @@ def cached(model, key: str, range_from: datetime, range_to: datetime, compute):
 
 
 def default_range(start: datetime | None, end: datetime | None, days: int = 30) -> tuple[datetime, datetime]:
+    """Labels of the local days [start, end]; the 30 days ending today by default."""
     end_day = as_day(end or utcnow())
     start_day = as_day(start) if start else end_day - timedelta(days=days - 1)
     return start_day, end_day
 
 
 def metrics(start: datetime | None = None, end: datetime | None = None, interval: str = "day") -> dict:
-    """The engagement summary for [start, end] (whole UTC days) by `interval`."""
+    """The engagement summary for the local days [start, end] by `interval`; scalars for the day of `end`."""
     start_day, end_day = default_range(start, end)
-    key = f"metrics:{start_day.date()}:{end_day.date()}:{interval}"
     window_start = min(start_day, end_day - 29 * DAY)
-    result = cached(EngagementCache, key, window_start, end_day,
-                    lambda: _compute_metrics(start_day, end_day, interval))
-    return {**result, "from": start_day.date().isoformat(), "to": end_day.date().isoformat()}
-
-
-def _compute_metrics(start_day: datetime, end_day: datetime, interval: str) -> dict:
-    """One pass over the rollups of [from, to] and the 30 days ending `to` (usually the same days)."""
-    active_from = end_day - 29 * DAY
-    window_start = min(start_day, active_from)
-
-    def within(first: datetime) -> list[dict]:
-        return [{"$match": {"day": {"$gte": first}}}] if first > window_start else []
-
-    facets = ActivityRollup._get_collection().aggregate([
-        {"$match": {"day": {"$gte": window_start, "$lte": end_day}}},
-        {"$facet": {
-            "series": within(start_day) + _series_stages(interval),
-            "totals": [
-                *within(start_day),
-                {"$group": {"_id": "$user_id", "sessions": {"$sum": "$sessions"},
-                            "seconds": {"$sum": "$session_seconds"}, "events": {"$sum": "$events"}}},
-                {"$group": {"_id": None, "users": {"$sum": 1}, "sessions": {"$sum": "$sessions"},
-                            "seconds": {"$sum": "$seconds"}, "events": {"$sum": "$events"}}},
-            ],
-            "features": [
-                *within(start_day),
-                {"$project": {"user_id": 1, "f": {"$objectToArray": {"$ifNull": ["$features", {}]}}}},
-                {"$unwind": "$f"},
-                {"$group": {"_id": {"f": "$f.k", "u": "$user_id"}, "events": {"$sum": "$f.v"}}},
-                {"$group": {"_id": "$_id.f", "events": {"$sum": "$events"}, "users": {"$sum": 1}}},
-            ],
-            "active": within(active_from) + _active_stages(end_day),
-        }},
-    ])
-    facet = next(iter(facets), {"series": [], "totals": [], "features": [], "active": []})
-    new_users = {as_utc(row["_id"]): row["n"] for row in Member._get_collection().aggregate([
-        {"$match": {"first_seen": {"$gte": start_day, "$lt": end_day + DAY}}},
-        {"$group": {"_id": trunc("$first_seen", interval), "n": {"$sum": 1}}},
-    ])}
-    by_period = {as_utc(row["_id"]): row for row in facet["series"]}
+    days = read_days(window_start, end_day, features=True)
+    earlier = read_days(None, window_start - DAY, counters=False)
+    seen = union(earlier, datetime.min.replace(tzinfo=end_day.tzinfo), window_start - DAY)
+    seen |= union(days, window_start, start_day - DAY)
     series = []
     for period in periods_between(start_day, end_day, interval):
-        row = by_period.get(period, {})
+        low, high = max(period, start_day), min(period_end(period, interval), end_day)
+        active = union(days, low, high)
+        sums = _sums(days, low, high)
         item = {"period": period.date().isoformat(), "label": label(period, interval),
-                "active_users": row.get("active", 0), "new_users": new_users.get(period, 0),
-                "events": row.get("events", 0), "sessions": row.get("sessions", 0)}
+                "active_users": len(active), "new_users": len(active - seen),
+                "events": sums["events"], "sessions": sums["sessions"],
+                "feature_users": _feature_users(days, low, high)}
         if interval == "day":
             item["dau"] = item["active_users"]
+        if (low, high) != (period, period_end(period, interval)):
+            item["partial"] = True  # from/to cut this week or month: it is not the whole period
+        seen |= active
         series.append(item)
-    totals = (facet["totals"] or [{}])[0]
-    active = totals.get("users", 0)
-    sessions = totals.get("sessions", 0)
-    features = sorted(
-        ({"feature": unescape_key(row["_id"]), "events": row["events"], "users": row["users"],
-          "adoption": row["users"] / active if active else 0.0} for row in facet["features"]),
-        key=lambda item: (-item["users"], -item["events"], item["feature"]))
+    active = union(days, start_day, end_day)
+    totals = _sums(days, start_day, end_day)
+    sessions = totals["sessions"]
     return {
         "interval": interval,
         "series": series,
-        **_active_counts((facet["active"] or [{}])[0]),
-        "active_users": active,
-        "events": totals.get("events", 0),
+        **_active_counts(days, end_day),
+        "active_users": len(active),
+        "events": totals["events"],
         "sessions": sessions,
-        "sessions_per_user": sessions / active if active else 0.0,
-        "avg_session_minutes": totals.get("seconds", 0) / sessions / 60 if sessions else 0.0,
-        "feature_usage": features,
+        "sessions_per_user": sessions / len(active) if active else 0.0,
+        "avg_session_minutes": totals["seconds"] / sessions / 60 if sessions else 0.0,
+        "feature_usage": _feature_usage(days, start_day, end_day, len(active)),
+        "stickiness_distribution": {str(window): stickiness_distribution(days, end_day, window)
+                                    for window in STICKINESS_WINDOWS},
+        "timezone": zone_name(),
+        "from": start_day.date().isoformat(),
+        "to": end_day.date().isoformat(),
     }
 
 
-def _series_stages(interval: str) -> list[dict]:
-    """Active members, events and sessions per period; a rollup is one member-day, so days need one group."""
-    totals = {"events": {"$sum": "$events"}, "sessions": {"$sum": "$sessions"}}
-    if interval == "day":
-        return [{"$group": {"_id": "$day", "active": {"$sum": 1}, **totals}}]
-    return [{"$group": {"_id": {"p": period_field(interval), "u": "$user_id"}, **totals}},
-            {"$group": {"_id": "$_id.p", "active": {"$sum": 1}, **totals}}]
+def _sums(days: dict[datetime, Day], low: datetime, high: datetime) -> dict:
+    picked = [day for key, day in days.items() if low <= key <= high]
+    return {"events": sum(day.events for day in picked), "sessions": sum(day.sessions for day in picked),
+            "seconds": sum(day.seconds for day in picked)}
 
 
-def _active_stages(end_day: datetime) -> list[dict]:
-    return [
-        {"$group": {"_id": "$user_id", "last": {"$max": "$day"}, "days": {"$sum": 1}}},
-        {"$group": {"_id": None, "mau": {"$sum": 1}, "user_days": {"$sum": "$days"},
-                    "dau": {"$sum": {"$cond": [{"$eq": ["$last", end_day]}, 1, 0]}},
-                    "wau": {"$sum": {"$cond": [{"$gte": ["$last", end_day - 6 * DAY]}, 1, 0]}}}},
-    ]
+def _features(days: dict[datetime, Day], low: datetime, high: datetime) -> dict[str, list]:
+    """Per feature (escaped name): [members who used it in [low, high], events]."""
+    found: dict[str, list] = {}
+    for key, day in days.items():
+        if low <= key <= high:
+            for name, (bits, events) in day.features.items():
+                entry = found.setdefault(name, [BitMap(), 0])
+                entry[0] |= bits
+                entry[1] += events
+    return found
 
 
-def _active_counts(row: dict) -> dict:
+def _feature_users(days, low, high) -> dict[str, int]:
+    """Feature adoption over time: members per feature in the period."""
+    return {unescape_key(name): len(bits) for name, (bits, _events) in sorted(_features(days, low, high).items())
+            if bits}
+
+
+def _feature_usage(days, low, high, active: int) -> list[dict]:
+    rows = [{"feature": unescape_key(name), "events": events, "users": len(bits),
+             "adoption": len(bits) / active if active else 0.0}
+            for name, (bits, events) in _features(days, low, high).items() if events or bits]
+    return sorted(rows, key=lambda item: (-item["users"], -item["events"], item["feature"]))
+
+
+def _active_counts(days: dict[datetime, Day], end_day: datetime) -> dict:
     """DAU (the day of `to`), WAU (7 days ending it), MAU (30 days) and stickiness (mean DAU over the 30 days
     divided by MAU)."""
-    mau = row.get("mau", 0)
-    mean_daily = row.get("user_days", 0) / 30
-    return {"dau": row.get("dau", 0), "wau": row.get("wau", 0), "mau": mau,
-            "stickiness": mean_daily / mau if mau else 0.0}
+    mau = len(union(days, end_day - 29 * DAY, end_day))
+    user_days = sum(len(day.users) for key, day in days.items() if end_day - 29 * DAY <= key <= end_day)
+    return {"dau": len(days[end_day].users) if end_day in days else 0,
+            "wau": len(union(days, end_day - 6 * DAY, end_day)), "mau": mau,
+            "stickiness": user_days / 30 / mau if mau else 0.0}
+
+
+def day_count_slices(bitmaps: list[BitMap]) -> list[BitMap]:
+    """A binary counter over member sets: slice i holds the members whose number of sets has bit i set."""
+    slices: list[BitMap] = []
+    for bits in bitmaps:
+        carry, index = BitMap(bits), 0
+        while carry:
+            if index == len(slices):
+                slices.append(carry)
+                break
+            slices[index], carry = slices[index] ^ carry, slices[index] & carry
+            index += 1
+    return slices
+
+
+def stickiness_distribution(days: dict[datetime, Day], end_day: datetime, window: int) -> list[int]:
+    """[n1..n_window]: members active on exactly k of the `window` days ending `end_day` (PostHog's stickiness)."""
+    bitmaps = [days[key].users for key in (end_day - n * DAY for n in range(window)) if key in days]
+    everyone = BitMap.union(*bitmaps) if bitmaps else BitMap()
+    slices = day_count_slices(bitmaps)
+    out = []
+    for count in range(1, window + 1):
+        if count >> len(slices):
+            out.append(0)
+            continue
+        members = BitMap(everyone)
+        for index, bits in enumerate(slices):
+            members = members & bits if count >> index & 1 else members - bits
+        out.append(len(members))
+    return out
+
+
+def period_users(days: dict[datetime, Day], start: datetime, interval: str, pick=lambda day: day.users) -> BitMap:
+    """The members of one period (a union over its days)."""
+    return union(days, start, add_periods(start, interval, 1) - DAY, pick)

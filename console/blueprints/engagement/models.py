@@ -1,4 +1,4 @@
-"""Engagement: raw activity events, per-member-per-day rollups, cached analytics and campaigns."""
+"""Engagement: raw activity events, per-member-per-day rollups, per-day aggregates, member ordinals, campaigns."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class UserActivity(Document):
 
 
 class ActivityRollup(Document):
-    """One document per member per UTC day: the basis of every dashboard.
+    """One document per member per local day (ANALYTICS_TIMEZONE): the basis of the day aggregates.
 
     `features`/`names` map (escaped) feature and event names to counts; `ts` packs the seconds of the day of
     events without a session id and `sid` packs a hash of each session id with its first/last second, so the
@@ -63,6 +63,7 @@ class ActivityRollup(Document):
     last_at = DateTimeField()
     v = IntField(default=0)  # bumped on every write; a write only lands on the version it read
     applied = BinaryField()  # packed batch -> when its events were added, for 15 minutes (retries add nothing)
+    ws = ListField(StringField())  # tokens of the last writes, so a request can tell whether its racing write landed
 
     meta = {
         "collection": "activity_rollups",
@@ -75,7 +76,7 @@ CACHE_INDEXES = ["range_to", {"fields": ["computed_at"], "expireAfterSeconds": 8
 
 
 class CachedResult(Document):
-    """A cached analytics result, valid until new data lands in [range_from, range_to]."""
+    """A cached result (only the churn report still uses one; dashboards read the day aggregates)."""
 
     key = StringField(required=True, unique=True)
     range_from = DateTimeField()
@@ -90,8 +91,20 @@ class EngagementCache(CachedResult):
     meta = {"collection": "engagement_metrics", "indexes": CACHE_INDEXES}
 
 
-class RetentionCache(CachedResult):
-    meta = {"collection": "retention_cohorts", "indexes": CACHE_INDEXES}
+class ActivityDay(Document):
+    """One local day's exact member sets (Roaring bitmaps) and counters; see engagement.aggregates."""
+
+    id = StringField(primary_key=True)  # "YYYY-MM-DD", the local day
+    day = DateTimeField(required=True)
+    meta = {"collection": "activity_days", "indexes": ["day"], "strict": False}
+
+
+class MemberOrdinal(Document):
+    """A member's dense number in the aggregates' bitmaps."""
+
+    id = StringField(primary_key=True)  # the user_id
+    o = IntField(required=True)
+    meta = {"collection": "member_ordinals", "indexes": [{"fields": ["o"], "unique": True}]}
 
 
 class Campaign(Document):

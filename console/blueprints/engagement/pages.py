@@ -16,6 +16,7 @@ from console.blueprints.engagement import campaigns as campaigns_service
 from console.blueprints.engagement import inactive as inactive_service
 from console.blueprints.engagement import members as members_service
 from console.blueprints.engagement.api import csv_safe
+from console.blueprints.engagement.periods import zone_name
 from console.blueprints.engagement.schemas import CampaignTrigger
 from console.errors import ApiError
 from console.pagination import PageQuery, decode_cursor, encode_cursor
@@ -71,7 +72,14 @@ def _overview_context() -> dict:
     interval = _choice("interval", INTERVALS, "day")
     data = metrics.metrics(start, end, interval)
     return {"m": data, "interval": interval, "activity_chart": charts.activity_figure(data),
-            "sessions_chart": charts.sessions_figure(data), "feature_chart": charts.feature_figure(data)}
+            "sessions_chart": charts.sessions_figure(data), "feature_chart": charts.feature_figure(data),
+            "stickiness_chart": charts.stickiness_figure(data), "adoption_chart": charts.adoption_figure(data)}
+
+
+@bp.context_processor
+def _analytics_zone() -> dict:
+    """Every engagement page says which time zone its days, weeks and months are in."""
+    return {"analytics_zone": zone_name()}
 
 
 @bp.route("/engagement")
@@ -84,6 +92,25 @@ def overview():
 @permission_required("analytics.view")
 def overview_charts():
     return render_template("engagement/_overview.html", **_overview_context())
+
+
+@bp.route("/engagement/overview.csv")
+@permission_required("analytics.view")
+def overview_csv():
+    """The overview's series; a period cut by from/to says so in `partial`."""
+    data = _overview_context()["m"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    features = [row["feature"] for row in data["feature_usage"]]
+    writer.writerow(["period", "label", "timezone", "active_users", "new_users", "events", "sessions", "partial",
+                     *[csv_safe(f"feature_users:{name}") for name in features]])
+    for row in data["series"]:  # partial: from/to cut this week or month, it is not the whole period
+        writer.writerow([row["period"], row["label"], data["timezone"], row["active_users"], row["new_users"],
+                         row["events"], row["sessions"], "partial" if row.get("partial") else "",
+                         *[row["feature_users"].get(name, 0) for name in features]])
+    name = f"engagement-{data['interval']}-{data['from']}-{data['to']}.csv"
+    return Response(buffer.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @bp.route("/engagement/widget")

@@ -1,91 +1,58 @@
-"""Cohort retention (first-time or recurring), computed in MongoDB from the daily rollups."""
+"""Cohort retention (first-time or recurring) by set algebra over the day aggregates.
+
+A cohort is a set of member ordinals (the members who started in a period, or, first-time, started then for the
+first time ever); counts[k] = |cohort ∩ members who returned k periods later|. Exact, and read per day shown.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from console.blueprints.engagement.ingest import escape_key
-from console.blueprints.engagement.metrics import cached
-from console.blueprints.engagement.models import ActivityRollup, RetentionCache
-from console.blueprints.engagement.periods import add_periods, as_day, label, period_field, period_start
-from console.timeutil import as_utc, utcnow
+from pyroaring import BitMap
+
+from console.blueprints.engagement.aggregates import Day, read_days, union
+from console.blueprints.engagement.periods import add_periods, as_day, label, period_start, zone_name
+from console.blueprints.engagement.rollups import escape_key
+from console.timeutil import utcnow
+
+DAY = timedelta(days=1)
 
 
-def _did(event: str | None):
+def _picker(event: str | None):
+    """The member set of a day for `event` (every active member without one)."""
     if not event:
-        return {"$literal": True}
-    return {"$gt": [{"$ifNull": [f"$names.{escape_key(event)}", 0]}, 0]}
-
-
-def _period_diff(later: str, earlier: str, period: str) -> dict:
-    if period == "month":
-        return {"$dateDiff": {"startDate": earlier, "endDate": later, "unit": "month", "timezone": "UTC"}}
-    days = {"$dateDiff": {"startDate": earlier, "endDate": later, "unit": "day", "timezone": "UTC"}}
-    return {"$floor": {"$divide": [days, 7]}} if period == "week" else days
+        return lambda day: day.users
+    key = escape_key(event)
+    return lambda day: day.names.get(key, (BitMap(), 0))[0]
 
 
 def retention(period: str = "week", cohorts: int = 8, periods: int | None = None, start_event: str | None = None,
               return_event: str | None = None, mode: str = "first_time", now: datetime | None = None) -> dict:
     """Cohorts for the `cohorts` periods ending with the current one; counts[k] = members active k periods later."""
-    now = now or utcnow()
+    today = as_day(now or utcnow())
     periods = periods or cohorts
-    current = period_start(now, period)
+    current = period_start(today, period)
     first = add_periods(current, period, -(cohorts - 1))
-    key = f"retention:{period}:{cohorts}:{periods}:{start_event}:{return_event}:{mode}:{current.date()}"
-    result = cached(RetentionCache, key, first, as_day(now),
-                    lambda: _compute(period, cohorts, periods, start_event, return_event, mode, current, first, now))
-    return result
-
-
-def _per_member_stages(period: str, start_event: str | None, return_event: str | None) -> list[dict]:
-    """One document per member with the periods they started in (`starts`) and came back in (`returns`).
-
-    Without event filters every active period counts for both, and no per-document expression is needed."""
-    key = {"u": "$user_id", "p": period_field(period)}
-    if not start_event and not return_event:
-        return [{"$group": {"_id": key}},
-                {"$group": {"_id": "$_id.u", "starts": {"$push": "$_id.p"}}},
-                {"$project": {"starts": 1, "returns": "$starts"}}]
-    return [
-        {"$group": {"_id": key, "s": {"$max": _did(start_event)}, "r": {"$max": _did(return_event)}}},
-        {"$group": {"_id": "$_id.u", "starts": {"$push": {"$cond": ["$s", "$_id.p", None]}},
-                    "returns": {"$push": {"$cond": ["$r", "$_id.p", None]}}}},
-        {"$project": {"starts": {"$filter": {"input": "$starts", "cond": {"$ne": ["$$this", None]}}},
-                      "returns": {"$filter": {"input": "$returns", "cond": {"$ne": ["$$this", None]}}}}},
-    ]
-
-
-def _compute(period, cohorts, periods, start_event, return_event, mode, current, first, now) -> dict:
-    # first-time cohorts need each member's first start event ever; recurring ones only the window
-    match: dict = {"day": {"$gte": first}} if mode == "recurring" else {}
-    starts = "$starts"
-    if mode == "first_time":
-        starts = {"$cond": [{"$gt": [{"$size": "$starts"}, 0]}, [{"$min": "$starts"}], []]}
-    pipeline = [
-        *([{"$match": match}] if match else []),
-        *_per_member_stages(period, start_event, return_event),
-        {"$project": {"returns": 1, "starts": {"$filter": {"input": starts, "cond": {"$gte": ["$$this", first]}}}}},
-        {"$unwind": "$starts"},
-        {"$facet": {
-            "sizes": [{"$group": {"_id": "$starts", "n": {"$sum": 1}}}],
-            "returns": [
-                {"$unwind": "$returns"},
-                {"$project": {"c": "$starts", "k": _period_diff("$returns", "$starts", period)}},
-                {"$match": {"k": {"$gte": 1, "$lt": periods}}},
-                {"$group": {"_id": {"c": "$c", "k": "$k"}, "n": {"$sum": 1}}},
-            ],
-        }},
-    ]
-    facet = next(iter(ActivityRollup._get_collection().aggregate(pipeline)), {"sizes": [], "returns": []})
-    sizes = {as_utc(row["_id"]): row["n"] for row in facet["sizes"]}
-    returned = {(as_utc(row["_id"]["c"]), int(row["_id"]["k"])): row["n"] for row in facet["returns"]}
+    names = sorted({escape_key(event) for event in (start_event, return_event) if event})
+    days = read_days(first, today, names=names, counters=False)
+    starts, returns = _picker(start_event), _picker(return_event)
+    bounds = [add_periods(first, period, index) for index in range(cohorts + 1)]
+    started = [union(days, bounds[i], bounds[i + 1] - DAY, starts) for i in range(cohorts)]
+    returned = [union(days, bounds[i], bounds[i + 1] - DAY, returns) for i in range(cohorts)]
+    seen = BitMap()
+    if mode == "first_time":  # a first-time cohort excludes anyone who started in any earlier period
+        earlier: dict[datetime, Day] = read_days(None, first - DAY, names=names, counters=False)
+        seen = union(earlier, datetime.min.replace(tzinfo=first.tzinfo), first - DAY, starts)
     out = []
     for index in range(cohorts):
-        cohort = add_periods(first, period, index)
-        size = sizes.get(cohort, 0)
+        cohort_start = bounds[index]
+        members = started[index] - seen if mode == "first_time" else started[index]
+        if mode == "first_time":
+            seen |= started[index]
+        size = len(members)
         length = min(periods, cohorts - index)  # periods after the current one have not begun
-        counts = [size] + [returned.get((cohort, k), 0) for k in range(1, length)]
-        out.append({"cohort": cohort.date().isoformat(), "label": label(cohort, period), "size": size,
+        counts = [size] + [members.intersection_cardinality(returned[index + k]) for k in range(1, length)]
+        out.append({"cohort": cohort_start.date().isoformat(), "label": label(cohort_start, period), "size": size,
                     "counts": counts, "retention": [n / size if size else 0.0 for n in counts]})
     return {"period": period, "mode": mode, "start_event": start_event, "return_event": return_event,
-            "cohorts": out, "generated_at": utcnow()}
+            "cohorts": out, "timezone": zone_name(), "generated_at": utcnow()}

@@ -18,8 +18,10 @@ EARLIEST, LATEST = date(1970, 1, 1), date(2999, 12, 31)
 
 
 class MetricsQuery(QueryModel):
-    start: date | datetime | None = Field(None, alias="from", description="First day (UTC), default `to` minus 29 days")
-    end: date | datetime | None = Field(None, alias="to", description="Last day (UTC), default today")
+    start: date | datetime | None = Field(
+        None, alias="from", description="First local day (ANALYTICS_TIMEZONE), default `to` minus 29 days")
+    end: date | datetime | None = Field(
+        None, alias="to", description="Last local day (ANALYTICS_TIMEZONE), default today")
     interval: Interval = "day"
 
     @field_validator("start", "end")
