@@ -92,6 +92,8 @@ class CampaignTrigger(RequestModel):
     template_id: str = Field(min_length=1, max_length=64)
     holdout_percent: float = Field(ge=0, le=50)
     dry_run: bool = False
+    include_holdout_members: bool = Field(False, description="mail members held out by another campaign whose "
+                                          "window is open (shown as contamination on both); default: skip them")
     variables: dict[str, str | int | float | bool] | None = None
 
 
@@ -146,7 +148,18 @@ class CampaignResults(BaseModel):
     lift: float | None = Field(description="treated rate minus holdout rate")
     relative_lift: float | None
     ci95: list[float] | None = Field(description="95% confidence interval of the lift")
-    significant: bool | None
+    difference: float | None = Field(description="treated rate minus holdout rate")
+    ci_low: float | None
+    ci_high: float | None
+    method: str = Field(description="the interval: Newcombe's hybrid score interval for a difference of proportions")
+    min_holdout: int = Field(description="fewer held-out members than this are never significant")
+    significant: bool = Field(description="window closed, holdout large enough and the interval excludes zero")
+
+
+class Contamination(BaseModel):
+    holdout_mailed_by: list[dict] = Field(description="later campaigns that mailed members of this holdout")
+    mailed_from_holdouts_of: list[dict] = Field(description="campaigns whose open holdout this one mailed")
+    contaminated: bool
 
 
 class CampaignReport(CampaignCounts):
@@ -166,6 +179,7 @@ class CampaignReport(CampaignCounts):
     progress: float = Field(description="percent of the campaign's emails settled")
     delivery: dict | None = Field(description="the mail batch's status, while and after sending")
     results: CampaignResults | None
+    contamination: Contamination | None
 
 
 class CampaignSummary(BaseModel):
