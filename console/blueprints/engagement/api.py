@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, time
 from flask import Response, current_app, request
 from flask_login import current_user
 
-from console.blueprints.engagement import bp, campaigns, churn, inactive, ingest, jobs, members, retention
+from console.blueprints.engagement import bp, campaigns, churn, drilldown, inactive, ingest, jobs, members, retention
 from console.blueprints.engagement import lifecycle as lifecycle_service
 from console.blueprints.engagement import metrics as metrics_service
 from console.blueprints.engagement.schemas import (
@@ -20,8 +20,10 @@ from console.blueprints.engagement.schemas import (
     CampaignStarted,
     CampaignTrigger,
     ChurnQuery,
+    CohortMembersQuery,
     InactiveQuery,
     LifecycleChartQuery,
+    LifecycleMembersQuery,
     LifecycleQuery,
     MetricsQuery,
     RetentionQuery,
@@ -240,3 +242,25 @@ def campaign_detail(campaign_id: str):
           summary="Campaigns, newest first")
 def campaign_list(query: PageQuery):
     return campaigns.list_campaigns(query)
+
+
+def _members_page(user_ids: set[str], query) -> dict:
+    after = decode_cursor(query.cursor)
+    if after is not None and (len(after) != 1 or not isinstance(after[0], str)):
+        raise validation_error("cursor", "This cursor is not valid; start again without it.")
+    page = drilldown.page(user_ids, query.limit, after[0] if after else None)
+    return {"items": page["items"], "total": page["total"],
+            "next_cursor": encode_cursor([page["after"]]) if page["after"] else None}
+
+
+@endpoint(bp, f"{PREFIX}/cohort-members", permission="analytics.view", query=CohortMembersQuery,
+          summary="The members behind a retention cell (the cohort, back `offset` periods later)")
+def cohort_members(query: CohortMembersQuery):
+    return _members_page(drilldown.cohort_member_ids(query.period, query.mode, query.cohort, query.offset,
+                                                     query.start_event, query.return_event), query)
+
+
+@endpoint(bp, f"{PREFIX}/lifecycle-members", permission="analytics.view", query=LifecycleMembersQuery,
+          summary="The members behind a lifecycle bar segment")
+def lifecycle_members(query: LifecycleMembersQuery):
+    return _members_page(drilldown.lifecycle_member_ids(query.interval, query.period, query.stage), query)

@@ -197,3 +197,18 @@ class CampaignSummary(BaseModel):
 class CampaignPage(BaseModel):
     items: list[CampaignSummary]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last")
+
+
+class CohortMembersQuery(PageQuery):
+    period: Interval = "week"
+    mode: Literal["first_time", "recurring"] = "first_time"
+    cohort: date = Field(description="the cohort's period start")
+    offset: int = Field(0, ge=0, le=104, description="periods after the cohort's; 0 is the whole cohort")
+    start_event: str | None = Field(None, min_length=1, max_length=200)
+    return_event: str | None = Field(None, min_length=1, max_length=200)
+
+
+class LifecycleMembersQuery(PageQuery):
+    interval: Interval = "week"
+    period: date = Field(description="the period start")
+    stage: Literal["new", "returning", "resurrecting", "dormant"]
