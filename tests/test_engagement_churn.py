@@ -164,7 +164,7 @@ def test_at_risk_page_says_when_scored_and_whether_model_beats_rule(login, plant
     run_jobs()
     page = browser.get("/engagement/at-risk?tier=all").get_data(as_text=True)
     assert 'id="scored-at"' in page and "The model beats the simple rule" in page
-    assert 'id="backtest-table"' in page and "Longest silent (rule)" in page
+    assert 'id="backtest-table"' in page and "Rule: longest silent" in page
     assert "daily" in page and "churned" in page
     csv_body = browser.get("/engagement/at-risk.csv?tier=all").get_data(as_text=True)
     assert csv_body.splitlines()[0].startswith("user_id,risk,tier") and len(csv_body.splitlines()) == 41
