@@ -196,54 +196,6 @@ def test_inactive_bad_query(reader, query):
     assert reader.get(f"{BASE}/inactive-users?{query}").status_code == 422
 
 
-@pytest.fixture
-def rhythms(client):
-    now = utcnow()
-    events = []
-    for days_ago in range(0, 56):
-        events.append(ev("steady", isoformat(now - timedelta(days=days_ago, minutes=5)), feature="blog_read"))
-        if days_ago % 2 == 0:
-            events.append(ev("steady", isoformat(now - timedelta(days=days_ago, minutes=3)), feature="search"))
-    for days_ago in range(15, 56):
-        events.append(ev("faded", isoformat(now - timedelta(days=days_ago)), feature="blog_read"))
-    for days_ago in range(3, 56, 7):
-        events.append(ev("weekly", isoformat(now - timedelta(days=days_ago)), feature="event_rsvp"))
-        events.append(ev("weekly", isoformat(now - timedelta(days=days_ago, minutes=2)), feature="comment"))
-    track(client, events)
-
-
-def test_churn_scores_tiers_and_reasons(reader, rhythms):
-    body = reader.get(f"{BASE}/churn-prediction").get_json()
-    by_user = {item["user_id"]: item for item in body["items"]}
-    assert by_user["faded"]["tier"] == "high" and by_user["steady"]["tier"] == "low"
-    assert by_user["weekly"]["tier"] == "low"
-    assert body["items"][0]["user_id"] == "faded" and 0 <= by_user["steady"]["risk"] < by_user["faded"]["risk"] <= 1
-    assert any("silent for 15 days" in reason for reason in by_user["faded"]["reasons"])
-    assert by_user["faded"]["days_inactive"] == 15
-    model = body["model"]
-    assert model["name"] and {s["name"] for s in model["signals"]} == {"recency", "trend", "breadth"}
-    assert {"precision", "recall", "as_of"} <= set(model["backtest"])
-
-
-def test_churn_filters_and_paging(reader, rhythms):
-    assert [i["user_id"] for i in reader.get(f"{BASE}/churn-prediction?tier=high").get_json()["items"]] == ["faded"]
-    assert len(reader.get(f"{BASE}/churn-prediction?min_risk=0").get_json()["items"]) == 3
-    first = reader.get(f"{BASE}/churn-prediction?limit=2").get_json()
-    second = reader.get(f"{BASE}/churn-prediction?limit=2&cursor={first['next_cursor']}").get_json()
-    assert len(first["items"]) == 2 and len(second["items"]) == 1 and second["next_cursor"] is None
-    assert reader.get(f"{BASE}/churn-prediction?min_risk=2").status_code == 422
-    assert reader.get(f"{BASE}/churn-prediction?tier=extreme").status_code == 422
-
-
-def test_churn_backtest_counts(reader, client):
-    now = utcnow()
-    # active daily 90..31 days ago: as of 30 days ago both look the same; one went silent since, one did not
-    track(client, [ev(uid, isoformat(now - timedelta(days=d))) for uid in ("gone", "stayed") for d in range(31, 90)]
-          + [ev("stayed", isoformat(now - timedelta(days=d))) for d in range(0, 30)])
-    backtest = reader.get(f"{BASE}/churn-prediction").get_json()["model"]["backtest"]
-    assert backtest["scored"] == 2 and backtest["went_silent"] == 1
-
-
 def test_user_activity_newest_first_filters_and_paging(reader, client):
     track(client, [ev("u", f"2026-01-0{d}T10:00:00Z", event="view" if d % 2 else "click", event_id=f"e{d}")
                    for d in range(1, 6)])

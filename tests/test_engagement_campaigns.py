@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from datetime import timedelta
 
 import pytest
@@ -53,7 +52,7 @@ def test_dry_run_counts_and_sends_nothing(sender, template_id, lapsed, servers, 
     body = trigger(sender, template_id, dry_run=True)
     assert body["targeted"] == 20 and body["enqueued"] == 0 and body["campaign_id"] is None
     assert body["holdout"] + body["treated"] == 20
-    assert body["skipped"] == {"opted_out": 0, "suppressed": 0, "frequency_capped": 0, "no_email": 0}
+    assert body["skipped"] == {"opted_out": 0, "suppressed": 0, "in_holdout": 0, "frequency_capped": 0, "no_email": 0}
     run_jobs()
     assert EmailQueue.objects.count() == 0 and servers.messages() == [] and Campaign.objects.count() == 0
 
@@ -105,7 +104,7 @@ def test_skips_opted_out_suppressed_no_email_and_frequency_cap(sender, template_
     first = trigger(sender, template_id, segment={"user_ids": ["c04", "c05"]}, holdout_percent=0)
     assert first["enqueued"] == 2
     body = trigger(sender, template_id, holdout_percent=0)
-    assert body["skipped"] == {"opted_out": 1, "suppressed": 1, "frequency_capped": 2, "no_email": 1}
+    assert body["skipped"] == {"opted_out": 1, "suppressed": 1, "in_holdout": 0, "frequency_capped": 2, "no_email": 1}
     assert body["targeted"] == 20 and body["enqueued"] == 15
     treated = set(Campaign.objects.get(id=body["campaign_id"]).treated)
     assert not treated & {"c01", "c02", "c03", "c04", "c05"}
@@ -114,7 +113,10 @@ def test_skips_opted_out_suppressed_no_email_and_frequency_cap(sender, template_
 def test_segments_by_risk_and_lifecycle(sender, template_id, lapsed):
     assert trigger(sender, template_id, segment={"lifecycle": "churned"}, dry_run=True)["targeted"] == 20
     assert trigger(sender, template_id, segment={"lifecycle": "new"}, dry_run=True)["targeted"] == 1
-    assert trigger(sender, template_id, segment={"min_risk": 0.0}, dry_run=True)["targeted"] == 21
+    from console.blueprints.engagement.churn import rescore
+
+    rescore()  # risk comes from stored scores: the lapsed members are churned, not scored
+    assert trigger(sender, template_id, segment={"min_risk": 0.0}, dry_run=True)["targeted"] == 1
     assert trigger(sender, template_id, segment={"inactive_days": 30, "user_ids": ["c01", "fresh"]},
                    dry_run=True)["targeted"] == 1
 
@@ -147,13 +149,53 @@ def test_unknown_campaign_is_404(sender):
     assert sender.get(f"{BASE}/campaigns/nope").status_code == 404
 
 
-def test_lift_and_confidence_interval():
-    result = lift(30, 100, 20, 100)
-    error = math.sqrt(0.3 * 0.7 / 100 + 0.2 * 0.8 / 100)
-    assert result["lift"] == pytest.approx(0.1)
-    assert result["ci95"] == pytest.approx([0.1 - 1.959964 * error, 0.1 + 1.959964 * error])
+def test_lift_newcombe_interval_and_when_it_may_be_significant():
+    result = lift(30, 100, 20, 100, final=True)
+    assert result["difference"] == pytest.approx(0.1) and result["method"] == "newcombe-hybrid-score"
+    assert result["ci_low"] == pytest.approx(-0.0202, abs=1e-3) and result["ci_high"] == pytest.approx(0.2167, abs=1e-3)
     assert result["significant"] is False and result["relative_lift"] == pytest.approx(0.5)
-    assert lift(5, 10, 0, 0)["lift"] is None
+    assert lift(60, 100, 20, 100, final=True)["significant"] is True
+    assert lift(60, 100, 20, 100, final=False)["significant"] is False  # the window is still open
+    assert lift(5, 10, 0, 0, final=True)["difference"] is None
+
+
+def test_lift_degenerate_holdouts_are_not_significant():
+    # 5/90 vs 0/10: the normal approximation said [+0.8, +10.3] points; the score interval spans zero
+    result = lift(5, 90, 0, 10, final=True)
+    assert result["ci_low"] < 0 < result["ci_high"] and result["significant"] is False
+    assert result["ci_low"] == pytest.approx(-0.2236, abs=2e-3) and result["ci_high"] == pytest.approx(0.1235, abs=2e-3)
+    # 3/3 vs 0/1: a holdout of one member is never a verdict, whatever the interval
+    tiny = lift(3, 3, 0, 1, final=True)
+    assert tiny["difference"] == 1.0 and tiny["ci_high"] <= 1.0 and tiny["ci_low"] < 1.0
+    assert tiny["significant"] is False and tiny["min_holdout"] == 30
+
+
+def test_open_holdout_members_are_skipped_unless_overridden(sender, template_id, lapsed):
+    first = trigger(sender, template_id, name="First", holdout_percent=50)
+    held = Campaign.objects.get(id=first["campaign_id"]).holdout
+    assert held
+    second = trigger(sender, template_id, name="Second", holdout_percent=0, segment={"user_ids": held})
+    assert second["skipped"]["in_holdout"] == len(held) and second["enqueued"] == 0
+    third = trigger(sender, template_id, name="Third", holdout_percent=0, segment={"user_ids": held[:1]},
+                    include_holdout_members=True)
+    assert third["enqueued"] == 1
+    first_report = sender.get(f"{BASE}/campaigns/{first['campaign_id']}").get_json()["contamination"]
+    assert first_report["contaminated"] is True
+    assert first_report["holdout_mailed_by"] == [{"campaign_id": third["campaign_id"], "name": "Third", "members": 1}]
+    third_report = sender.get(f"{BASE}/campaigns/{third['campaign_id']}").get_json()["contamination"]
+    assert third_report["mailed_from_holdouts_of"] == [{"campaign_id": first["campaign_id"], "name": "First",
+                                                        "members": 1}]
+
+
+def test_analysts_read_campaigns_but_cannot_trigger(api, sender, template_id, lapsed, login):
+    body = trigger(sender, template_id, segment={"user_ids": ["c01"]})
+    analyst = api("analyst")
+    assert analyst.get(f"{BASE}/campaigns").status_code == 200
+    assert analyst.get(f"{BASE}/campaigns/{body['campaign_id']}").status_code == 200
+    assert analyst.post(TRIGGER, json={"name": "x", "segment": {"user_ids": ["c02"]}, "template_id": template_id,
+                                       "holdout_percent": 0}).status_code == 403
+    page = login("analyst").get("/engagement/campaigns").get_data(as_text=True)
+    assert "Win back" in page and "Start from at-risk" not in page
 
 
 def test_campaign_pages_preview_then_send(login, template_id, lapsed, run_jobs, servers):

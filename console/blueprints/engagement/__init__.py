@@ -19,8 +19,9 @@ bp = Blueprint("engagement", __name__)
 
 def init_app(app) -> None:
     from console.blueprints.engagement import api, pages  # noqa: F401  (routes)
-    from console.blueprints.engagement.demo import seed_activity
+    from console.blueprints.engagement.demo import seed_activity, seed_churn_scores
     from console.blueprints.engagement.ingest import migrate_day_aggregates, migrate_rollup_ids
+    from console.blueprints.engagement.jobs import start_daily_scoring
     from console.blueprints.engagement.maintenance import CACHES, TASKS, rebuild_command
     from console.blueprints.engagement.privacy import PURGE_TASK, grant_erase_to_admins, start_retention_schedule
 
@@ -31,9 +32,11 @@ def init_app(app) -> None:
         ("At risk", "engagement.at_risk", "⚠", 50), ("Inactive", "engagement.inactive", "☾", 60),
     ):
         add_nav(app, NavItem(label, endpoint, "analytics.view", "Engagement", icon, order))
-    add_nav(app, NavItem("Campaigns", "engagement.campaigns", "campaigns.send", "Engagement", "✉", 70))
+    add_nav(app, NavItem("Campaigns", "engagement.campaigns", "analytics.view", "Engagement", "✉", 70))
     add_widget(app, Widget("Engagement", "engagement.widget", "analytics.view", order=20, width=2))
     add_demo_seeder(app, "activity", seed_activity, order=10)
+    add_demo_seeder(app, "churn scores", seed_churn_scores, order=11)
+    app.extensions.setdefault("worker_startup", []).append(start_daily_scoring)
     add_migration(app, "rollup ids", migrate_rollup_ids)
     add_migration(app, "members.erase for admins", grant_erase_to_admins)
     add_migration(app, "day aggregates", migrate_day_aggregates)

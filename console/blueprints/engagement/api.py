@@ -11,7 +11,18 @@ from datetime import UTC, date, datetime, time
 from flask import Response, current_app, g, request, stream_with_context
 from flask_login import current_user
 
-from console.blueprints.engagement import bp, campaigns, churn, inactive, ingest, members, privacy, retention
+from console.blueprints.engagement import (
+    bp,
+    campaigns,
+    churn,
+    drilldown,
+    inactive,
+    ingest,
+    jobs,
+    members,
+    privacy,
+    retention,
+)
 from console.blueprints.engagement import lifecycle as lifecycle_service
 from console.blueprints.engagement import metrics as metrics_service
 from console.blueprints.engagement.schemas import (
@@ -21,8 +32,10 @@ from console.blueprints.engagement.schemas import (
     CampaignStarted,
     CampaignTrigger,
     ChurnQuery,
+    CohortMembersQuery,
     InactiveQuery,
     LifecycleChartQuery,
+    LifecycleMembersQuery,
     LifecycleQuery,
     MetricsQuery,
     RetentionQuery,
@@ -155,18 +168,38 @@ def retention_analysis(query: RetentionQuery):
 
 
 @endpoint(bp, f"{PREFIX}/churn-prediction", permission="analytics.view", query=ChurnQuery,
-          summary="Churn risk per active member, with reasons and a backtest of the model")
+          summary="Stored churn risk per member still here, with reasons, when it was computed and its backtest")
 def churn_prediction(query: ChurnQuery):
-    """Members active in the last 12 weeks, riskiest first; `min_risk` and `tier` filter."""
-    report = churn.churn_report()
-    items = [item for item in report["items"]
-             if (query.min_risk is None or item["risk"] >= query.min_risk) and (not query.tier or
-                                                                               item["tier"] == query.tier)]
-    offset = _offset(query.cursor)
-    page = items[offset: offset + query.limit]
-    more = offset + query.limit < len(items)
-    return {"generated_at": report["generated_at"], "model": report["model"], "total": len(items), "items": page,
-            "next_cursor": encode_cursor([offset + query.limit]) if more else None}
+    """Members active within CHURN_AFTER_DAYS, riskiest first (`min_risk` and `tier` filter), as scored by the
+    last run (`computed_at`; null before the first). Longer-silent members are churned: see inactive-users."""
+    run = churn.latest_run()
+    after = decode_cursor(query.cursor)
+    if after is not None and (len(after) != 2 or not isinstance(after[0], int | float)
+                              or not isinstance(after[1], str)):
+        raise validation_error("cursor", "This cursor is not valid; start again without it.")
+    page = churn.stored_scores(tier=query.tier, min_risk=query.min_risk, limit=query.limit, after=after)
+    computed_at = as_utc(run["computed_at"]) if run else None
+    return {"computed_at": computed_at, "generated_at": computed_at, "status": "ready" if run else "never_computed",
+            "model": run["model"] if run else {**churn.MODEL, "backtest": None},
+            "churned": run["churned"] if run else None, "tiers": run["tiers"] if run else None,
+            "total": page["total"], "items": page["items"],
+            "next_cursor": encode_cursor(page["after"]) if page["after"] else None}
+
+
+@endpoint(bp, f"{PREFIX}/churn-prediction/rescore", methods=["POST"], permission="analytics.view", status=202,
+          summary="Score churn risk again now (an RQ job); poll its progress at rescore/{job_id}")
+def churn_rescore():
+    job = jobs.enqueue_churn_scoring(getattr(current_user, "email", None))
+    return {"job_id": job.id}
+
+
+@endpoint(bp, f"{PREFIX}/churn-prediction/rescore/<job_id>", permission="analytics.view",
+          summary="A churn scoring job's status and progress", responses={404: ""})
+def churn_rescore_status(job_id: str):
+    status = jobs.churn_job_status(job_id) if len(job_id) <= 100 else None
+    if status is None:
+        raise ApiError(404, f"No churn scoring job has the id {job_id}.")
+    return status
 
 
 def _offset(cursor: str | None) -> int:
@@ -243,13 +276,35 @@ def trigger_campaign(body: CampaignTrigger):
     return campaigns.trigger(body.model_dump(), actor=getattr(current_user, "email", None))
 
 
-@endpoint(bp, f"{PREFIX}/campaigns/<campaign_id>", permission="campaigns.send", response=CampaignReport,
+@endpoint(bp, f"{PREFIX}/campaigns/<campaign_id>", permission="analytics.view", response=CampaignReport,
           summary="A campaign's progress, counts and results (reactivation, lift, 95% CI)", responses={404: ""})
 def campaign_detail(campaign_id: str):
     return campaigns.campaign_report(campaigns.get_campaign(campaign_id))
 
 
-@endpoint(bp, f"{PREFIX}/campaigns", permission="campaigns.send", query=PageQuery, response=CampaignPage,
+@endpoint(bp, f"{PREFIX}/campaigns", permission="analytics.view", query=PageQuery, response=CampaignPage,
           summary="Campaigns, newest first")
 def campaign_list(query: PageQuery):
     return campaigns.list_campaigns(query)
+
+
+def _members_page(user_ids: set[str], query) -> dict:
+    after = decode_cursor(query.cursor)
+    if after is not None and (len(after) != 1 or not isinstance(after[0], str)):
+        raise validation_error("cursor", "This cursor is not valid; start again without it.")
+    page = drilldown.page(user_ids, query.limit, after[0] if after else None)
+    return {"items": page["items"], "total": page["total"],
+            "next_cursor": encode_cursor([page["after"]]) if page["after"] else None}
+
+
+@endpoint(bp, f"{PREFIX}/cohort-members", permission="analytics.view", query=CohortMembersQuery,
+          summary="The members behind a retention cell (the cohort, back `offset` periods later)")
+def cohort_members(query: CohortMembersQuery):
+    return _members_page(drilldown.cohort_member_ids(query.period, query.mode, query.cohort, query.offset,
+                                                     query.start_event, query.return_event), query)
+
+
+@endpoint(bp, f"{PREFIX}/lifecycle-members", permission="analytics.view", query=LifecycleMembersQuery,
+          summary="The members behind a lifecycle bar segment")
+def lifecycle_members(query: LifecycleMembersQuery):
+    return _members_page(drilldown.lifecycle_member_ids(query.interval, query.period, query.stage), query)

@@ -9,9 +9,10 @@ from datetime import datetime, timedelta
 
 from bson import ObjectId
 from bson.errors import InvalidId
+from flask import current_app, has_app_context
 
 from console import audit
-from console.blueprints.engagement.churn import churn_report
+from console.blueprints.engagement.churn import user_ids_at_risk
 from console.blueprints.engagement.inactive import inactive_users
 from console.blueprints.engagement.lifecycle import churn_after_days
 from console.blueprints.engagement.models import ActivityRollup, Campaign
@@ -23,8 +24,9 @@ from console.members import Member
 from console.pagination import PageQuery, object_id_or_404, paginate
 from console.timeutil import as_utc, utcnow
 
-SKIP_REASONS = ("opted_out", "suppressed", "frequency_capped", "no_email")
+SKIP_REASONS = ("opted_out", "suppressed", "in_holdout", "frequency_capped", "no_email")
 Z_95 = 1.959964
+MIN_HOLDOUT = 30  # fewer held-out members than this never make a result "significant"
 
 
 def in_holdout(salt: str, user_id: str, percent: float) -> bool:
@@ -72,7 +74,7 @@ def select_segment(segment: dict, now: datetime) -> list[str]:
         narrow({row["user_id"] for row in inactive_users(segment["inactive_days"], limit=None, count=False,
                                                          now=now)["items"]})
     if segment.get("min_risk") is not None:
-        narrow({item["user_id"] for item in churn_report(now)["items"] if item["risk"] >= segment["min_risk"]})
+        narrow(user_ids_at_risk(segment["min_risk"]))
     if segment.get("lifecycle"):
         narrow({uid for uid, stage in lifecycle_stages(now).items() if stage == segment["lifecycle"]})
     if segment.get("user_ids") and chosen:
@@ -93,13 +95,29 @@ def _template(template_id: str):
     return template
 
 
-def skip_reasons(user_ids: list[str], category: str, now: datetime) -> dict[str, str]:
-    """Members not to mail: the mail pipeline's reasons, a campaign within the frequency cap, or no email."""
+def open_holdouts(now: datetime) -> dict[str, str]:
+    """Members held out by a campaign whose measurement window is still open → that campaign's id."""
+    window = setting("REACTIVATION_WINDOW_DAYS")
+    held: dict[str, str] = {}
+    for campaign in Campaign._get_collection().find(
+            {"dry_run": False, "sent_at": {"$gte": now - timedelta(days=window), "$lte": now}}, {"holdout": 1}):
+        for uid in campaign.get("holdout") or ():
+            held.setdefault(uid, str(campaign["_id"]))
+    return held
+
+
+def skip_reasons(user_ids: list[str], category: str, now: datetime, *,
+                 include_holdouts: bool = False) -> dict[str, str]:
+    """Members not to mail: the mail pipeline's reasons, another campaign's open holdout (unless overridden), a
+    campaign within the frequency cap, or no email."""
     from console.blueprints.communication import sending
 
     reasons = dict(sending.deliverability(user_ids, category))
-    cap_days = setting("CAMPAIGN_FREQUENCY_CAP_DAYS")
     wanted = set(user_ids)
+    if not include_holdouts:
+        for uid in wanted.intersection(open_holdouts(now)):
+            reasons.setdefault(uid, "in_holdout")
+    cap_days = setting("CAMPAIGN_FREQUENCY_CAP_DAYS")
     # Recent campaigns are few and their member lists are intersected here: the server would match every
     # member of every list against a long $in.
     for campaign in Campaign._get_collection().find(
@@ -114,6 +132,30 @@ def skip_reasons(user_ids: list[str], category: str, now: datetime) -> dict[str,
     return reasons
 
 
+def contamination(campaign: Campaign) -> dict:
+    """Overlap with campaigns sent while one's holdout window was open: this holdout mailed by them, and
+    members this campaign mailed out of their holdouts (an admin's override)."""
+    window = timedelta(days=setting("REACTIVATION_WINDOW_DAYS"))
+    sent_at = as_utc(campaign.sent_at)
+    holdout, treated = set(campaign.holdout), set(campaign.treated)
+    mailed_elsewhere, taken = [], []
+    for other in Campaign._get_collection().find(
+            {"_id": {"$ne": campaign.id}, "dry_run": False, "sent_at": {"$gte": sent_at - window,
+                                                                       "$lte": sent_at + window}},
+            {"name": 1, "sent_at": 1, "treated": 1, "holdout": 1}).sort("sent_at", 1):
+        other_sent = as_utc(other["sent_at"])
+        if other_sent >= sent_at:
+            overlap = len(holdout.intersection(other.get("treated") or ()))
+            if overlap:
+                mailed_elsewhere.append({"campaign_id": str(other["_id"]), "name": other["name"], "members": overlap})
+        if other_sent <= sent_at:
+            overlap = len(treated.intersection(other.get("holdout") or ()))
+            if overlap:
+                taken.append({"campaign_id": str(other["_id"]), "name": other["name"], "members": overlap})
+    return {"holdout_mailed_by": mailed_elsewhere, "mailed_from_holdouts_of": taken,
+            "contaminated": bool(mailed_elsewhere or taken)}
+
+
 def trigger(data: dict, actor: str | None = None, now: datetime | None = None) -> dict:
     """Select, hold out, skip, and (unless dry_run) enqueue one email per treated member."""
     from console.blueprints.communication import sending
@@ -124,7 +166,7 @@ def trigger(data: dict, actor: str | None = None, now: datetime | None = None) -
     segment = {key: value for key, value in data["segment"].items() if value is not None}
     targeted = select_segment(segment, now)
     salt = secrets.token_hex(8)
-    reasons = skip_reasons(targeted, category, now)
+    reasons = skip_reasons(targeted, category, now, include_holdouts=bool(data.get("include_holdout_members")))
     eligible = [uid for uid in targeted if uid not in reasons]
     holdout = [uid for uid in eligible if in_holdout(salt, uid, data["holdout_percent"])]
     held = set(holdout)
@@ -139,6 +181,7 @@ def trigger(data: dict, actor: str | None = None, now: datetime | None = None) -
                 **counts}
     campaign = Campaign(name=data["name"], segment=segment, template_id=str(template.id), category=category,
                         holdout_percent=data["holdout_percent"], salt=salt, status="complete", treated=treated,
+                        include_holdout_members=bool(data.get("include_holdout_members")),
                         holdout=holdout, skipped=skipped, skipped_users=reasons_by_kind(reasons), created_at=now,
                         sent_at=now, created_by=actor).save()
     if treated:
@@ -183,19 +226,41 @@ def reactivated(user_ids: list[str], sent_at: datetime, until: datetime) -> set[
     return set(active) & set(user_ids)  # intersected here: a long $in list costs the server its square
 
 
-def lift(treated_hits: int, treated_n: int, holdout_hits: int, holdout_n: int) -> dict:
-    """Difference of reactivation rates with a 95% normal-approximation confidence interval."""
+def wilson(hits: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval of one proportion: never collapses at 0% or 100%."""
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def min_holdout() -> int:
+    return int(current_app.config.get("CAMPAIGN_MIN_HOLDOUT", MIN_HOLDOUT)) if has_app_context() else MIN_HOLDOUT
+
+
+def lift(treated_hits: int, treated_n: int, holdout_hits: int, holdout_n: int, final: bool = False) -> dict:
+    """Difference of reactivation rates with Newcombe's hybrid score interval (95%).
+
+    `significant` needs the window closed (`final`), at least `min_holdout()` held-out members and an interval
+    that excludes zero."""
     rate_t = treated_hits / treated_n if treated_n else None
     rate_h = holdout_hits / holdout_n if holdout_n else None
+    minimum = min_holdout()
+    base = {"treated_rate": rate_t, "holdout_rate": rate_h, "method": "newcombe-hybrid-score", "final": final,
+            "min_holdout": minimum}
     if rate_t is None or rate_h is None:
-        return {"treated_rate": rate_t, "holdout_rate": rate_h, "lift": None, "relative_lift": None,
-                "ci95": None, "significant": None}
+        return {**base, "difference": None, "ci_low": None, "ci_high": None, "lift": None, "relative_lift": None,
+                "ci95": None, "significant": False}
     diff = rate_t - rate_h
-    error = math.sqrt(rate_t * (1 - rate_t) / treated_n + rate_h * (1 - rate_h) / holdout_n)
-    low, high = diff - Z_95 * error, diff + Z_95 * error
-    return {"treated_rate": rate_t, "holdout_rate": rate_h, "lift": diff,
+    low_t, high_t = wilson(treated_hits, treated_n)
+    low_h, high_h = wilson(holdout_hits, holdout_n)
+    low = diff - math.sqrt((rate_t - low_t) ** 2 + (high_h - rate_h) ** 2)
+    high = diff + math.sqrt((high_t - rate_t) ** 2 + (rate_h - low_h) ** 2)
+    excludes_zero = low > 0 or high < 0
+    return {**base, "difference": diff, "ci_low": low, "ci_high": high, "lift": diff,
             "relative_lift": diff / rate_h if rate_h else None, "ci95": [low, high],
-            "significant": low > 0 or high < 0}
+            "excludes_zero": excludes_zero,
+            "significant": bool(final and holdout_n >= minimum and excludes_zero)}
 
 
 def campaign_report(campaign: Campaign, now: datetime | None = None) -> dict:
@@ -217,7 +282,8 @@ def campaign_report(campaign: Campaign, now: datetime | None = None) -> dict:
         results = {"window_days": window, "window_ends": until, "final": now >= until,
                    "treated": {"members": len(campaign.treated), "reactivated": len(treated_hits)},
                    "holdout": {"members": len(campaign.holdout), "reactivated": len(holdout_hits)},
-                   **lift(len(treated_hits), len(campaign.treated), len(holdout_hits), len(campaign.holdout))}
+                   **lift(len(treated_hits), len(campaign.treated), len(holdout_hits), len(campaign.holdout),
+                          final=now >= until)}
     return {
         "campaign_id": str(campaign.id), "id": str(campaign.id), "name": campaign.name, "status": status,
         "dry_run": campaign.dry_run, "segment": campaign.segment, "template_id": campaign.template_id,
@@ -229,6 +295,7 @@ def campaign_report(campaign: Campaign, now: datetime | None = None) -> dict:
         "batch_id": campaign.batch_id, "progress": delivery["progress"] if delivery else (
             100.0 if status == "complete" else 0.0),
         "delivery": delivery, "results": results,
+        "contamination": contamination(campaign) if campaign.sent_at and not campaign.dry_run else None,
     }
 
 

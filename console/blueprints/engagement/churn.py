@@ -1,32 +1,46 @@
-"""Churn risk: an explainable score from recency against the member's own rhythm, trend and breadth."""
+"""Churn risk: scored by a job, stored per member, with an honest backtest against the "days since last seen" rule.
+
+Only members still here are scored: those active within CHURN_AFTER_DAYS. Longer-silent members are churned
+and belong on the win-back (inactive) list, not in a risk tier.
+"""
 
 from __future__ import annotations
 
 import math
+import secrets
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from console.blueprints.engagement.metrics import cached
-from console.blueprints.engagement.models import ActivityRollup, EngagementCache
+from pymongo import ReplaceOne
+
+from console.blueprints.engagement.lifecycle import churn_after_days
+from console.blueprints.engagement.models import ActivityRollup, ChurnRun, ChurnScore
 from console.blueprints.engagement.periods import as_day
 from console.timeutil import as_utc, utcnow
 
 LOOKBACK_DAYS = 84
+RATE_DAYS = 28  # the member's usual rhythm is read from their last four weeks
 RECENT_DAYS = 14
-BACKTEST_DAYS = 30
-WEIGHTS = {"recency": 0.6, "trend": 0.25, "breadth": 0.15}
-TIERS = (("high", 0.6), ("medium", 0.35), ("low", 0.0))
+BACKTEST_DAYS = 30  # the backtest scores as of this many days ago and watches what happened since
+ELIGIBLE_DAYS = 14  # the backtest judges only members active in the 14 days before its cut
+WEIGHTS = {"silence": 1.0, "rhythm": 0.2, "trend": 0.5}
+TIERS = (("high", 0.5), ("medium", 0.35), ("low", 0.0))
 MODEL = {
-    "name": "rhythm-recency-v1",
+    "name": "rhythm-silence-v2",
+    "predicts": f"no activity in the next {BACKTEST_DAYS} days",
     "signals": [
-        {"name": "recency", "weight": WEIGHTS["recency"],
-         "description": "days since last activity compared with the member's usual gap between active days"},
+        {"name": "silence", "weight": WEIGHTS["silence"], "description": "log(1 + days since last activity)"},
+        {"name": "rhythm", "weight": WEIGHTS["rhythm"],
+         "description": f"how unusual the silence is for the member's active-day rate over {RATE_DAYS} days "
+                        "(-days * log(1 - rate), capped at 10)"},
         {"name": "trend", "weight": WEIGHTS["trend"],
-         "description": f"active days per week in the last {RECENT_DAYS // 7} weeks against the weeks before"},
-        {"name": "breadth", "weight": WEIGHTS["breadth"],
-         "description": "how many different features the member used (fewer means easier to lose)"},
+         "description": f"drop in the share of active days: the {RECENT_DAYS} days before against the "
+                        f"{RECENT_DAYS} before those"},
     ],
-    "tiers": {"high": ">= 0.6", "medium": ">= 0.35", "low": "< 0.35"},
+    "risk": "z / (z + 3), z = the weighted sum of the signals",
+    "tiers": {"high": ">= 0.5", "medium": ">= 0.35", "low": "< 0.35"},
 }
+WRITE_CHUNK = 1000
 
 
 def tier_for(risk: float) -> str:
@@ -47,109 +61,204 @@ def activity_by_member(start: datetime, end: datetime, user_ids: list[str] | Non
     return {row["_id"]: row["days"] for row in rows}
 
 
-def member_stats(activity: dict[str, list[dict]], as_of: datetime) -> list[dict]:
-    """The lookback window before `as_of` of each member active in it: days, last time, features used."""
+def member_stats(activity: dict[str, list[dict]], as_of: datetime, max_silence: int | None = None) -> list[dict]:
+    """Members active in the lookback before `as_of` (and within `max_silence` days of it): days, last time,
+    features, the day they were first seen."""
     end = as_day(as_of)
     start = end - timedelta(days=LOOKBACK_DAYS - 1)
     out = []
     for user_id, entries in activity.items():
         window = [entry for entry in entries if start <= as_utc(entry["d"]) <= end]
-        if window:
-            features = set().union(*(entry.get("f") or [] for entry in window))
-            out.append({"_id": user_id, "days": [entry["d"] for entry in window],
-                        "last": max(as_utc(entry["l"]) for entry in window if entry.get("l")),
-                        "features": len(features)})
+        if not window:
+            continue
+        days = sorted({as_utc(entry["d"]) for entry in window})
+        if max_silence is not None and (end - days[-1]).days > max_silence:
+            continue
+        features = set().union(*(entry.get("f") or [] for entry in window))
+        last = [as_utc(entry["l"]) for entry in window if entry.get("l")]
+        out.append({"_id": user_id, "days": days, "last": max(last) if last else days[-1],
+                    "features": len(features)})
     return out
+
+
+def signals(days: list[datetime], end: datetime) -> dict:
+    """The model's inputs from a member's sorted active days up to `end` (a UTC midnight)."""
+    silent = (end - days[-1]).days
+    span = min(RATE_DAYS, (end - days[0]).days + 1)
+    recent_days = [day for day in days if (end - day).days < RATE_DAYS]
+    rate = len(recent_days) / span
+    recent_span = min(RECENT_DAYS, span)
+    recent = sum(1 for day in recent_days if (end - day).days < RECENT_DAYS) / recent_span
+    older_span = span - RECENT_DAYS
+    older = (sum(1 for day in recent_days if (end - day).days >= RECENT_DAYS) / older_span if older_span > 0
+             else recent)
+    rhythm = min(10.0, -silent * math.log(1 - min(rate, 0.95)))
+    trend = max(0.0, older - recent)
+    z = (WEIGHTS["silence"] * math.log1p(silent) + WEIGHTS["rhythm"] * rhythm + WEIGHTS["trend"] * trend)
+    return {"silent_days": silent, "rate": rate, "recent_rate": recent, "earlier_rate": older,
+            "rhythm": rhythm, "trend": trend, "risk": round(z / (z + 3), 4)}
 
 
 def score(stats: dict, as_of: datetime) -> dict:
     """Score one member as of `as_of`, with the reasons in words."""
     end = as_day(as_of)
-    days = sorted({as_utc(day) for day in stats["days"]})
-    first_day, last_day = days[0], days[-1]
-    active_days = len(days)
-    gap = (last_day - first_day).days / (active_days - 1) if active_days > 1 else 7.0
-    gap = max(gap, 1.0)
-    silent = (end - last_day).days
-    ratio = silent / gap
-    recency = 0.0 if ratio <= 1 else 1 - math.exp(-(ratio - 1) / 2)
-
-    recent_start = end - timedelta(days=RECENT_DAYS - 1)
-    recent = sum(1 for day in days if day >= recent_start)
-    earlier_days = [day for day in days if day < recent_start]
-    earlier_weeks = max(1.0, (recent_start - first_day).days / 7) if earlier_days else 0
-    earlier_rate = len(earlier_days) / earlier_weeks if earlier_weeks else 0.0
-    recent_rate = recent / (RECENT_DAYS / 7)
-    trend = max(0.0, min(1.0, 1 - recent_rate / earlier_rate)) if earlier_rate else 0.0
-
-    features = stats.get("features", 0)
-    breadth = 1 / (1 + features)
-    risk = round(WEIGHTS["recency"] * recency + WEIGHTS["trend"] * trend + WEIGHTS["breadth"] * breadth, 4)
-
-    weeks = max(1, round(((last_day - first_day).days + 1) / 7))
-    per_week = active_days / weeks
-    if active_days < 3:
-        rhythm = f"active on {active_days} day{'s' if active_days != 1 else ''} only"
+    days = stats["days"]
+    s = signals(days, end)
+    silent, rate = s["silent_days"], s["rate"]
+    gap = 1 / rate if rate else RATE_DAYS
+    per_week = rate * 7
+    if len(days) < 3:
+        rhythm = f"active on {len(days)} day{'s' if len(days) != 1 else ''} only"
     elif per_week >= 1:
-        rhythm = (f"active {per_week:.0f} day{'s' if round(per_week) != 1 else ''} a week for {weeks} week"
-                  f"{'s' if weeks != 1 else ''}")
+        rhythm = f"active about {per_week:.0f} day{'s' if round(per_week) != 1 else ''} a week"
     else:
-        rhythm = f"active about once every {gap:.0f} days for {weeks} weeks"
+        rhythm = f"active about once every {gap:.0f} days"
     reasons = []
-    if ratio > 1:
-        reasons.append(f"{rhythm}, silent for {silent} days (usually back within {gap:.0f})")
+    if silent > max(1.5 * gap, 2):
+        reasons.append(f"{rhythm}, silent for {silent} days (usually back within {math.ceil(gap)})")
     else:
-        reasons.append(f"{rhythm}; last active {silent} day{'s' if silent != 1 else ''} ago, in line with "
-                       "their usual rhythm")
-    if trend >= 0.3 and recent:
-        reasons.append(f"active on {trend * 100:.0f}% fewer days in the last {RECENT_DAYS // 7} weeks than in the "
-                       "weeks before")
+        reasons.append(f"{rhythm}; last active {silent} day{'s' if silent != 1 else ''} ago, in line with their "
+                       "usual rhythm")
+    if s["trend"] >= 0.15:
+        reasons.append(f"active on {s['recent_rate']:.0%} of days in the last {RECENT_DAYS} days, down from "
+                       f"{s['earlier_rate']:.0%} before")
+    features = stats.get("features", 0)
     if features <= 1:
         reasons.append("uses only one feature" if features == 1 else "has not used any tracked feature")
     last_seen = as_utc(stats.get("last"))
-    return {"user_id": stats["_id"], "risk": risk, "tier": tier_for(risk), "reasons": reasons,
+    return {"user_id": stats["_id"], "risk": s["risk"], "tier": tier_for(s["risk"]), "reasons": reasons,
             "last_seen": last_seen, "days_inactive": (as_utc(as_of) - last_seen).days if last_seen else None,
-            "signals": {"recency": round(recency, 4), "trend": round(trend, 4), "breadth": round(breadth, 4),
-                        "usual_gap_days": round(gap, 2), "active_days": active_days, "features": features}}
+            "signals": {"silent_days": silent, "active_day_rate": round(rate, 4),
+                        "recent_rate": round(s["recent_rate"], 4), "earlier_rate": round(s["earlier_rate"], 4),
+                        "rhythm": round(s["rhythm"], 4), "trend": round(s["trend"], 4), "active_days": len(days),
+                        "features": features}}
 
 
-def score_all(activity: dict[str, list[dict]], as_of: datetime) -> list[dict]:
-    items = [score(stats, as_of) for stats in member_stats(activity, as_of)]
+def score_all(activity: dict[str, list[dict]], as_of: datetime, max_silence: int | None = None) -> list[dict]:
+    items = [score(stats, as_of) for stats in member_stats(activity, as_of, max_silence)]
     items.sort(key=lambda item: (-item["risk"], item["user_id"]))
     return items
 
 
+def _figures(flagged: float, hits: float, positives: int, population: int) -> dict:
+    precision = hits / flagged if flagged else None
+    base_rate = positives / population if population else None
+    return {"flagged": flagged, "true_positives": round(hits, 2), "precision": precision,
+            "recall": hits / positives if positives else None,
+            "lift": precision / base_rate if precision is not None and base_rate else None}
+
+
+def baseline_hits(silences: list[tuple[int, bool]], flagged: int) -> float:
+    """The rule "flag the longest silent": ties at the cut-off share the remaining places (their expected hits)."""
+    by_silence: dict[int, list[bool]] = {}
+    for silent, positive in silences:
+        by_silence.setdefault(silent, []).append(positive)
+    hits, taken = 0.0, 0
+    for silent in sorted(by_silence, reverse=True):
+        group = by_silence[silent]
+        room = flagged - taken
+        if room <= 0:
+            break
+        take = min(room, len(group))
+        hits += take * sum(group) / len(group)
+        taken += take
+    return hits
+
+
 def backtest(activity: dict[str, list[dict]], now: datetime) -> dict:
-    """Score everyone as of 30 days ago and compare the high tier with who actually went silent since."""
-    as_of = now - timedelta(days=BACKTEST_DAYS)
-    scored = score_all(activity, as_of)
-    after = as_day(as_of)
-    silent = {item["user_id"] for item in scored
-              if not any(as_utc(entry["d"]) > after for entry in activity[item["user_id"]])}
-    high = {item["user_id"] for item in scored if item["tier"] == "high"}
-    hits = len(high & silent)
-    return {"as_of": as_of, "scored": len(scored), "went_silent": len(silent), "high_tier": len(high),
-            "true_positives": hits, "precision": hits / len(high) if high else None,
-            "recall": hits / len(silent) if silent else None,
-            "base_rate": len(silent) / len(scored) if scored else None,
-            "definition": f"silent = no activity in the {BACKTEST_DAYS} days after the scoring date"}
+    """Score as of BACKTEST_DAYS ago with only the data before, judge members active in the ELIGIBLE_DAYS before
+    that cut, and compare the high tier with the rule "days since last seen" flagging as many members."""
+    cut = as_day(now) - timedelta(days=BACKTEST_DAYS)
+    before = {uid: [entry for entry in entries if as_utc(entry["d"]) <= cut] for uid, entries in activity.items()}
+    scored = score_all(before, cut, max_silence=ELIGIBLE_DAYS - 1)
+    came_back = {uid for uid, entries in activity.items() if any(as_utc(entry["d"]) > cut for entry in entries)}
+    positives = {item["user_id"] for item in scored if item["user_id"] not in came_back}
+    high = [item for item in scored if item["tier"] == "high"]
+    model_hits = sum(1 for item in high if item["user_id"] in positives)
+    silences = [(item["signals"]["silent_days"], item["user_id"] in positives) for item in scored]
+    model = _figures(len(high), model_hits, len(positives), len(scored))
+    baseline = _figures(len(high), baseline_hits(silences, len(high)), len(positives), len(scored))
+    beats = (model["recall"] is not None and baseline["recall"] is not None and len(high) > 0
+             and model["recall"] > baseline["recall"])
+    return {"as_of": cut, "scored": len(scored), "went_silent": len(positives), "high_tier": len(high),
+            "true_positives": model_hits, "precision": model["precision"], "recall": model["recall"],
+            "lift": model["lift"], "base_rate": len(positives) / len(scored) if scored else None,
+            "model": model, "baseline": {**baseline, "rule": "days since last seen, longest first"},
+            "model_beats_baseline": beats,
+            "definition": (f"members active in the {ELIGIBLE_DAYS} days before {cut.date()}, scored with data up "
+                           f"to then; silent = no activity in the {BACKTEST_DAYS} days after")}
 
 
-def churn_report(now: datetime | None = None) -> dict:
-    """Everyone active in the lookback window, riskiest first, with the model and its backtest (one query)."""
+def rescore(now: datetime | None = None, job_id: str | None = None,
+            progress: Callable[[float], None] | None = None) -> dict:
+    """Score every member still here, store the scores (replacing the last run's) and the run's backtest."""
     now = now or utcnow()
+    progress = progress or (lambda percent: None)
     today = as_day(now)
-    start = today - timedelta(days=LOOKBACK_DAYS + BACKTEST_DAYS)
+    activity = activity_by_member(today - timedelta(days=LOOKBACK_DAYS + BACKTEST_DAYS), today)
+    progress(20)
+    keep = churn_after_days()
+    items = score_all(activity, now, max_silence=keep)
+    churned = sum(1 for entries in activity.values()
+                  if (today - max(as_day(as_utc(entry["d"])) for entry in entries)).days > keep)
+    progress(50)
+    run_id = secrets.token_hex(8)
+    collection = ChurnScore._get_collection()
+    for start in range(0, len(items), WRITE_CHUNK):
+        collection.bulk_write([ReplaceOne({"user_id": item["user_id"]},
+                                          {**item, "run_id": run_id, "computed_at": now}, upsert=True)
+                               for item in items[start:start + WRITE_CHUNK]], ordered=False)
+        progress(50 + 35 * min(1.0, (start + WRITE_CHUNK) / max(1, len(items))))
+    collection.delete_many({"run_id": {"$ne": run_id}})
+    tiers = {name: 0 for name, _ in TIERS}
+    for item in items:
+        tiers[item["tier"]] += 1
+    run = {"run_id": run_id, "computed_at": now, "job_id": job_id, "scored": len(items), "tiers": tiers,
+           "churned": churned, "churn_after_days": keep, "model": {**MODEL, "backtest": backtest(activity, now)}}
+    ChurnRun._get_collection().insert_one(dict(run))
+    ChurnRun._get_collection().delete_many({"computed_at": {"$lt": now - timedelta(days=30)}})
+    progress(100)
+    return {"run_id": run_id, "scored": len(items), "tiers": tiers, "churned": churned}
 
-    def compute():
-        activity = activity_by_member(start, today)
-        return {"generated_at": now, "model": {**MODEL, "backtest": backtest(activity, now)},
-                "items": score_all(activity, now)}
 
-    return cached(EngagementCache, f"churn:{today.date()}:{now.hour}", start, today, compute)
+def latest_run() -> dict | None:
+    return ChurnRun._get_collection().find_one({}, {"_id": 0}, sort=[("computed_at", -1)])
 
 
-def risk_for(user_id: str, now: datetime | None = None) -> dict | None:
-    now = now or utcnow()
-    stats = member_stats(activity_by_member(now - timedelta(days=LOOKBACK_DAYS), now, [user_id]), now)
-    return score(stats[0], now) if stats else None
+def _filter(tier: str | None, min_risk: float | None) -> dict:
+    query: dict = {}
+    if tier:
+        query["tier"] = tier
+    if min_risk is not None:
+        query["risk"] = {"$gte": min_risk}
+    return query
+
+
+def stored_scores(*, tier: str | None = None, min_risk: float | None = None, limit: int = 50,
+                  after: list | None = None, count: bool = True) -> dict:
+    """Stored scores, riskiest first; `after` is the (risk, user_id) of the previous page's last row."""
+    collection = ChurnScore._get_collection()
+    query = _filter(tier, min_risk)
+    total = collection.count_documents(query) if count else None
+    if after:
+        risk, user_id = after
+        query = {"$and": [query, {"$or": [{"risk": {"$lt": risk}}, {"risk": risk, "user_id": {"$gt": user_id}}]}]}
+    cursor = collection.find(query, {"_id": 0, "run_id": 0}).sort([("risk", -1), ("user_id", 1)])
+    rows = [{**row, "last_seen": as_utc(row.get("last_seen")), "computed_at": as_utc(row.get("computed_at"))}
+            for row in (cursor.limit(limit + 1) if limit else cursor)]
+    more = bool(limit) and len(rows) > limit
+    rows = rows[:limit] if limit else rows
+    return {"total": total, "items": rows, "after": [rows[-1]["risk"], rows[-1]["user_id"]] if more else None}
+
+
+def user_ids_at_risk(min_risk: float) -> set[str]:
+    return {row["user_id"] for row in ChurnScore._get_collection().find({"risk": {"$gte": min_risk}},
+                                                                       {"user_id": 1})}
+
+
+def risk_for(user_id: str) -> dict | None:
+    """The member's stored score, or None when they were not scored (new since, or churned)."""
+    row = ChurnScore._get_collection().find_one({"user_id": user_id}, {"_id": 0, "run_id": 0})
+    if row:
+        row["last_seen"], row["computed_at"] = as_utc(row.get("last_seen")), as_utc(row.get("computed_at"))
+    return row

@@ -90,3 +90,11 @@ def seed_activity(rng: random.Random, now: datetime) -> str:
         UpdateOne({"user_id": uid}, {"$min": {"created_at": datetime.fromisoformat(stamp) - timedelta(hours=1)}})
         for uid, stamp in joined.items()], ordered=False) if joined else None
     return f"{accepted:,} events for {len(joined)} members over {DAYS} days"
+
+
+def seed_churn_scores(rng: random.Random, now: datetime) -> str:
+    """Score the demo members now, so the At-risk page has a list before the first daily run."""
+    from console.blueprints.engagement.churn import rescore
+
+    result = rescore(now)
+    return f"{result['scored']} members scored ({result['tiers']['high']} high risk), {result['churned']} churned"

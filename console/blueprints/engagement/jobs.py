@@ -3,13 +3,23 @@ They raise on failure."""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from datetime import date, datetime, timedelta
 
+from flask import current_app
 from rq import get_current_job
 
 from console.blueprints.engagement import aggregates, churn, metrics, rollups
 from console.blueprints.engagement.periods import as_day
 from console.timeutil import utcnow
+
+log = logging.getLogger(__name__)
+SCORE_CHURN_JOB = "console.blueprints.engagement.jobs.score_churn"
+DAILY_KEY = "engagement:churn:daily"
+JOB_STATUS = {"queued": "queued", "deferred": "queued", "scheduled": "queued", "started": "started",
+              "finished": "finished", "failed": "failed", "stopped": "failed", "canceled": "failed"}
 
 
 def _progress(percent: float, **meta) -> None:
@@ -38,9 +48,8 @@ def warm_caches(day: str | None = None) -> dict:
     aggregates.fold(aggregates.day_key(yesterday))
     overview = metrics.metrics(None, end, "day")
     _progress(50)
-    report = churn.churn_report()
     _progress(100)
-    return {"mau": overview["mau"], "scored": len(report["items"])}
+    return {"mau": overview["mau"]}
 
 
 def purge_raw_events() -> dict:
@@ -48,3 +57,53 @@ def purge_raw_events() -> dict:
     from console.blueprints.engagement import privacy
 
     return privacy.purge_raw_events({})
+
+
+def score_churn(requested_by: str | None = None) -> dict:
+    """Score every member still here and store the scores with the run's backtest."""
+    job = get_current_job()
+    _progress(0)
+    return churn.rescore(job_id=job.id if job else None, progress=_progress)
+
+
+def enqueue_churn_scoring(requested_by: str | None = None):
+    from console.queues import get_queue
+
+    return get_queue("default").enqueue(SCORE_CHURN_JOB, requested_by, job_timeout=current_app.config["JOB_TIMEOUT"],
+                                        result_ttl=24 * 3600, meta={"progress": 0, "requested_by": requested_by},
+                                        description="churn scoring")
+
+
+def churn_job_status(job_id: str) -> dict | None:
+    """The scoring job's status and progress; None for an unknown id or a job of another kind."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    from console.queues import get_redis
+
+    try:
+        job = Job.fetch(job_id, connection=get_redis())
+    except (NoSuchJobError, ValueError):
+        return None
+    if job.func_name != SCORE_CHURN_JOB:
+        return None
+    status = JOB_STATUS.get(str(job.get_status(refresh=True).value), "queued")
+    meta = job.get_meta(refresh=True)
+    return {"job_id": job.id, "status": status, "progress": 100 if status == "finished" else meta.get("progress", 0),
+            "result": job.return_value() if status == "finished" else None}
+
+
+def start_daily_scoring(app) -> None:
+    """Worker startup hook: score churn once a day (a Redis key keeps several workers to one run a day)."""
+
+    def tick():
+        while True:
+            try:
+                with app.app_context():
+                    if app.extensions["redis"].set(DAILY_KEY, 1, nx=True, ex=24 * 3600):
+                        enqueue_churn_scoring("daily schedule")
+            except Exception:  # keep the schedule alive through a Redis outage
+                log.warning("churn scoring: could not enqueue", exc_info=True)
+            time.sleep(600)
+
+    threading.Thread(target=tick, name="churn-daily", daemon=True).start()

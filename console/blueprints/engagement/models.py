@@ -116,6 +116,7 @@ class Campaign(Document):
     category = StringField(default="marketing")
     holdout_percent = FloatField(default=0)
     salt = StringField(required=True)
+    include_holdout_members = BooleanField(default=False)  # an admin chose to mail other campaigns' holdouts
     status = StringField(default="queued")  # dry_run | queued | sending | complete | failed
     dry_run = BooleanField(default=False)
     treated = ListField(StringField())
@@ -129,3 +130,35 @@ class Campaign(Document):
     error = StringField()
 
     meta = {"collection": "campaigns", "indexes": ["-created_at", "treated", "sent_at"]}
+
+
+class ChurnScore(Document):
+    """A member's churn risk from the latest scoring run (only members still here are scored)."""
+
+    user_id = StringField(required=True, unique=True)
+    risk = FloatField(required=True)
+    tier = StringField(required=True)
+    reasons = ListField(StringField())
+    signals = DictField()
+    last_seen = DateTimeField()
+    days_inactive = IntField()
+    run_id = StringField()
+    computed_at = DateTimeField()
+
+    meta = {"collection": "churn_scores",
+            "indexes": [{"fields": ["tier", "-risk", "user_id"]}, {"fields": ["-risk", "user_id"]}, "run_id"]}
+
+
+class ChurnRun(Document):
+    """One scoring run: when, how many per tier, how many churned, the model and its backtest."""
+
+    run_id = StringField(required=True)
+    computed_at = DateTimeField(required=True)
+    job_id = StringField()
+    scored = IntField()
+    tiers = DictField()
+    churned = IntField()
+    churn_after_days = IntField()
+    model = DictField()
+
+    meta = {"collection": "churn_runs", "indexes": ["-computed_at"]}

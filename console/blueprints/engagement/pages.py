@@ -11,7 +11,7 @@ from flask import Response, abort, make_response, render_template, request, url_
 from flask_login import current_user
 from pydantic import ValidationError
 
-from console.blueprints.engagement import bp, charts, churn, lifecycle, metrics, retention
+from console.blueprints.engagement import bp, charts, churn, jobs, lifecycle, metrics, retention
 from console.blueprints.engagement import campaigns as campaigns_service
 from console.blueprints.engagement import inactive as inactive_service
 from console.blueprints.engagement import members as members_service
@@ -214,37 +214,68 @@ def member_activity(user_id: str):
 
 # --- at risk and inactive ----------------------------------------------------------------------------------
 
-def _at_risk_rows() -> tuple[list[dict], dict]:
+def _at_risk_filters() -> dict:
     tier = _choice("tier", ("high", "medium", "low", "all"), "high")
     min_risk = request.args.get("min_risk", type=float)
-    report = churn.churn_report()
-    rows = [item for item in report["items"] if (tier == "all" or item["tier"] == tier)
-            and (min_risk is None or item["risk"] >= min_risk)]
-    return rows, {"tier": tier, "min_risk": min_risk, "report": report}
+    return {"tier": tier, "min_risk": min_risk}
+
+
+def _risk_cursor(cursor: str | None) -> list | None:
+    try:
+        values = decode_cursor(cursor)
+    except ApiError:
+        return None
+    return values if values and len(values) == 2 else None
 
 
 @bp.route("/engagement/at-risk")
 @permission_required("analytics.view")
 def at_risk():
-    rows, filters = _at_risk_rows()
-    offset = _int("offset", 0, 0, 10**6)
-    return render_template("engagement/at_risk.html", rows=rows[offset: offset + 50], total=len(rows),
-                           offset=offset, more=offset + 50 < len(rows), templates=_templates(), **filters)
+    filters = _at_risk_filters()
+    page = churn.stored_scores(tier=None if filters["tier"] == "all" else filters["tier"],
+                               min_risk=filters["min_risk"], limit=50,
+                               after=_risk_cursor(request.args.get("cursor")))
+    return render_template("engagement/at_risk.html", rows=page["items"], total=page["total"],
+                           next_cursor=encode_cursor(page["after"]) if page["after"] else None,
+                           run=churn.latest_run(), model=churn.MODEL, templates=_templates(), **filters)
 
 
 @bp.route("/engagement/at-risk.csv")
 @permission_required("analytics.view")
 def at_risk_csv():
-    rows, filters = _at_risk_rows()
+    filters = _at_risk_filters()
+    rows = churn.stored_scores(tier=None if filters["tier"] == "all" else filters["tier"],
+                               min_risk=filters["min_risk"], limit=0, count=False)["items"]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["user_id", "risk", "tier", "last_seen", "days_inactive", "reasons"])
+    writer.writerow(["user_id", "risk", "tier", "last_seen", "days_inactive", "reasons", "computed_at"])
     for row in rows:
         writer.writerow([csv_safe(row["user_id"]), row["risk"], row["tier"],
                          row["last_seen"].isoformat() if row["last_seen"] else "", row["days_inactive"],
-                         csv_safe("; ".join(row["reasons"]))])
+                         csv_safe("; ".join(row["reasons"])),
+                         row["computed_at"].isoformat() if row.get("computed_at") else ""])
     return Response(buffer.getvalue(), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="at-risk-{filters["tier"]}.csv"'})
+
+
+@bp.route("/engagement/at-risk/rescore", methods=["POST"])
+@permission_required("analytics.view")
+def at_risk_rescore():
+    job = jobs.enqueue_churn_scoring(current_user.email)
+    return render_template("engagement/_rescore.html", job=jobs.churn_job_status(job.id) or {
+        "job_id": job.id, "status": "queued", "progress": 0})
+
+
+@bp.route("/engagement/at-risk/rescore/<job_id>")
+@permission_required("analytics.view")
+def at_risk_rescore_status(job_id: str):
+    status = jobs.churn_job_status(job_id) if len(job_id) <= 100 else None
+    if status is None:
+        abort(404)
+    response = make_response(render_template("engagement/_rescore.html", job=status))
+    if status["status"] == "finished":
+        response.headers["HX-Refresh"] = "true"  # the list and the backtest are new: show them
+    return response
 
 
 @bp.route("/engagement/inactive")
@@ -282,7 +313,8 @@ def _campaign_form() -> dict:
     if form.get("lifecycle"):
         segment["lifecycle"] = form["lifecycle"]
     data = {"name": form.get("name") or f"Re-engagement {utcnow():%b %d}", "segment": segment,
-            "template_id": form.get("template_id", ""), "holdout_percent": form.get("holdout_percent") or 10}
+            "template_id": form.get("template_id", ""), "holdout_percent": form.get("holdout_percent") or 10,
+            "include_holdout_members": bool(form.get("include_holdout_members"))}
     try:
         return CampaignTrigger.model_validate(data).model_dump()
     except ValidationError as error:
@@ -323,7 +355,7 @@ def campaign_start():
 
 
 @bp.route("/engagement/campaigns")
-@permission_required("campaigns.send")
+@permission_required("analytics.view")
 def campaigns():
     try:
         page = campaigns_service.list_campaigns(PageQuery(limit=50, cursor=request.args.get("cursor") or None))
@@ -333,14 +365,14 @@ def campaigns():
 
 
 @bp.route("/engagement/campaigns/<campaign_id>")
-@permission_required("campaigns.send")
+@permission_required("analytics.view")
 def campaign_page(campaign_id: str):
     report = _report_or_404(campaign_id)
     return render_template("engagement/campaign.html", c=report)
 
 
 @bp.route("/engagement/campaigns/<campaign_id>/status")
-@permission_required("campaigns.send")
+@permission_required("analytics.view")
 def campaign_status(campaign_id: str):
     return render_template("engagement/_campaign_status.html", c=_report_or_404(campaign_id))
 

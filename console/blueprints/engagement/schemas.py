@@ -94,6 +94,8 @@ class CampaignTrigger(RequestModel):
     template_id: str = Field(min_length=1, max_length=64)
     holdout_percent: float = Field(ge=0, le=50)
     dry_run: bool = False
+    include_holdout_members: bool = Field(False, description="mail members held out by another campaign whose "
+                                          "window is open (shown as contamination on both); default: skip them")
     variables: dict[str, str | int | float | bool] | None = None
 
 
@@ -148,7 +150,18 @@ class CampaignResults(BaseModel):
     lift: float | None = Field(description="treated rate minus holdout rate")
     relative_lift: float | None
     ci95: list[float] | None = Field(description="95% confidence interval of the lift")
-    significant: bool | None
+    difference: float | None = Field(description="treated rate minus holdout rate")
+    ci_low: float | None
+    ci_high: float | None
+    method: str = Field(description="the interval: Newcombe's hybrid score interval for a difference of proportions")
+    min_holdout: int = Field(description="fewer held-out members than this are never significant")
+    significant: bool = Field(description="window closed, holdout large enough and the interval excludes zero")
+
+
+class Contamination(BaseModel):
+    holdout_mailed_by: list[dict] = Field(description="later campaigns that mailed members of this holdout")
+    mailed_from_holdouts_of: list[dict] = Field(description="campaigns whose open holdout this one mailed")
+    contaminated: bool
 
 
 class CampaignReport(CampaignCounts):
@@ -168,6 +181,7 @@ class CampaignReport(CampaignCounts):
     progress: float = Field(description="percent of the campaign's emails settled")
     delivery: dict | None = Field(description="the mail batch's status, while and after sending")
     results: CampaignResults | None
+    contamination: Contamination | None
 
 
 class CampaignSummary(BaseModel):
@@ -185,3 +199,18 @@ class CampaignSummary(BaseModel):
 class CampaignPage(BaseModel):
     items: list[CampaignSummary]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last")
+
+
+class CohortMembersQuery(PageQuery):
+    period: Interval = "week"
+    mode: Literal["first_time", "recurring"] = "first_time"
+    cohort: date = Field(description="the cohort's period start")
+    offset: int = Field(0, ge=0, le=104, description="periods after the cohort's; 0 is the whole cohort")
+    start_event: str | None = Field(None, min_length=1, max_length=200)
+    return_event: str | None = Field(None, min_length=1, max_length=200)
+
+
+class LifecycleMembersQuery(PageQuery):
+    interval: Interval = "week"
+    period: date = Field(description="the period start")
+    stage: Literal["new", "returning", "resurrecting", "dormant"]
