@@ -13,6 +13,7 @@ from console.timeutil import utcnow
 @pytest.fixture
 def demo(live):
     from console.blueprints.communication.models import EmailTemplate
+    from console.blueprints.engagement.churn import rescore
     from console.blueprints.engagement.demo import demo_events
     from console.blueprints.engagement.ingest import backfill
     from console.members import Member
@@ -22,6 +23,7 @@ def demo(live):
         Member._get_collection().insert_many([{"user_id": uid, "email": f"{uid}@example.org", "name": f"Demo {uid}",
                                                "created_at": utcnow()} for uid in ids])
         backfill(demo_events(random.Random(5), utcnow(), ids))
+        rescore()  # the At-risk list shows stored scores
         EmailTemplate(name="Win back", subject="We miss you, {{ name }}", html_body="<p>Hi {{ name }}</p>",
                       category="marketing").save()
     return ids
