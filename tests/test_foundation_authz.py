@@ -13,6 +13,8 @@ PUBLIC_ENDPOINTS = {
     "auth.login", "auth.create_token", "auth.delete_token",
     "tracking.open_pixel", "tracking.click", "tracking.unsubscribe", "tracking.preference_center_page",
     "hardening.prometheus_metrics",  # its own guard: METRICS_TOKEN or METRICS_ALLOW, 404 when neither is set
+    "hooks.mail_hook", "hooks.sms_hook",  # providers' webhooks: each verifies its provider's signature
+    "auth.second_factor", "auth.second_factor_enrol",  # only with the signed marker the password step leaves
 }
 # Routes for any signed-in admin, whatever their role.
 LOGIN_ONLY_ENDPOINTS = {"core.dashboard", "auth.logout", "auth.me"}

@@ -345,7 +345,7 @@ def _template_id() -> str:
     if template is None:
         try:
             template = create_template({
-                "name": TEMPLATE_NAME, "key": "system-alert", "category": "security",
+                "name": TEMPLATE_NAME, "key": "system.alert", "category": "security",
                 "subject": "[{{ state }}] {{ title }}",
                 "html_body": "<p><strong>{{ state }}</strong>: {{ text }}</p>"
                              "<p><a href=\"{{ url }}\">Open the System page</a></p>",
