@@ -17,7 +17,10 @@ PUBLIC_ENDPOINTS = {
     "auth.second_factor", "auth.second_factor_enrol",  # only with the signed marker the password step leaves
 }
 # Routes for any signed-in admin, whatever their role.
-LOGIN_ONLY_ENDPOINTS = {"core.dashboard", "auth.logout", "auth.me"}
+LOGIN_ONLY_ENDPOINTS = {"core.dashboard", "auth.logout", "auth.me",
+                        # each admin's own second factor
+                        "auth.twofactor_status", "auth.account_2fa", "auth.account_2fa_enrol",
+                        "auth.account_2fa_confirm", "auth.account_2fa_disable"}
 
 
 def test_every_route_has_a_permission(app):
