@@ -3,13 +3,13 @@
 from urllib.parse import urlsplit
 
 from flask import current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user
 
 from console.audit import record
 from console.blueprints.auth import bp
 from console.blueprints.auth.forms import LoginForm
 from console.extensions import limiter
-from console.security import authenticate, login_only, public
+from console.security import authenticate, end_session, login_only, public, start_session
 from console.timeutil import utcnow
 
 
@@ -34,7 +34,7 @@ def login():
     if request.method == "POST" and form.validate_on_submit():
         admin = authenticate(form.email.data, form.password.data)
         if admin is not None:
-            login_user(admin)
+            start_session(admin)
             admin.update(set__last_login_at=utcnow())
             record("auth.login", admin.email, actor=admin.email)
             return redirect(_safe_next(form.next.data))
@@ -49,6 +49,9 @@ def login():
 @bp.route("/logout", methods=["POST"])
 @login_only
 def logout():
-    logout_user()
+    """Ends every session and bearer token of this admin, so a copied cookie stops working too."""
+    admin = current_user._get_current_object()
+    end_session(admin)
+    record("auth.logout", admin.email, actor=admin.email)
     flash("You are signed out.", "info")
     return redirect(url_for("auth.login"))

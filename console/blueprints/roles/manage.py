@@ -17,7 +17,7 @@ from datetime import timedelta
 from mongoengine import NotUniqueError
 from pymongo.errors import DuplicateKeyError
 
-from console.accounts import Admin
+from console.accounts import Admin, end_sessions
 from console.audit import record
 from console.authz import BUILTIN_ROLES, CATALOG, PERMISSIONS, SUPER_ADMIN, AuthzState, Role, bump_authz_version
 from console.errors import ApiError, validation_error
@@ -272,6 +272,8 @@ def assign_roles(actor_id, admin_id: str, *, add: str | None = None, replace: li
                 raise _refuse(target, "This is the last active super_admin; promote someone else first.")
         roles = sorted(new, key=_role_order)
         Admin.objects(id=target.id).update_one(set__roles=roles)
+        if old - new:
+            end_sessions(target.id)  # a removed role ends their sessions: nothing keeps a page open on old rights
     bump_authz_version()
     record("admin.roles_changed", target.email, {"roles": sorted(old, key=_role_order)}, {"roles": roles},
            admin_id=str(target.id), added=sorted(new - old), removed=sorted(old - new))
