@@ -79,6 +79,14 @@ CONTRACT_ENDPOINTS = [
     ("GET", "/hardening/production-checklist", "hardening.view"),
     ("POST", "/hardening/optimize", "hardening.optimize"),
     ("GET", "/hardening/optimize/{job_id}", "hardening.optimize"),
+    ("GET", "/moderation/submissions", "submissions.review"),
+    ("GET", "/moderation/volunteers", "volunteers.manage"),
+    ("POST", "/moderation/submissions/{id}/decision", "submissions.review"),
+    ("POST", "/moderation/volunteers/{id}/decision", "volunteers.manage"),
+    ("GET", "/content/blogs", "blogs.edit"),
+    ("POST", "/content/blogs", "blogs.create"),
+    ("GET", "/content/events", "events.manage"),
+    ("POST", "/content/events", "events.manage"),
 ]
 # Public routes checked anonymously only; these few answer 401 on purpose when nothing is sent.
 ANONYMOUS_401_BY_DESIGN = {"auth.delete_token"}

@@ -14,7 +14,7 @@ moderation_bp = Blueprint("moderation", __name__)
 
 
 def init_app(app) -> None:
-    from console.blueprints.platform import api, moderation_pages, pages  # noqa: F401  (routes)
+    from console.blueprints.platform import api, content_pages, moderation_pages, pages  # noqa: F401  (routes)
     from console.blueprints.platform.demo import seed_members
     from console.blueprints.platform.summaries import seed_platform_demo
 
@@ -23,6 +23,8 @@ def init_app(app) -> None:
     add_nav(app, NavItem("Submissions", "moderation.submissions_page", "submissions.review", "Content", "✓",
                          order=5))
     add_nav(app, NavItem("Volunteers", "moderation.volunteers_page", "volunteers.manage", "Content", "♥", order=6))
+    add_nav(app, NavItem("Blog posts", "moderation.blogs_list", "blogs.edit", "Content", "✎", order=7))
+    add_nav(app, NavItem("Events", "moderation.events_list", "events.manage", "Content", "◷", order=8))
     add_widget(app, Widget("Submissions", "platform.widget_submissions", "submissions.review", order=30))
     add_widget(app, Widget("Volunteers", "platform.widget_volunteers", "volunteers.manage", order=31))
     add_widget(app, Widget("Blogs", "platform.widget_blogs", "blogs.edit", order=32))

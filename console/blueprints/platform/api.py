@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from flask import json
+from flask import json, request
 from flask_login import current_user
 from pydantic import Field
 
 from console.blueprints.platform import moderation
 from console.blueprints.platform import moderation_bp as bp
 from console.errors import ApiError, problem
-from console.http import endpoint
+from console.http import endpoint, parse_body, read_json
 from console.pagination import PageQuery
 from console.timeutil import as_utc
 from console.validation import RequestModel
@@ -136,3 +136,107 @@ def volunteer_attendance(item_id: str, body: Attendance):
     """`hours` are added to the volunteer's `hours_logged`."""
     return _guarded(lambda: moderation.mark_attended(item_id, body.attended, hours=body.hours,
                                                      version=body.version, actor=_actor()))
+
+
+# --- content: blogs and events ---------------------------------------------------------------------------------
+
+CONTENT = "/api/phase14/content"
+CONTENT_TAGS = ["content"]
+
+
+class ContentQuery(PageQuery):
+    status: Literal["draft", "scheduled", "published", "archived"] | None = None
+    q: str | None = Field(None, max_length=200)
+
+
+class BlogIn(RequestModel):
+    title: str = Field(min_length=1, max_length=300)
+    body: str = Field("", max_length=200_000)
+    body_format: Literal["html", "markdown"] = "html"
+    excerpt: str | None = Field(None, max_length=2000)
+    tags: list[str] = Field(default_factory=list, max_length=30)
+    author: str | None = Field(None, max_length=200)
+
+
+class EventIn(BlogIn):
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    location: str | None = Field(None, max_length=300)
+    capacity: int | None = Field(None, ge=0, le=1_000_000)
+    template_id: str | None = Field(None, max_length=40, description="The email template for its attendees")
+
+
+class ContentUpdate(RequestModel):
+    """Only the fields sent change; `version` guards against overwriting someone else's edit."""
+
+    title: str | None = Field(None, min_length=1, max_length=300)
+    body: str | None = Field(None, max_length=200_000)
+    body_format: Literal["html", "markdown"] | None = None
+    excerpt: str | None = Field(None, max_length=2000)
+    tags: list[str] | None = Field(None, max_length=30)
+    author: str | None = Field(None, max_length=200)
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    location: str | None = Field(None, max_length=300)
+    capacity: int | None = Field(None, ge=0, le=1_000_000)
+    template_id: str | None = Field(None, max_length=40)
+    status: Literal["archived"] | None = None
+    version: int | None = Field(None, ge=0)
+
+
+class PublishIn(RequestModel):
+    at: datetime | None = Field(None, description="Schedule for this time instead of publishing now")
+    version: int | None = Field(None, ge=0)
+
+
+def _optional_body(model):
+    """An empty body is the model's defaults; anything else is parsed and validated like any JSON body."""
+    if not request.get_data(cache=True).strip():
+        return model()
+    return parse_body(model, read_json())
+
+
+def _content_routes(kind: str, read: str, create: str, edit: str) -> None:
+    from console.blueprints.platform import content
+
+    def listing(query: ContentQuery):
+        return content.list_items(kind, status=query.status, q=query.q, limit=query.limit, cursor=query.cursor)
+
+    def creating(body):
+        return content.create(kind, body.model_dump(exclude_none=True), _actor()), 201
+
+    def updating(item_id: str, body: ContentUpdate):
+        data = body.model_dump(exclude_unset=True)
+        version = data.pop("version", None)
+        if kind == "blogs":
+            for key in EVENT_FIELDS_ONLY:
+                data.pop(key, None)
+        return _guarded(lambda: content.update(kind, item_id, data, version, _actor()))
+
+    def publishing(item_id: str):
+        body = _optional_body(PublishIn)
+        return _guarded(lambda: content.publish(kind, item_id, at=body.at, version=body.version, actor=_actor()))
+
+    def unpublishing(item_id: str):
+        body = _optional_body(PublishIn)
+        return _guarded(lambda: content.unpublish(kind, item_id, version=body.version, actor=_actor()))
+
+    for view in (listing, creating, updating, publishing, unpublishing):
+        view.__name__ = f"{view.__name__}_{kind}"
+    noun = kind[:-1]
+    endpoint(bp, f"{CONTENT}/{kind}", permission=read, query=ContentQuery, tags=CONTENT_TAGS,
+             summary=f"List {kind} with their status")(listing)
+    endpoint(bp, f"{CONTENT}/{kind}", methods=["POST"], permission=create, body=EventIn if kind == "events" else BlogIn,
+             status=201, tags=CONTENT_TAGS, summary=f"Create a {noun} (a draft)")(creating)
+    endpoint(bp, f"{CONTENT}/{kind}/<item_id>", methods=["PUT"], permission=edit, body=ContentUpdate,
+             tags=CONTENT_TAGS, summary=f"Edit a {noun}; a stale version is 409",
+             responses={404: "", 409: "", 422: ""})(updating)
+    endpoint(bp, f"{CONTENT}/{kind}/<item_id>/publish", methods=["POST"], permission=edit, tags=CONTENT_TAGS,
+             summary=f"Publish a {noun} now, or schedule it with {{\"at\"}}", responses={404: "", 409: ""})(publishing)
+    endpoint(bp, f"{CONTENT}/{kind}/<item_id>/unpublish", methods=["POST"], permission=edit,
+             tags=CONTENT_TAGS, summary=f"Take a {noun} back to draft", responses={404: "", 409: ""})(unpublishing)
+
+
+EVENT_FIELDS_ONLY = ("starts_at", "ends_at", "location", "capacity", "template_id")
+_content_routes("blogs", "blogs.edit", "blogs.create", "blogs.edit")
+_content_routes("events", "events.manage", "events.manage", "events.manage")

@@ -85,7 +85,7 @@ def item_dict(kind: str, doc: dict, member: dict | None = None) -> dict:
     out["id"] = str(doc["_id"])
     out["kind"] = kind
     out["version"] = int(doc.get("version") or 0)
-    out["status"] = doc.get("status") or KINDS[kind]["default"]
+    out["status"] = doc.get("status") or KINDS.get(kind, {}).get("default", "draft")
     if member:
         out["member"] = {"user_id": member.get("user_id"), "name": member.get("name"), "email": member.get("email")}
     return out
