@@ -28,6 +28,11 @@ class Admin(UserMixin, Document):
     password_changed_at = DateTimeField(default=utcnow)
     # Every session and bearer token carries the version it was issued under; bumping it ends them all at once.
     session_version = IntField(default=0)
+    invite_nonce = StringField()  # set while an invitation is open; its link must carry it
+    invited_at = DateTimeField()
+    invited_by = StringField()
+    reset_nonce = StringField()  # set while a password-reset link is open
+    deactivated_at = DateTimeField()
 
     meta = {"collection": "admins", "indexes": ["roles"], "strict": False}
 

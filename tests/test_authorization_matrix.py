@@ -87,6 +87,9 @@ CONTRACT_ENDPOINTS = [
     ("POST", "/content/blogs", "blogs.create"),
     ("GET", "/content/events", "events.manage"),
     ("POST", "/content/events", "events.manage"),
+    ("POST", "/admins/invite", "roles.assign"),
+    ("POST", "/admin/{admin_id}/deactivate", "roles.assign"),
+    ("POST", "/admin/{admin_id}/activate", "roles.assign"),
 ]
 # Public routes checked anonymously only; these few answer 401 on purpose when nothing is sent.
 ANONYMOUS_401_BY_DESIGN = {"auth.delete_token"}

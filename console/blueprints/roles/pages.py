@@ -91,6 +91,8 @@ def admins():
     next_url = url_for("roles.admins", q=q, role=role, cursor=page["next_cursor"]) if page["next_cursor"] else None
     first_url = url_for("roles.admins", q=q, role=role) if request.args.get("cursor") else None
     return render_template("roles/admins.html", admins=page["items"], q=q or "", role=role or "",
+                           grantable=manage.grantable_roles(current_permissions())
+                           if has_permission("roles.assign") else [],
                            role_names=[r["name"] for r in manage.list_roles()], next_url=next_url, first_url=first_url)
 
 
@@ -104,6 +106,7 @@ def admin_detail(admin_id: str):
         "roles/admin.html", admin=admin, all_roles=[r["name"] for r in manage.list_roles()], grantable=grantable,
         role_table=table, permissions=manage.effective_permissions(admin.roles), catalog=CATALOG,
         groups=PERMISSION_GROUPS, is_self=admin.id == current_user.id, trail=audit.trail(admin.email),
+        can_assign=has_permission("roles.assign"),
     )
 
 
