@@ -60,7 +60,21 @@ def role_permissions(role: str):
           responses={403: "", 404: "", 422: ""})
 def update_role_permissions(role: str, body: RolePermissionsUpdate):
     """Unknown permissions are 422; super_admin cannot be changed (403). Applies on everyone's next request."""
-    return manage.set_role_permissions(role, body.permissions, current_permissions())
+    return manage.set_role_permissions(role, body.permissions, current_permissions(), body.version)
+
+
+def nav_pages() -> list[tuple[str, str | None]]:
+    from flask import current_app
+
+    return [(item.label, item.permission) for item in current_app.extensions.get("console_nav", [])]
+
+
+@endpoint(bp, f"{PREFIX}/roles/<role>/permissions/preview", methods=["POST"], permission="roles.manage",
+          body=RolePermissionsUpdate, tags=TAGS, summary="Who would gain or lose which permissions and pages",
+          responses={404: "", 422: ""})
+def preview_role_permissions(role: str, body: RolePermissionsUpdate):
+    """Changes nothing. Save with PUT and the `version` this answer carries."""
+    return manage.preview_permissions(role, body.permissions, nav_pages())
 
 
 @endpoint(bp, f"{PREFIX}/roles", methods=["POST"], permission="roles.manage", body=RoleCreate, response=RoleOut,

@@ -35,12 +35,30 @@ def matrix():
                            super_admin=SUPER_ADMIN, name_pattern=manage.ROLE_NAME_PATTERN)
 
 
+@bp.route("/roles/<role>/cells/<permission>/preview")
+@permission_required("roles.manage")
+def preview_cell(role: str, permission: str):
+    """See before you save: who would gain or lose what, and a confirm button carrying the role's version."""
+    from console.blueprints.roles.api import nav_pages
+
+    found = manage.get_role(role)
+    current = set(found.permissions)
+    if permission not in current and permission not in {p.name for p in CATALOG}:
+        raise ApiError(422, f"unknown permission {permission!r}")
+    wanted = current - {permission} if permission in current else current | {permission}
+    preview = manage.preview_permissions(role, sorted(wanted), nav_pages())
+    return render_template("roles/_change_preview.html", preview=preview, role=role, permission=permission,
+                           granting=permission not in current)
+
+
 @bp.route("/roles/<role>/cells/<permission>", methods=["POST"])
 @permission_required("roles.manage")
 def toggle_cell(role: str, permission: str):
     """Flip one cell; the response is the re-rendered cell, and a toast says what changed."""
+    version = request.form.get("version", "")
     try:
-        granted = manage.toggle_permission(role, permission, current_permissions())
+        granted = manage.toggle_permission(role, permission, current_permissions(),
+                                           int(version) if version.isdigit() else None)
     except ApiError as error:
         if error.status == 404 or error.status == 422:
             raise
@@ -51,7 +69,14 @@ def toggle_cell(role: str, permission: str):
     verb = "granted to" if granted else "removed from"
     html = render_template("roles/_cell.html", role=role, permission=permission, granted=granted, can_manage=True,
                            super_admin=SUPER_ADMIN)
+    html += '\n<div id="change-preview" hx-swap-oob="innerHTML"></div>'  # the confirmed preview closes
     return html, 200, _toast(f"{permission} {verb} {role}.")
+
+
+@bp.route("/roles/preview/clear")
+@permission_required("roles.manage")
+def clear_preview():
+    return ""
 
 
 @bp.route("/roles/new", methods=["POST"])
