@@ -12,6 +12,7 @@ from mongoengine import (
     ObjectIdField,
     StringField,
 )
+from pymongo import ReturnDocument
 
 from console.timeutil import utcnow
 
@@ -31,8 +32,15 @@ class Admin(UserMixin, Document):
     totp_enabled_at = DateTimeField()
     recovery_codes = ListField(StringField(max_length=200))
     totp_last_step = IntField()
+    # Every session and bearer token carries the version it was issued under; bumping it ends them all at once.
+    session_version = IntField(default=0)
+    invite_nonce = StringField()  # set while an invitation is open; its link must carry it
+    invited_at = DateTimeField()
+    invited_by = StringField()
+    reset_nonce = StringField()  # set while a password-reset link is open
+    deactivated_at = DateTimeField()
 
-    meta = {"collection": "admins", "indexes": ["roles"]}
+    meta = {"collection": "admins", "indexes": ["roles"], "strict": False}
 
     @property
     def is_active(self) -> bool:
@@ -46,6 +54,19 @@ class Admin(UserMixin, Document):
         return self.name or self.email
 
 
+def end_sessions(admin_id) -> int:
+    """End every session and bearer token of one admin (logout, password change, deactivation, role removal).
+
+    Returns the new session version. Tokens are also marked revoked, so the token list says why they stopped.
+    """
+    now = utcnow()
+    updated = Admin._get_collection().find_one_and_update(
+        {"_id": admin_id}, {"$inc": {"session_version": 1}}, projection={"session_version": 1},
+        return_document=ReturnDocument.AFTER)
+    ApiToken._get_collection().update_many({"admin_id": admin_id, "revoked_at": None}, {"$set": {"revoked_at": now}})
+    return int((updated or {}).get("session_version", 0))
+
+
 class ApiToken(Document):
     """A bearer token; only its SHA-256 is stored."""
 
@@ -56,6 +77,7 @@ class ApiToken(Document):
     revoked_at = DateTimeField()
     last_used_at = DateTimeField()
     ip = StringField()
+    session_version = IntField(default=0)  # the admin's session version when issued
 
     meta = {
         "collection": "api_tokens",

@@ -71,6 +71,7 @@ class Role(Document):
     permissions = ListField(StringField(max_length=64))
     builtin = BooleanField(default=False)
     updated_at = DateTimeField(default=utcnow)
+    version = IntField(default=0)  # bumped on every permission write; a stale version is refused (409)
 
     meta = {"collection": "roles"}
 

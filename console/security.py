@@ -17,12 +17,12 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from blinker import Namespace
 from bson import ObjectId
 from bson.errors import InvalidId
-from flask import abort, current_app, g, has_request_context, redirect, request, url_for
-from flask_login import AnonymousUserMixin, current_user
+from flask import abort, current_app, g, has_request_context, redirect, request, session, url_for
+from flask_login import AnonymousUserMixin, current_user, login_user, logout_user
 from flask_principal import ActionNeed, Identity, Permission, RoleNeed, identity_loaded
 
 from console import cors
-from console.accounts import Admin, ApiToken
+from console.accounts import Admin, ApiToken, end_sessions
 from console.authz import PERMISSIONS, permissions_for_roles
 from console.extensions import login_manager, principal
 from console.timeutil import utcnow
@@ -95,7 +95,8 @@ def issue_token(admin: Admin, ip: str | None = None) -> tuple[str, ApiToken]:
     """Create a bearer token; only its hash is stored."""
     token = "ct_" + secrets.token_urlsafe(32)
     ttl = timedelta(hours=current_app.config["API_TOKEN_TTL_HOURS"])
-    record = ApiToken(token_hash=_token_digest(token), admin_id=admin.id, expires_at=utcnow() + ttl, ip=ip).save()
+    record = ApiToken(token_hash=_token_digest(token), admin_id=admin.id, expires_at=utcnow() + ttl, ip=ip,
+                      session_version=admin.session_version or 0).save()
     return token, record
 
 
@@ -108,6 +109,8 @@ def _admin_for_token(token: str) -> Admin | None:
     if record is None:
         return None
     admin = Admin.objects(id=record.admin_id, active=True).first()
+    if admin is None or (admin.session_version or 0) != (record.session_version or 0):
+        return None  # issued before the admin's sessions were ended
     return admin
 
 
@@ -277,13 +280,33 @@ def view_permission(view) -> str | None:
 
 # --- wiring ------------------------------------------------------------------------------------------------
 
+SESSION_VERSION_KEY = "_sv"
+
+
+def start_session(admin: Admin) -> None:
+    """Sign the admin in to this browser under their current session version."""
+    login_user(admin)
+    session[SESSION_VERSION_KEY] = admin.session_version or 0
+
+
+def end_session(admin: Admin | None = None) -> None:
+    """Sign out: this browser, and (given the admin) every other session and bearer token of theirs."""
+    if admin is not None:
+        end_sessions(admin.id)
+    logout_user()
+    session.pop(SESSION_VERSION_KEY, None)
+
+
 @login_manager.user_loader
 def _load_admin(admin_id: str):
     try:
         oid = ObjectId(admin_id)
     except (InvalidId, TypeError):
         return None
-    return Admin.objects(id=oid, active=True).first()
+    admin = Admin.objects(id=oid, active=True).first()
+    if admin is None or session.get(SESSION_VERSION_KEY) != (admin.session_version or 0):
+        return None  # a cookie from before logout, a password change, deactivation or a role removal
+    return admin
 
 
 @login_manager.unauthorized_handler

@@ -88,6 +88,17 @@ CONTRACT_ENDPOINTS = [
     ("GET", "/hardening/optimize/{job_id}", "hardening.optimize"),
     ("GET", "/engagement/user/{user_id}/export", "members.erase"),
     ("DELETE", "/engagement/user/{user_id}", "members.erase"),
+    ("GET", "/moderation/submissions", "submissions.review"),
+    ("GET", "/moderation/volunteers", "volunteers.manage"),
+    ("POST", "/moderation/submissions/{id}/decision", "submissions.review"),
+    ("POST", "/moderation/volunteers/{id}/decision", "volunteers.manage"),
+    ("GET", "/content/blogs", "blogs.edit"),
+    ("POST", "/content/blogs", "blogs.create"),
+    ("GET", "/content/events", "events.manage"),
+    ("POST", "/content/events", "events.manage"),
+    ("POST", "/admins/invite", "roles.assign"),
+    ("POST", "/admin/{admin_id}/deactivate", "roles.assign"),
+    ("POST", "/admin/{admin_id}/activate", "roles.assign"),
 ]
 # Public routes checked anonymously only; these few answer 401 on purpose when nothing is sent.
 ANONYMOUS_401_BY_DESIGN = {"auth.delete_token"}

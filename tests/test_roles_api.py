@@ -198,7 +198,7 @@ def test_assignment_applies_on_the_targets_next_request(api, app):
     admin.post(f"{BASE}/admin/{target.admin.id}/assign-role", json={"role": "admin"})
     assert target.get(f"{BASE}/roles").status_code == 200
     admin.post(f"{BASE}/admin/{target.admin.id}/assign-role", json={"roles": ["analyst"]})
-    problem(target.get(f"{BASE}/roles"), 403)
+    problem(target.get(f"{BASE}/roles"), 401)  # a removed role ends the target's tokens (issue 15, item 5)
 
 
 @pytest.mark.parametrize("body, field", [

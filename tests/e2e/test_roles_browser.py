@@ -17,6 +17,8 @@ def test_super_admin_toggles_a_matrix_cell(live, page, sign_in, output_dir):
     cell = page.locator("#cell-analyst-hardening-view")
     assert cell.get_attribute("data-granted") == "false"
     cell.locator("button").click()
+    page.wait_for_selector("#confirm-change")  # see before you save: who gains and loses, then confirm
+    page.locator("#confirm-change").click()
     page.locator(".toast").filter(has_text="hardening.view granted to analyst.").wait_for()
     page.wait_for_selector('#cell-analyst-hardening-view[data-granted="true"]')
     assert page.locator("#cell-analyst-hardening-view button.is-on").is_visible()

@@ -4,7 +4,7 @@ by a super admin that returns to the roles feature's `roles.admin_detail` page);
 from urllib.parse import unquote, urlsplit
 
 from flask import flash, g, redirect, render_template, request, url_for
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user
 
 from console.audit import record
 from console.blueprints.auth import bp, twofactor
@@ -14,10 +14,12 @@ from console.errors import ApiError
 from console.security import (
     authenticate,
     current_permissions,
+    end_session,
     has_permission,
     login_only,
     permission_required,
     public,
+    start_session,
 )
 from console.timeutil import utcnow
 
@@ -56,7 +58,7 @@ def login():
         if admin is not None and twofactor.second_step_needed(admin):
             return twofactor.begin_second_step(admin, form.next.data)  # not signed in until the code step
         if admin is not None:
-            login_user(admin)
+            start_session(admin)
             admin.update(set__last_login_at=utcnow())
             record("auth.login", admin.email, actor=admin.email)
             return redirect(_safe_next(form.next.data))
@@ -71,7 +73,10 @@ def login():
 @bp.route("/logout", methods=["POST"])
 @login_only
 def logout():
-    logout_user()
+    """Ends every session and bearer token of this admin, so a copied cookie stops working too."""
+    admin = current_user._get_current_object()
+    end_session(admin)
+    record("auth.logout", admin.email, actor=admin.email)
     flash("You are signed out.", "info")
     return redirect(url_for("auth.login"))
 

@@ -21,7 +21,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from bson import ObjectId
 from bson.errors import InvalidId
 from flask import current_app, redirect, session, url_for
-from flask_login import login_user, logout_user
+from flask_login import logout_user
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from limits import parse
 
@@ -30,6 +30,7 @@ from console.audit import record
 from console.authz import permissions_for_roles
 from console.errors import ApiError
 from console.extensions import limiter
+from console.security import start_session
 from console.timeutil import utcnow
 
 ISSUER = "Community Console"
@@ -107,7 +108,7 @@ def pending() -> tuple[Admin | None, str]:
 def complete_sign_in(admin: Admin, method: str) -> None:
     """The second step succeeded: now, and only now, the session is signed in (mirrors pages.login)."""
     session.pop(PENDING_KEY, None)
-    login_user(admin)
+    start_session(admin)  # under the admin's session version, so logout and deactivation end it too
     admin.update(set__last_login_at=utcnow())
     record("auth.login", admin.email, actor=admin.email, second_factor=method)
 

@@ -1,19 +1,30 @@
-"""Content & moderation: dashboard widgets over the platform's own collections, and their demo data."""
+"""Content & moderation over the platform's own collections: the moderation queue (moderation.py), dashboard
+widgets and their demo data.
+
+Uses communication only through `notify` (or, until it lands, `sending.send_email`) in moderation.notify_member.
+"""
 
 from flask import Blueprint
 
 from console.cli import add_demo_seeder
-from console.ui import Widget, add_widget
+from console.ui import NavItem, Widget, add_nav, add_widget
 
 bp = Blueprint("platform", __name__, url_prefix="/widgets/platform")
+moderation_bp = Blueprint("moderation", __name__)
 
 
 def init_app(app) -> None:
-    from console.blueprints.platform import pages  # noqa: F401  (routes)
+    from console.blueprints.platform import api, content_pages, moderation_pages, pages  # noqa: F401  (routes)
     from console.blueprints.platform.demo import seed_members
     from console.blueprints.platform.summaries import seed_platform_demo
 
     app.register_blueprint(bp)
+    app.register_blueprint(moderation_bp)
+    add_nav(app, NavItem("Submissions", "moderation.submissions_page", "submissions.review", "Content", "✓",
+                         order=5))
+    add_nav(app, NavItem("Volunteers", "moderation.volunteers_page", "volunteers.manage", "Content", "♥", order=6))
+    add_nav(app, NavItem("Blog posts", "moderation.blogs_list", "blogs.edit", "Content", "✎", order=7))
+    add_nav(app, NavItem("Events", "moderation.events_list", "events.manage", "Content", "◷", order=8))
     add_widget(app, Widget("Submissions", "platform.widget_submissions", "submissions.review", order=30))
     add_widget(app, Widget("Volunteers", "platform.widget_volunteers", "volunteers.manage", order=31))
     add_widget(app, Widget("Blogs", "platform.widget_blogs", "blogs.edit", order=32))

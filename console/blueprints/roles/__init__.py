@@ -9,7 +9,7 @@ bp = Blueprint("roles", __name__)
 
 
 def init_app(app) -> None:
-    from console.blueprints.roles import api, pages  # noqa: F401  (routes)
+    from console.blueprints.roles import api, lifecycle_pages, pages  # noqa: F401  (routes)
     from console.blueprints.roles.cli import create_admin_command
     from console.blueprints.roles.demo import seed_admins
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from console.accounts import Admin
+from console.accounts import Admin, end_sessions
 from console.audit import record
 from console.authz import SUPER_ADMIN, Role, bump_authz_version
 from console.blueprints.roles.manage import assignment_lock
@@ -45,6 +45,8 @@ def upsert_admin(email: str, roles: list[str], password: str, name: str | None =
                 not Admin.objects(roles=SUPER_ADMIN, active=True, id__ne=admin.id).count():
             raise AdminError(f"{email} is the last active super_admin; promote someone else first")
         admin.save()
+    if not created:
+        end_sessions(admin.id)  # a new password ends every session and token made with the old one
     bump_authz_version()
     record("admin.created" if created else "admin.updated", email, before, {"roles": admin.roles}, actor=actor)
     return admin, created

@@ -1,9 +1,10 @@
 """The roles API (CONTRACT.md "Roles") plus the admins list and the audit log."""
 
 from flask_login import current_user
+from pydantic import Field
 
 from console import audit
-from console.blueprints.roles import bp, manage
+from console.blueprints.roles import bp, lifecycle, manage
 from console.blueprints.roles.schemas import (
     AdminList,
     AdminOut,
@@ -23,6 +24,7 @@ from console.http import endpoint, link
 from console.pagination import paginate
 from console.security import current_permissions
 from console.timeutil import as_utc
+from console.validation import RequestModel
 
 PREFIX = "/api/phase14"
 TAGS = ["roles"]
@@ -58,7 +60,21 @@ def role_permissions(role: str):
           responses={403: "", 404: "", 422: ""})
 def update_role_permissions(role: str, body: RolePermissionsUpdate):
     """Unknown permissions are 422; super_admin cannot be changed (403). Applies on everyone's next request."""
-    return manage.set_role_permissions(role, body.permissions, current_permissions())
+    return manage.set_role_permissions(role, body.permissions, current_permissions(), body.version)
+
+
+def nav_pages() -> list[tuple[str, str | None]]:
+    from flask import current_app
+
+    return [(item.label, item.permission) for item in current_app.extensions.get("console_nav", [])]
+
+
+@endpoint(bp, f"{PREFIX}/roles/<role>/permissions/preview", methods=["POST"], permission="roles.manage",
+          body=RolePermissionsUpdate, tags=TAGS, summary="Who would gain or lose which permissions and pages",
+          responses={404: "", 422: ""})
+def preview_role_permissions(role: str, body: RolePermissionsUpdate):
+    """Changes nothing. Save with PUT and the `version` this answer carries."""
+    return manage.preview_permissions(role, body.permissions, nav_pages())
 
 
 @endpoint(bp, f"{PREFIX}/roles", methods=["POST"], permission="roles.manage", body=RoleCreate, response=RoleOut,
@@ -114,3 +130,50 @@ def audit_log(query: AuditQuery):
     """Filter by actor and target (substrings), action (exact, or a prefix ending in '.') and time range."""
     queryset = audit.entries(query.actor, query.target, query.action, as_utc(query.since), as_utc(query.until))
     return paginate(queryset, query, sort_field="at", transform=audit.entry_dict)
+
+
+# --- admin lifecycle -----------------------------------------------------------------------------------------
+
+class InviteIn(RequestModel):
+    email: str = Field(min_length=3, max_length=254)
+    role: str | None = Field(None, max_length=64)
+    roles: list[str] | None = Field(None, max_length=20)
+    name: str | None = Field(None, max_length=200)
+
+
+def _actor():
+    return current_user._get_current_object()
+
+
+@endpoint(bp, f"{PREFIX}/admins/invite", methods=["POST"], permission="roles.assign", body=InviteIn, status=201,
+          tags=TAGS, summary="Invite an admin by email", responses={403: "", 409: "", 422: ""})
+def invite_admin(body: InviteIn):
+    """Emails a signed link valid 72 h where they set a password. You can grant only roles you could assign."""
+    roles = body.roles if body.roles is not None else ([body.role] if body.role else [])
+    return lifecycle.invite(_actor(), body.email, roles, body.name)
+
+
+@endpoint(bp, f"{PREFIX}/admin/<admin_id>/invite/resend", methods=["POST"], permission="roles.assign", tags=TAGS,
+          summary="Send the invitation again (the earlier link stops working)", responses={404: "", 409: ""})
+def resend_invite(admin_id: str):
+    return lifecycle.resend_invite(_actor(), manage.get_admin(admin_id))
+
+
+@endpoint(bp, f"{PREFIX}/admin/<admin_id>/invite", methods=["DELETE"], permission="roles.assign", status=204,
+          tags=TAGS, summary="Revoke an open invitation", responses={404: "", 409: ""})
+def revoke_invite(admin_id: str):
+    lifecycle.revoke_invite(_actor(), manage.get_admin(admin_id))
+    return None
+
+
+@endpoint(bp, f"{PREFIX}/admin/<admin_id>/deactivate", methods=["POST"], permission="roles.assign", tags=TAGS,
+          summary="Deactivate an admin: every session and token ends at once", responses={403: "", 404: ""})
+def deactivate_admin(admin_id: str):
+    """The last active super_admin cannot be deactivated; nor can you deactivate yourself."""
+    return lifecycle.set_active(_actor(), manage.get_admin(admin_id), False)
+
+
+@endpoint(bp, f"{PREFIX}/admin/<admin_id>/activate", methods=["POST"], permission="roles.assign", tags=TAGS,
+          summary="Reactivate an admin", responses={403: "", 404: "", 409: ""})
+def activate_admin(admin_id: str):
+    return lifecycle.set_active(_actor(), manage.get_admin(admin_id), True)

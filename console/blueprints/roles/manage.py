@@ -17,7 +17,7 @@ from datetime import timedelta
 from mongoengine import NotUniqueError
 from pymongo.errors import DuplicateKeyError
 
-from console.accounts import Admin
+from console.accounts import Admin, end_sessions
 from console.audit import record
 from console.authz import BUILTIN_ROLES, CATALOG, PERMISSIONS, SUPER_ADMIN, AuthzState, Role, bump_authz_version
 from console.errors import ApiError, validation_error
@@ -56,7 +56,7 @@ def assignment_counts() -> dict[str, int]:
 
 def role_dict(role: Role, admins: int | None = None) -> dict:
     out = {"name": role.name, "description": role.description or "", "permissions": ordered(role.permissions),
-           "builtin": bool(role.builtin), "updated_at": role.updated_at}
+           "builtin": bool(role.builtin), "updated_at": role.updated_at, "version": int(role.version or 0)}
     if admins is not None:
         out["admins"] = admins
     return out
@@ -140,17 +140,35 @@ def _check_actor_holds(permissions, actor_permissions: set[str], what: str) -> N
         raise ApiError(403, f"You can only {what} permissions you hold yourself; you lack {', '.join(missing)}.")
 
 
-def set_role_permissions(name: str, permissions: list[str], actor_permissions: set[str]) -> dict:
-    """Replace a role's permissions. super_admin always holds everything and cannot be changed."""
+def _stale(role: Role) -> ApiError:
+    role.reload()
+    return ApiError(409, f"Someone changed {role.name!r} meanwhile (now version {role.version or 0}); review the "
+                         "change again.", [{"field": "version", "message": "stale"}])
+
+
+def set_role_permissions(name: str, permissions: list[str], actor_permissions: set[str],
+                         version: int | None = None) -> dict:
+    """Replace a role's permissions. super_admin always holds everything and cannot be changed.
+
+    The write is a compare-and-set on the role's version: the one given (409 when stale) or, without one, the
+    version read here, so two concurrent edits can never silently undo each other.
+    """
     role = get_role(name)
     if role.name == SUPER_ADMIN:
         raise ApiError(403, "The super_admin role always holds every permission; it cannot be changed.")
+    current = int(role.version or 0)
+    if version is not None and version != current:
+        raise _stale(role)
     wanted = _check_permission_names(permissions)
     before = ordered(role.permissions)
     _check_actor_holds(set(wanted) ^ set(before), actor_permissions, "grant or withdraw")
     if wanted == before:
         return role_dict(role)
-    Role.objects(id=role.id).update_one(set__permissions=wanted, set__updated_at=utcnow())
+    match = {"_id": role.id, **({"version": current} if current else {"version": {"$in": [0, None]}})}
+    result = Role._get_collection().update_one(match, {"$set": {"permissions": wanted, "updated_at": utcnow()},
+                                                       "$inc": {"version": 1}})
+    if not result.modified_count:
+        raise _stale(role)
     bump_authz_version()
     record("role.permissions_changed", f"role:{role.name}", {"permissions": before}, {"permissions": wanted},
            added=ordered(set(wanted) - set(before)), removed=ordered(set(before) - set(wanted)))
@@ -158,15 +176,37 @@ def set_role_permissions(name: str, permissions: list[str], actor_permissions: s
     return role_dict(role)
 
 
-def toggle_permission(name: str, permission: str, actor_permissions: set[str]) -> bool:
+def toggle_permission(name: str, permission: str, actor_permissions: set[str], version: int | None = None) -> bool:
     """Flip one matrix cell; returns whether the role now holds the permission."""
     if permission not in PERMISSIONS:
         raise validation_error("permission", f"unknown permission {permission!r}")
     role = get_role(name)
     current = set(role.permissions)
     wanted = current - {permission} if permission in current else current | {permission}
-    set_role_permissions(name, sorted(wanted), actor_permissions)
+    set_role_permissions(name, sorted(wanted), actor_permissions, version)
     return permission in wanted
+
+
+def preview_permissions(name: str, permissions: list[str], pages: list[tuple[str, str | None]]) -> dict:
+    """What saving would change, before saving: per admin holding the role, the permissions and pages they would
+    gain or lose (other roles they hold are taken into account). `pages` are (label, permission) pairs."""
+    role = get_role(name)
+    wanted = set(_check_permission_names(permissions))
+    table = role_table()
+    after_table = {**table, role.name: wanted}
+    admins = []
+    for admin in Admin.objects(roles=role.name, active=True).only("email", "roles"):
+        before = set().union(*(table.get(r, set()) for r in admin.roles))
+        after = set().union(*(after_table.get(r, set()) for r in admin.roles))
+        if before != after:
+            admins.append({"email": admin.email, "gains": ordered(after - before), "loses": ordered(before - after),
+                           "pages_gained": sorted({label for label, perm in pages if perm in after - before}),
+                           "pages_lost": sorted({label for label, perm in pages if perm in before - after})})
+    old = set(role.permissions)
+    return {"role": role.name, "version": int(role.version or 0), "added": ordered(wanted - old),
+            "removed": ordered(old - wanted), "admins": admins,
+            "pages_gained": sorted({label for label, perm in pages if perm in wanted - old}),
+            "pages_lost": sorted({label for label, perm in pages if perm in old - wanted})}
 
 
 def create_role(name: str, description: str, permissions: list[str], actor_permissions: set[str]) -> dict:
@@ -272,6 +312,8 @@ def assign_roles(actor_id, admin_id: str, *, add: str | None = None, replace: li
                 raise _refuse(target, "This is the last active super_admin; promote someone else first.")
         roles = sorted(new, key=_role_order)
         Admin.objects(id=target.id).update_one(set__roles=roles)
+        if old - new:
+            end_sessions(target.id)  # a removed role ends their sessions: nothing keeps a page open on old rights
     bump_authz_version()
     record("admin.roles_changed", target.email, {"roles": sorted(old, key=_role_order)}, {"roles": roles},
            admin_id=str(target.id), added=sorted(new - old), removed=sorted(old - new))

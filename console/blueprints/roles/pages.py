@@ -35,12 +35,30 @@ def matrix():
                            super_admin=SUPER_ADMIN, name_pattern=manage.ROLE_NAME_PATTERN)
 
 
+@bp.route("/roles/<role>/cells/<permission>/preview")
+@permission_required("roles.manage")
+def preview_cell(role: str, permission: str):
+    """See before you save: who would gain or lose what, and a confirm button carrying the role's version."""
+    from console.blueprints.roles.api import nav_pages
+
+    found = manage.get_role(role)
+    current = set(found.permissions)
+    if permission not in current and permission not in {p.name for p in CATALOG}:
+        raise ApiError(422, f"unknown permission {permission!r}")
+    wanted = current - {permission} if permission in current else current | {permission}
+    preview = manage.preview_permissions(role, sorted(wanted), nav_pages())
+    return render_template("roles/_change_preview.html", preview=preview, role=role, permission=permission,
+                           granting=permission not in current)
+
+
 @bp.route("/roles/<role>/cells/<permission>", methods=["POST"])
 @permission_required("roles.manage")
 def toggle_cell(role: str, permission: str):
     """Flip one cell; the response is the re-rendered cell, and a toast says what changed."""
+    version = request.form.get("version", "")
     try:
-        granted = manage.toggle_permission(role, permission, current_permissions())
+        granted = manage.toggle_permission(role, permission, current_permissions(),
+                                           int(version) if version.isdigit() else None)
     except ApiError as error:
         if error.status == 404 or error.status == 422:
             raise
@@ -51,7 +69,14 @@ def toggle_cell(role: str, permission: str):
     verb = "granted to" if granted else "removed from"
     html = render_template("roles/_cell.html", role=role, permission=permission, granted=granted, can_manage=True,
                            super_admin=SUPER_ADMIN)
+    html += '\n<div id="change-preview" hx-swap-oob="innerHTML"></div>'  # the confirmed preview closes
     return html, 200, _toast(f"{permission} {verb} {role}.")
+
+
+@bp.route("/roles/preview/clear")
+@permission_required("roles.manage")
+def clear_preview():
+    return ""
 
 
 @bp.route("/roles/new", methods=["POST"])
@@ -91,6 +116,8 @@ def admins():
     next_url = url_for("roles.admins", q=q, role=role, cursor=page["next_cursor"]) if page["next_cursor"] else None
     first_url = url_for("roles.admins", q=q, role=role) if request.args.get("cursor") else None
     return render_template("roles/admins.html", admins=page["items"], q=q or "", role=role or "",
+                           grantable=manage.grantable_roles(current_permissions())
+                           if has_permission("roles.assign") else [],
                            role_names=[r["name"] for r in manage.list_roles()], next_url=next_url, first_url=first_url)
 
 
@@ -104,6 +131,7 @@ def admin_detail(admin_id: str):
         "roles/admin.html", admin=admin, all_roles=[r["name"] for r in manage.list_roles()], grantable=grantable,
         role_table=table, permissions=manage.effective_permissions(admin.roles), catalog=CATALOG,
         groups=PERMISSION_GROUPS, is_self=admin.id == current_user.id, trail=audit.trail(admin.email),
+        can_assign=has_permission("roles.assign"),
     )
 
 

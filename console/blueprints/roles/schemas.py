@@ -19,6 +19,7 @@ class RoleCreate(RequestModel):
 
 class RolePermissionsUpdate(RequestModel):
     permissions: list[str] = Field(max_length=100, description="The role's complete new permission set")
+    version: int | None = Field(None, ge=0, description="The role's version you saw; 409 when someone changed it")
 
 
 class AssignRole(RequestModel):
@@ -54,6 +55,7 @@ class RoleOut(BaseModel):
     builtin: bool
     admins: int | None = None
     updated_at: datetime | None = None
+    version: int = 0
 
 
 class RoleList(BaseModel):

@@ -1,0 +1,148 @@
+"""Console pages of the moderation queue: filter, page, decide singly or in bulk, assign and mark attended."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, date, datetime, time
+
+from flask import Response, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from console.blueprints.platform import moderation
+from console.blueprints.platform import moderation_bp as bp
+from console.db import get_db
+from console.errors import ApiError
+from console.security import permission_required
+
+PERMISSION = {"submissions": "submissions.review", "volunteers": "volunteers.manage"}
+
+
+def _day(value: str | None) -> datetime | None:
+    try:
+        return datetime.combine(date.fromisoformat(value), time(), tzinfo=UTC) if value else None
+    except ValueError:
+        return None
+
+
+def _filters() -> dict:
+    args = request.args
+    return {"status": args.get("status", "pending")[:40], "q": args.get("q", "").strip()[:200],
+            "type": args.get("type", "").strip()[:60], "from": args.get("from", "")[:10],
+            "to": args.get("to", "")[:10]}
+
+
+def _page(kind: str, limit: int = 50, cursor: str | None = None):
+    f = _filters()
+    status = None if f["status"] == "all" else (f["status"] if f["status"].replace("_", "").isalpha() else None)
+    return f, moderation.list_items(kind, status=status, q=f["q"] or None, type_=f["type"] or None,
+                                    since=_day(f["from"]), until=_day(f["to"]), limit=limit, cursor=cursor)
+
+
+def _render(kind: str):
+    cursor = (request.args.get("cursor") or "")[:2000] or None
+    filters, page = _page(kind, cursor=cursor)
+    active = {k: v for k, v in filters.items() if v}
+    next_url = url_for(f"moderation.{kind}_page", **active, cursor=page["next_cursor"]) if page["next_cursor"] else None
+    events = list(get_db().events.find({}, {"title": 1, "starts_at": 1}).sort("starts_at", -1).limit(50)) \
+        if kind == "volunteers" else []
+    return render_template("platform/moderation.html", kind=kind, page=page, filters=filters, next_url=next_url,
+                           first_url=url_for(f"moderation.{kind}_page", **active) if cursor else None,
+                           csv_url=url_for(f"moderation.{kind}_csv", **active), events=events)
+
+
+@bp.route("/moderation/submissions")
+@permission_required("submissions.review")
+def submissions_page():
+    return _render("submissions")
+
+
+@bp.route("/moderation/volunteers")
+@permission_required("volunteers.manage")
+def volunteers_page():
+    return _render("volunteers")
+
+
+def _csv(kind: str):
+    page = _page(kind, limit=500)[1]
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["id", "status", "title", "user_id", "email", "reviewed_by", "reviewed_at", "review_reason"])
+    for item in page["items"]:
+        member = item.get("member") or {}
+        writer.writerow([item["id"], item["status"], item.get("title") or item.get("name") or "", item.get("user_id"),
+                         member.get("email") or item.get("email") or "", item.get("reviewed_by") or "",
+                         item.get("reviewed_at") or "", item.get("review_reason") or ""])
+    return Response(out.getvalue(), mimetype="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{kind}.csv"'})
+
+
+@bp.route("/moderation/submissions.csv")
+@permission_required("submissions.review")
+def submissions_csv():
+    return _csv("submissions")
+
+
+@bp.route("/moderation/volunteers.csv")
+@permission_required("volunteers.manage")
+def volunteers_csv():
+    return _csv("volunteers")
+
+
+def _back(kind: str):
+    return redirect(request.form.get("back") or url_for(f"moderation.{kind}_page"))
+
+
+def _decide_form(kind: str):
+    ids = request.form.getlist("ids")[:200]
+    decision = request.form.get("decision", "")
+    reason = request.form.get("reason", "").strip()[:2000] or None
+    version = request.form.get("version")
+    try:
+        if len(ids) == 1 and version is not None and version.isdigit():
+            moderation.decide(kind, ids[0], decision, reason=reason, version=int(version), actor=current_user.email)
+            flash("Approved." if decision == "approve" else "Rejected.", "success")
+        elif ids:
+            result = moderation.decide_many(kind, ids, decision, reason=reason, actor=current_user.email)
+            conflicts = len(ids) - result["decided"]
+            flash(f"{result['decided']} decided" + (f", {conflicts} changed meanwhile or gone" if conflicts else "")
+                  + ".", "success" if not conflicts else "warning")
+        else:
+            flash("Tick at least one item.", "error")
+    except ApiError as error:
+        flash(error.detail, "error")
+    return _back(kind)
+
+
+@bp.route("/moderation/submissions/decide", methods=["POST"])
+@permission_required("submissions.review")
+def decide_submissions_form():
+    return _decide_form("submissions")
+
+
+@bp.route("/moderation/volunteers/decide", methods=["POST"])
+@permission_required("volunteers.manage")
+def decide_volunteers_form():
+    return _decide_form("volunteers")
+
+
+@bp.route("/moderation/volunteers/<item_id>/assign", methods=["POST"])
+@permission_required("volunteers.manage")
+def assign_volunteer_form(item_id: str):
+    try:
+        moderation.assign_volunteer(item_id, request.form.get("event_id") or None, actor=current_user.email)
+        flash("Assigned.", "success")
+    except ApiError as error:
+        flash(error.detail, "error")
+    return _back("volunteers")
+
+
+@bp.route("/moderation/volunteers/<item_id>/attended", methods=["POST"])
+@permission_required("volunteers.manage")
+def attended_volunteer_form(item_id: str):
+    try:
+        moderation.mark_attended(item_id, request.form.get("attended", "1") == "1", actor=current_user.email)
+        flash("Attendance saved.", "success")
+    except ApiError as error:
+        flash(error.detail, "error")
+    return _back("volunteers")
