@@ -83,7 +83,7 @@ def test_member_search_and_unknown_member(login, some_activity):
 
 def test_at_risk_csv(login, some_activity):
     response = login("analyst").get("/engagement/at-risk.csv?tier=all")
-    assert response.status_code == 200
+    assert response.status_code == 200 and response.is_streamed  # read from the cursor, not held in memory
     assert response.get_data(as_text=True).startswith("user_id,risk,tier,last_seen,days_inactive,reasons")
 
 

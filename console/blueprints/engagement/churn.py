@@ -251,6 +251,14 @@ def stored_scores(*, tier: str | None = None, min_risk: float | None = None, lim
     return {"total": total, "items": rows, "after": [rows[-1]["risk"], rows[-1]["user_id"]] if more else None}
 
 
+def iter_scores(*, tier: str | None = None, min_risk: float | None = None):
+    """Every stored score matching the filters, riskiest first, read from the cursor as it is consumed."""
+    cursor = ChurnScore._get_collection().find(_filter(tier, min_risk), {"_id": 0, "run_id": 0}) \
+        .sort([("risk", -1), ("user_id", 1)]).batch_size(1000)
+    for row in cursor:
+        yield {**row, "last_seen": as_utc(row.get("last_seen")), "computed_at": as_utc(row.get("computed_at"))}
+
+
 def user_ids_at_risk(min_risk: float) -> set[str]:
     return {row["user_id"] for row in ChurnScore._get_collection().find({"risk": {"$gte": min_risk}},
                                                                        {"user_id": 1})}

@@ -23,6 +23,7 @@ from console.pagination import PageQuery, decode_cursor, encode_cursor
 from console.security import has_permission, permission_required
 from console.timeutil import as_utc, utcnow
 from console.ui import visible_member_panels
+from console.web import csv_response
 
 INTERVALS = ("day", "week", "month")
 
@@ -244,18 +245,12 @@ def at_risk():
 @permission_required("analytics.view")
 def at_risk_csv():
     filters = _at_risk_filters()
-    rows = churn.stored_scores(tier=None if filters["tier"] == "all" else filters["tier"],
-                               min_risk=filters["min_risk"], limit=0, count=False)["items"]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["user_id", "risk", "tier", "last_seen", "days_inactive", "reasons", "computed_at"])
-    for row in rows:
-        writer.writerow([csv_safe(row["user_id"]), row["risk"], row["tier"],
-                         row["last_seen"].isoformat() if row["last_seen"] else "", row["days_inactive"],
-                         csv_safe("; ".join(row["reasons"])),
-                         row["computed_at"].isoformat() if row.get("computed_at") else ""])
-    return Response(buffer.getvalue(), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="at-risk-{filters["tier"]}.csv"'})
+    scores = churn.iter_scores(tier=None if filters["tier"] == "all" else filters["tier"],
+                               min_risk=filters["min_risk"])
+    rows = ([row["user_id"], row["risk"], row["tier"], row["last_seen"], row["days_inactive"],
+             "; ".join(row["reasons"]), row.get("computed_at")] for row in scores)
+    return csv_response(f"at-risk-{filters['tier']}.csv",
+                        ["user_id", "risk", "tier", "last_seen", "days_inactive", "reasons", "computed_at"], rows)
 
 
 @bp.route("/engagement/at-risk/rescore", methods=["POST"])
