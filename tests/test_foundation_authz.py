@@ -15,6 +15,8 @@ PUBLIC_ENDPOINTS = {
     "hardening.prometheus_metrics",  # its own guard: METRICS_TOKEN or METRICS_ALLOW, 404 when neither is set
     "hooks.mail_hook", "hooks.sms_hook",  # providers' webhooks: each verifies its provider's signature
     "auth.second_factor", "auth.second_factor_enrol",  # only with the signed marker the password step leaves
+    "roles.accept_invite", "roles.reset_password",  # only with a signed single-use link from the email
+    "roles.forgot_password",  # answers the same whether or not the address is an admin's
 }
 # Routes for any signed-in admin, whatever their role.
 LOGIN_ONLY_ENDPOINTS = {"core.dashboard", "auth.logout", "auth.me",
