@@ -57,7 +57,7 @@ def role_permissions(role: str):
 
 @endpoint(bp, f"{PREFIX}/roles/<role>/permissions", methods=["PUT"], permission="roles.manage",
           body=RolePermissionsUpdate, response=RoleOut, tags=TAGS, summary="Replace a role's permissions",
-          responses={403: "", 404: "", 422: ""})
+          responses={403: "", 404: "", 409: "stale version", 422: ""})
 def update_role_permissions(role: str, body: RolePermissionsUpdate):
     """Unknown permissions are 422; super_admin cannot be changed (403). Applies on everyone's next request."""
     return manage.set_role_permissions(role, body.permissions, current_permissions(), body.version)
