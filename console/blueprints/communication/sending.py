@@ -384,7 +384,9 @@ def tracking(email_id: str) -> dict:
         events.append({"type": "sent", "at": doc["sent_at"]})
     elif doc.get("status") in ("failed", "skipped", "deferred"):
         events.append({"type": doc["status"], "at": doc.get("updated_at"), "detail": doc.get("reason")})
-    events.sort(key=lambda e: e["at"] or doc["created_at"])
+    # providers report in whole seconds: within one second, the hand-over comes before what followed it
+    stage = {"queued": 0, "sent": 1}
+    events.sort(key=lambda e: ((e["at"] or doc["created_at"]).replace(microsecond=0), stage.get(e["type"], 2)))
     return {"email_id": str(doc["_id"]), "status": doc["status"], "reason": doc.get("reason"),
             "attempts": doc.get("attempts", 0), "to": doc.get("to_email") or doc.get("to_phone"),
             "user_id": doc.get("user_id"), "channel": doc.get("channel") or "email",
