@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import re
 from datetime import datetime
@@ -118,30 +115,10 @@ CSV_COLUMNS = ["at", "actor", "action", "target", "ip", "before", "after", "deta
 CSV_MAX_ROWS = 100_000
 
 
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        from console.timeutil import isoformat
-
-        return isoformat(value)
-    if isinstance(value, (dict, list)):
-        value = json.dumps(value, default=str, sort_keys=True)
-    text = str(value)
-    # a leading = + - @ makes spreadsheets run the cell as a formula
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def csv_lines(queryset):
-    """The entries as CSV, one line at a time (for a streamed download)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
-    for entry in queryset.order_by("-at", "-id").limit(CSV_MAX_ROWS).no_cache():
-        data = entry_dict(entry)
-        writer.writerow([_cell(data[column]) for column in CSV_COLUMNS])
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-    if buffer.getvalue():
-        yield buffer.getvalue()
+    """The entries as CSV, one line at a time (for a streamed download), through the one CSV helper."""
+    from console.web import csv_lines as lines
+
+    entries = (entry_dict(entry) for entry in queryset.order_by("-at", "-id").limit(CSV_MAX_ROWS).no_cache())
+    rows = ([data[column] for column in CSV_COLUMNS] for data in entries)
+    return lines(CSV_COLUMNS, rows)
