@@ -30,9 +30,9 @@ class Servers:
     handles: dict = field(default_factory=dict)  # name → devtools.services.Service, for fault tests
 
     def messages(self) -> list:
-        """Every email the sink accepted, parsed."""
+        """Every email the sink accepted, parsed, in the order it arrived (a Maildir lists them in no order)."""
         box = ensure_maildir(self.maildir)
-        return [message_from_bytes(box.get_bytes(key)) for key in box.keys()]  # noqa: SIM118  (iter yields messages)
+        return [message_from_bytes(box.get_bytes(key)) for key in sorted(box.keys(), key=_arrival)]
 
     def clear_mailbox(self) -> None:
         ensure_maildir(self.maildir).clear()
@@ -45,6 +45,12 @@ class Servers:
             flag.touch()
         else:
             flag.unlink(missing_ok=True)
+
+
+def _arrival(key: str) -> tuple[int, int, str]:
+    """A Maildir key is "<seconds>.M<microseconds>P<pid>Q<n>.<host>" (mailbox.Maildir._create_tmp)."""
+    found = re.match(r"(\d+)\.M(\d+)P", key)
+    return (int(found[1]), int(found[2]), key) if found else (0, 0, key)
 
 
 class UnsafeTestTarget(RuntimeError):
