@@ -102,6 +102,7 @@ def lifecycle_figure(chart: dict) -> dict:
     x = _x(series, chart["interval"])
     return {
         "data": [{"type": "bar", "name": stage.title(), "x": x, "y": [row[stage] for row in series],
+                  "customdata": [row["period"] for row in series],  # the period start, for the drill-down
                   "marker": {"color": color, "opacity": _opacity(series)}} for stage, color in STAGE_COLORS.items()],
         "layout": {"barmode": "relative", "yaxis": {"title": {"text": "members"}, "zeroline": True},
                    "hovermode": "x unified"},

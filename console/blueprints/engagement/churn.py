@@ -50,6 +50,7 @@ MODEL = {
     ],
     "risk": f"1 / (1 + exp(-z)), z = {INTERCEPT} + the weighted sum of the signals",
     "tiers": {"high": ">= 0.3", "medium": ">= 0.12", "low": "< 0.12"},
+    "tier_floors": dict(TIERS),
 }
 WRITE_CHUNK = 1000
 
