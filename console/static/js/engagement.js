@@ -41,7 +41,15 @@
     });
   }
 
-  function later(root) { setTimeout(function () { bind(root); }, 0); }
+  function later(root) {  // plotly attaches .on() once a chart has rendered, which may take a moment
+    var tries = 0;
+    var timer = setInterval(function () {
+      bind(root);
+      tries += 1;
+      var pending = (root || document).querySelectorAll("[data-drill] [data-plotly]:not([data-drill-bound])").length;
+      if (!pending || tries > 50) clearInterval(timer);
+    }, 100);
+  }
   document.addEventListener("DOMContentLoaded", function () { later(document); });
   document.addEventListener("htmx:afterSettle", function (evt) { later(evt.target); });
 })();
