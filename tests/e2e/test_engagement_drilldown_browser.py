@@ -99,8 +99,10 @@ def test_at_risk_page_scored_backtest_and_rescore_progress(live, page, sign_in, 
     page.wait_for_selector("#rescore-status[data-status=queued] .progress")
     page.screenshot(path=str(output_dir / "engagement-at-risk-rescoring.png"), full_page=True)
     work_queued_jobs(live)
-    page.wait_for_load_state()
-    page.wait_for_function("() => !document.querySelector('#rescore-status[data-status=queued]')", timeout=10000)
+    # finished: the server asks htmx to reload the page, which shows the new scores and backtest
+    page.wait_for_function("() => !document.querySelector('#rescore-status')", timeout=15000)
+    page.wait_for_selector("#scored-at")
     page.wait_for_selector("#risk-table, .empty")
     page.screenshot(path=str(output_dir / "engagement-at-risk.png"), full_page=True)
+    page.screenshot(path=str(output_dir / "engagement-at-risk-top.png"))
     assert not page.js_errors, page.js_errors

@@ -150,17 +150,17 @@ def score(stats: dict, as_of: datetime) -> dict:
         rhythm = f"active about once every {gap:.0f} days"
     reasons = []
     if silent > max(1.5 * gap, 2):
-        reasons.append(f"{rhythm}, silent for {silent} days ({s['overdue']:.1f} times their usual gap)")
+        reasons.append(f"{rhythm}, silent for {silent} days ({s['overdue']:.0f} times their usual gap)")
     else:
         reasons.append(f"{rhythm}; last active {silent} day{'s' if silent != 1 else ''} ago, in line with their "
                        "usual rhythm")
     if s["frequency"] >= 0.3:
-        reasons.append(f"active on {s['recent_rate']:.0%} of days in the last {RECENT_DAYS} days, down from "
-                       f"{s['earlier_rate']:.0%} before")
+        reasons.append(f"active on {s['recent_rate']:.0%} of the last {RECENT_DAYS} days, down from "
+                       f"{s['earlier_rate']:.0%}")
     if s["depth"] >= 0.3:
-        reasons.append(f"shorter visits: {s['depth']:.0%} fewer events per active day lately")
+        reasons.append(f"visits {s['depth']:.0%} shorter lately")
     if s["breadth"] >= 0.3:
-        reasons.append(f"narrower use: {s['breadth']:.0%} fewer features per active day lately")
+        reasons.append(f"{s['breadth']:.0%} fewer features a visit lately")
     features = stats.get("features", 0)
     if features <= 1:
         reasons.append("uses only one feature" if features == 1 else "has not used any tracked feature")
