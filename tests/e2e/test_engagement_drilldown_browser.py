@@ -1,6 +1,6 @@
 """An admin opens the members behind a number: a retention cell lists its members, they export as CSV and a
-campaign starts from exactly them; a stickiness bar opens its members too; the At-risk page shows when it was
-scored, the backtest beside the list and a rescore's progress."""
+campaign starts from exactly them; a stickiness bar and a lifecycle bar segment open their members too; the
+At-risk page shows when it was scored, the backtest beside the list and a rescore's progress."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def test_retention_cell_to_members_csv_and_campaign(live, page, sign_in, demo, o
     assert not page.js_errors, page.js_errors
 
 
-def test_stickiness_bar_click_opens_its_members(live, page, sign_in, demo):
+def test_stickiness_and_lifecycle_bar_clicks_open_their_members(live, page, sign_in, demo):
     sign_in("analyst")
     page.goto(f"{live.live_url}/engagement")
     page.wait_for_selector("#chart-stickiness[data-drill-bound=true]")
@@ -84,6 +84,22 @@ def test_stickiness_bar_click_opens_its_members(live, page, sign_in, demo):
     assert f"active on exactly {tallest + 1} of the 30 days" in page.locator("#drill-what").inner_text()
     assert page.locator("#drill-total").inner_text().startswith(f"{expected} member")
     assert page.locator("#campaign-form").count() == 0  # an analyst cannot send campaigns
+
+    page.goto(f"{live.live_url}/engagement/lifecycle")
+    page.wait_for_selector("#chart-lifecycle[data-drill-bound=true]")
+    figure = page.evaluate("JSON.parse(document.querySelector('#chart-lifecycle').getAttribute('data-plotly'))")
+    returning = next(n for n, trace in enumerate(figure["data"]) if trace["name"] == "Returning")
+    segments = page.locator("#chart-lifecycle .trace.bars").nth(returning).locator(".point path")
+    page.locator("#chart-lifecycle").scroll_into_view_if_needed()
+    heights = [box["height"] if (box := segments.nth(n).bounding_box()) else 0 for n in range(segments.count())]
+    tallest = max(range(len(heights)), key=heights.__getitem__)
+    box = segments.nth(tallest).bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_selector("#drill-card[data-kind=lifecycle]")
+    period = figure["data"][returning]["customdata"][tallest]
+    assert f"returning in the week starting {period}" in page.locator("#drill-what").inner_text()
+    expected = figure["data"][returning]["y"][tallest]
+    assert page.locator("#drill-total").inner_text().startswith(f"{expected} member")
     assert not page.js_errors, page.js_errors
 
 
