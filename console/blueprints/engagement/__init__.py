@@ -18,7 +18,7 @@ bp = Blueprint("engagement", __name__)
 
 
 def init_app(app) -> None:
-    from console.blueprints.engagement import api, pages  # noqa: F401  (routes)
+    from console.blueprints.engagement import api, drilldown_pages, pages  # noqa: F401  (routes)
     from console.blueprints.engagement.demo import seed_activity, seed_churn_scores
     from console.blueprints.engagement.ingest import migrate_day_aggregates, migrate_rollup_ids
     from console.blueprints.engagement.jobs import start_daily_scoring

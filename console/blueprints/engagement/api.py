@@ -202,15 +202,6 @@ def churn_rescore_status(job_id: str):
     return status
 
 
-def _offset(cursor: str | None) -> int:
-    values = decode_cursor(cursor)
-    if values is None:
-        return 0
-    if len(values) != 1 or not isinstance(values[0], int) or values[0] < 0:
-        raise validation_error("cursor", "This cursor is not valid; start again without it.")
-    return values[0]
-
-
 @endpoint(bp, f"{PREFIX}/lifecycle/<user_id>", permission="analytics.view", query=LifecycleQuery,
           summary="A member's lifecycle stage and timeline", responses={404: ""})
 def lifecycle(user_id: str, query: LifecycleQuery):

@@ -36,7 +36,8 @@ def in_holdout(salt: str, user_id: str, percent: float) -> bool:
 
 
 def lifecycle_stages(now: datetime) -> dict[str, str]:
-    """Every member's current weekly stage (new, returning, resurrecting, dormant, churned) in two queries."""
+    """Every member's current weekly stage (new, returning, resurrecting, dormant, churned, never_active) in two
+    queries."""
     current = period_start(now, "week")
     previous = add_periods(current, "week", -1)
     rows = ActivityRollup._get_collection().aggregate([
@@ -56,8 +57,10 @@ def lifecycle_stages(now: datetime) -> dict[str, str]:
                 stages[uid] = "new"
             else:
                 stages[uid] = "returning" if row["before"] else "resurrecting"
+        elif not member.get("first_seen") and not member.get("last_seen"):
+            stages[uid] = "never_active"  # nothing to come back to: not dormant, not churned
         else:
-            reference = as_utc(member.get("last_seen")) or as_utc(member.get("created_at")) or now
+            reference = as_utc(member.get("last_seen")) or now
             stages[uid] = "dormant" if now - reference <= churn_after else "churned"
     return stages
 

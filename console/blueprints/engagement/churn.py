@@ -6,6 +6,7 @@ and belong on the win-back (inactive) list, not in a risk tier.
 
 from __future__ import annotations
 
+import itertools
 import math
 import secrets
 from collections.abc import Callable
@@ -19,26 +20,37 @@ from console.blueprints.engagement.periods import as_day
 from console.timeutil import as_utc, utcnow
 
 LOOKBACK_DAYS = 84
-RATE_DAYS = 28  # the member's usual rhythm is read from their last four weeks
-RECENT_DAYS = 14
+RECENT_DAYS = 14  # the recent window, set against the member's own earlier weeks
+LAST_VISITS = 3  # session depth and breadth: the last visits against the earlier ones
 BACKTEST_DAYS = 30  # the backtest scores as of this many days ago and watches what happened since
 ELIGIBLE_DAYS = 14  # the backtest judges only members active in the 14 days before its cut
-WEIGHTS = {"silence": 1.0, "rhythm": 0.2, "trend": 0.5}
-TIERS = (("high", 0.5), ("medium", 0.35), ("low", 0.0))
+NEW_MEMBER_GAP = 7  # the usual gap assumed for a member with fewer than three active days
+# Logistic regression weights, fitted on simulated members (regulars, casual members, faders, abrupt leavers,
+# vacationers; not the demo's own) and rounded: risk is the chance of no activity in the next BACKTEST_DAYS days.
+WEIGHTS = {"overdue": 1.3, "silence": 0.5, "frequency": 1.2, "depth": 1.4, "breadth": 1.1, "new_member": 2.1}
+INTERCEPT = -5.0
+TIERS = (("high", 0.3), ("medium", 0.12), ("low", 0.0))
 MODEL = {
-    "name": "rhythm-silence-v2",
+    "name": "own-rhythm-v3",
     "predicts": f"no activity in the next {BACKTEST_DAYS} days",
     "signals": [
+        {"name": "overdue", "weight": WEIGHTS["overdue"],
+         "description": "log(1 + days silent / the member's median gap between active days)"},
         {"name": "silence", "weight": WEIGHTS["silence"], "description": "log(1 + days since last activity)"},
-        {"name": "rhythm", "weight": WEIGHTS["rhythm"],
-         "description": f"how unusual the silence is for the member's active-day rate over {RATE_DAYS} days "
-                        "(-days * log(1 - rate), capped at 10)"},
-        {"name": "trend", "weight": WEIGHTS["trend"],
-         "description": f"drop in the share of active days: the {RECENT_DAYS} days before against the "
-                        f"{RECENT_DAYS} before those"},
+        {"name": "frequency", "weight": WEIGHTS["frequency"],
+         "description": f"drop in the share of active days: the last {RECENT_DAYS} days against the member's "
+                        f"earlier weeks (0 to 1)"},
+        {"name": "depth", "weight": WEIGHTS["depth"],
+         "description": f"drop in events per active day: the last {LAST_VISITS} active days against the earlier "
+                        "ones (0 to 1)"},
+        {"name": "breadth", "weight": WEIGHTS["breadth"],
+         "description": f"drop in features used per active day: the last {LAST_VISITS} against the earlier ones "
+                        "(0 to 1)"},
+        {"name": "new_member", "weight": WEIGHTS["new_member"], "description": "fewer than three active days"},
     ],
-    "risk": "z / (z + 3), z = the weighted sum of the signals",
-    "tiers": {"high": ">= 0.5", "medium": ">= 0.35", "low": "< 0.35"},
+    "risk": f"1 / (1 + exp(-z)), z = {INTERCEPT} + the weighted sum of the signals",
+    "tiers": {"high": ">= 0.3", "medium": ">= 0.12", "low": "< 0.12"},
+    "tier_floors": dict(TIERS),
 }
 WRITE_CHUNK = 1000
 
@@ -55,83 +67,111 @@ def activity_by_member(start: datetime, end: datetime, user_ids: list[str] | Non
     rows = ActivityRollup._get_collection().aggregate([
         {"$match": match},
         {"$group": {"_id": "$user_id", "days": {"$push": {
-            "d": "$day", "l": "$last_at",
+            "d": "$day", "l": "$last_at", "e": "$events",
             "f": {"$map": {"input": {"$objectToArray": {"$ifNull": ["$features", {}]}}, "in": "$$this.k"}}}}}},
     ])
     return {row["_id"]: row["days"] for row in rows}
 
 
 def member_stats(activity: dict[str, list[dict]], as_of: datetime, max_silence: int | None = None) -> list[dict]:
-    """Members active in the lookback before `as_of` (and within `max_silence` days of it): days, last time,
-    features, the day they were first seen."""
+    """Members active in the lookback before `as_of` (and within `max_silence` days of it): their active days
+    (day, events, features) oldest first, last time, how many features in all."""
     end = as_day(as_of)
     start = end - timedelta(days=LOOKBACK_DAYS - 1)
     out = []
     for user_id, entries in activity.items():
-        window = [entry for entry in entries if start <= as_utc(entry["d"]) <= end]
-        if not window:
+        by_day: dict[datetime, dict] = {}
+        for entry in entries:
+            day = as_utc(entry["d"])
+            if start <= day <= end:
+                by_day[day] = {"day": day, "events": entry.get("e") or 1, "features": len(entry.get("f") or ())}
+        if not by_day:
             continue
-        days = sorted({as_utc(entry["d"]) for entry in window})
+        days = sorted(by_day)
         if max_silence is not None and (end - days[-1]).days > max_silence:
             continue
+        window = [entry for entry in entries if start <= as_utc(entry["d"]) <= end]
         features = set().union(*(entry.get("f") or [] for entry in window))
         last = [as_utc(entry["l"]) for entry in window if entry.get("l")]
-        out.append({"_id": user_id, "days": days, "last": max(last) if last else days[-1],
-                    "features": len(features)})
+        out.append({"_id": user_id, "days": days, "visits": [by_day[day] for day in days],
+                    "last": max(last) if last else days[-1], "features": len(features)})
     return out
 
 
-def signals(days: list[datetime], end: datetime) -> dict:
-    """The model's inputs from a member's sorted active days up to `end` (a UTC midnight)."""
+def _drop(recent: float, earlier: float) -> float:
+    """How far `recent` fell below `earlier`, 0 (no fall) to 1 (to nothing)."""
+    return max(0.0, min(1.0, 1 - recent / earlier)) if earlier > 0 else 0.0
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def signals(days: list[datetime], end: datetime, visits: list[dict] | None = None) -> dict:
+    """The model's inputs from a member's sorted active days up to `end` (a UTC midnight), measured against the
+    member's own rhythm: the silence in their usual gaps, and the recent frequency, depth and breadth against
+    their earlier weeks."""
+    visits = visits or [{"day": day, "events": 1, "features": 1} for day in days]
     silent = (end - days[-1]).days
-    span = min(RATE_DAYS, (end - days[0]).days + 1)
-    recent_days = [day for day in days if (end - day).days < RATE_DAYS]
-    rate = len(recent_days) / span
-    recent_span = min(RECENT_DAYS, span)
-    recent = sum(1 for day in recent_days if (end - day).days < RECENT_DAYS) / recent_span
-    older_span = span - RECENT_DAYS
-    older = (sum(1 for day in recent_days if (end - day).days >= RECENT_DAYS) / older_span if older_span > 0
-             else recent)
-    rhythm = min(10.0, -silent * math.log(1 - min(rate, 0.95)))
-    trend = max(0.0, older - recent)
-    z = (WEIGHTS["silence"] * math.log1p(silent) + WEIGHTS["rhythm"] * rhythm + WEIGHTS["trend"] * trend)
-    return {"silent_days": silent, "rate": rate, "recent_rate": recent, "earlier_rate": older,
-            "rhythm": rhythm, "trend": trend, "risk": round(z / (z + 3), 4)}
+    gaps = sorted((later - earlier).days for earlier, later in itertools.pairwise(days))
+    usual_gap = float(gaps[len(gaps) // 2]) if len(gaps) >= 2 else float(NEW_MEMBER_GAP)
+    overdue = silent / max(usual_gap, 1.0)
+    span = (end - days[0]).days + 1
+    recent_days = sum(1 for day in days if (end - day).days < RECENT_DAYS)
+    recent_rate = recent_days / min(RECENT_DAYS, span)
+    earlier_span = span - RECENT_DAYS
+    earlier_rate = (len(days) - recent_days) / earlier_span if earlier_span >= RECENT_DAYS else recent_rate
+    frequency = _drop(recent_rate, earlier_rate)
+    last, before = visits[-LAST_VISITS:], visits[:-LAST_VISITS]
+    enough = len(before) >= LAST_VISITS
+    depth = _drop(_mean([v["events"] for v in last]), _mean([v["events"] for v in before])) if enough else 0.0
+    breadth = _drop(_mean([v["features"] for v in last]), _mean([v["features"] for v in before])) if enough else 0.0
+    new_member = 1.0 if len(days) < 3 else 0.0
+    z = (INTERCEPT + WEIGHTS["overdue"] * math.log1p(overdue) + WEIGHTS["silence"] * math.log1p(silent)
+         + WEIGHTS["frequency"] * frequency + WEIGHTS["depth"] * depth + WEIGHTS["breadth"] * breadth
+         + WEIGHTS["new_member"] * new_member)
+    return {"silent_days": silent, "usual_gap": usual_gap, "overdue": overdue, "rate": len(days) / min(span, 28 * 3),
+            "recent_rate": recent_rate, "earlier_rate": earlier_rate, "frequency": frequency, "depth": depth,
+            "breadth": breadth, "trend": frequency, "risk": round(1 / (1 + math.exp(-z)), 4)}
 
 
 def score(stats: dict, as_of: datetime) -> dict:
     """Score one member as of `as_of`, with the reasons in words."""
     end = as_day(as_of)
     days = stats["days"]
-    s = signals(days, end)
-    silent, rate = s["silent_days"], s["rate"]
-    gap = 1 / rate if rate else RATE_DAYS
-    per_week = rate * 7
+    s = signals(days, end, stats.get("visits"))
+    silent, gap = s["silent_days"], s["usual_gap"]
+    per_week = 7 / gap if gap else 0
     if len(days) < 3:
         rhythm = f"active on {len(days)} day{'s' if len(days) != 1 else ''} only"
     elif per_week >= 1:
-        rhythm = f"active about {per_week:.0f} day{'s' if round(per_week) != 1 else ''} a week"
+        rhythm = f"usually back within {gap:.0f} day{'s' if gap != 1 else ''}"
     else:
         rhythm = f"active about once every {gap:.0f} days"
     reasons = []
     if silent > max(1.5 * gap, 2):
-        reasons.append(f"{rhythm}, silent for {silent} days (usually back within {math.ceil(gap)})")
+        reasons.append(f"{rhythm}, silent for {silent} days ({s['overdue']:.0f} times their usual gap)")
     else:
         reasons.append(f"{rhythm}; last active {silent} day{'s' if silent != 1 else ''} ago, in line with their "
                        "usual rhythm")
-    if s["trend"] >= 0.15:
-        reasons.append(f"active on {s['recent_rate']:.0%} of days in the last {RECENT_DAYS} days, down from "
-                       f"{s['earlier_rate']:.0%} before")
+    if s["frequency"] >= 0.3:
+        reasons.append(f"active on {s['recent_rate']:.0%} of the last {RECENT_DAYS} days, down from "
+                       f"{s['earlier_rate']:.0%}")
+    if s["depth"] >= 0.3:
+        reasons.append(f"visits {s['depth']:.0%} shorter lately")
+    if s["breadth"] >= 0.3:
+        reasons.append(f"{s['breadth']:.0%} fewer features a visit lately")
     features = stats.get("features", 0)
     if features <= 1:
         reasons.append("uses only one feature" if features == 1 else "has not used any tracked feature")
     last_seen = as_utc(stats.get("last"))
     return {"user_id": stats["_id"], "risk": s["risk"], "tier": tier_for(s["risk"]), "reasons": reasons,
             "last_seen": last_seen, "days_inactive": (as_utc(as_of) - last_seen).days if last_seen else None,
-            "signals": {"silent_days": silent, "active_day_rate": round(rate, 4),
-                        "recent_rate": round(s["recent_rate"], 4), "earlier_rate": round(s["earlier_rate"], 4),
-                        "rhythm": round(s["rhythm"], 4), "trend": round(s["trend"], 4), "active_days": len(days),
-                        "features": features}}
+            "signals": {"silent_days": silent, "usual_gap_days": gap, "overdue": round(s["overdue"], 4),
+                        "active_day_rate": round(s["rate"], 4), "recent_rate": round(s["recent_rate"], 4),
+                        "earlier_rate": round(s["earlier_rate"], 4), "frequency_drop": round(s["frequency"], 4),
+                        "depth_drop": round(s["depth"], 4), "breadth_drop": round(s["breadth"], 4),
+                        "trend": round(s["trend"], 4), "active_days": len(days), "features": features}}
 
 
 def score_all(activity: dict[str, list[dict]], as_of: datetime, max_silence: int | None = None) -> list[dict]:

@@ -1,7 +1,12 @@
-"""Demo activity: ~90 days for the demo members, written through the ingestion service so rollups are right."""
+"""Demo activity: ~90 days for the demo members, written through the ingestion service so rollups are right.
+
+Members behave as real ones do, so the churn backtest has something to tell apart: regulars, casual members on a
+slow rhythm who stay, members who fade over weeks before they stop, a few who stop abruptly, and vacationers who
+come back after a gap."""
 
 from __future__ import annotations
 
+import math
 import random
 from datetime import datetime, timedelta
 
@@ -24,17 +29,58 @@ CITIES = ["Lisbon", "Berlin", "Nairobi", "Osaka", "Toronto", "Lima", "Pune", "Os
 CHUNK = 5000
 
 
+KINDS = (  # share of members, what they do
+    (0.36, "regular"),  # on their habitual weekdays, steady
+    (0.24, "casual"),  # about once every week or two, on their own rhythm, and they stay
+    (0.22, "fading"),  # slow down over weeks (fewer days, shorter sessions, fewer features), then stop
+    (0.06, "abrupt"),  # a regular who stops one day without warning
+    (0.12, "vacation"),  # a regular with a gap of two or three weeks who comes back
+)
+
+
 def _member_plan(rng: random.Random, index: int) -> dict:
-    kind = rng.random()
-    return {
+    pick, kind = rng.random(), KINDS[-1][1]
+    for share, name in KINDS:
+        if pick < share:
+            kind = name
+            break
+        pick -= share
+    plan = {
+        "kind": kind,
         "join": int((DAYS - 1) * (1 - rng.random() ** 1.5)),  # days ago: most joined early, some keep arriving
-        "rate": rng.uniform(0.15, 0.75) if kind > 0.15 else rng.uniform(0.05, 0.15),
-        "drift": rng.randint(12, 60) if kind < 0.3 else None,  # stops gradually this many days ago
-        "features": rng.sample(list(FEATURES), rng.randint(1, 4)),
-        "weekend": rng.uniform(0.3, 1.3),
+        "habit": set(rng.sample(range(7), rng.randint(2, 6))),  # the weekdays they usually come
+        "every": rng.randint(6, 14),  # a casual member's usual gap in days
+        "depth": rng.randint(2, 5),  # events per session
+        "features": rng.sample(list(FEATURES), rng.randint(2, 4)),
         "sessions_ids": rng.random() < 0.5,
         "silent": index % 23 == 0,  # a few members never show up
+        "stop": rng.randint(-14, DAYS - 10),  # fading/abrupt: the last active day (days ago; < 0: still to come)
+        "fade": rng.randint(14, 42),  # fading: how many days the slowdown takes
+        "away": rng.randint(0, DAYS - 20), "away_for": rng.randint(12, 24),  # vacation: from (days ago), days
     }
+    plan["stop"] = min(plan["stop"], plan["join"] - 7)  # they were here for a week at least
+    if kind == "casual":
+        plan["depth"], plan["features"] = rng.randint(1, 3), plan["features"][:2]
+    return plan
+
+
+def _day_plan(plan: dict, days_ago: int, weekday: int) -> tuple[float, int, list[str]]:
+    """The chance of activity on the day, the session depth and the features in use."""
+    kind, depth, features = plan["kind"], plan["depth"], plan["features"]
+    if kind == "casual":
+        due = (days_ago % plan["every"]) == (plan["join"] % plan["every"])
+        return (0.85 if due else 0.02), depth, features
+    chance = 0.8 if weekday in plan["habit"] else 0.06
+    if kind in ("fading", "abrupt") and days_ago < plan["stop"]:
+        return 0.0, depth, features
+    if kind == "fading" and days_ago < plan["stop"] + plan["fade"]:
+        left = (days_ago - plan["stop"]) / plan["fade"]  # 1 when the slowdown starts, 0 at the last day
+        chance = max(0.08, chance * left ** 1.5)
+        depth = max(1, round(depth * left))
+        features = features[:max(1, math.ceil(len(features) * left))]
+    if kind == "vacation" and plan["away"] - plan["away_for"] < days_ago <= plan["away"]:
+        return 0.0, depth, features
+    return chance, depth, features
 
 
 def demo_events(rng: random.Random, now: datetime, user_ids: list[str]) -> list[dict]:
@@ -46,15 +92,13 @@ def demo_events(rng: random.Random, now: datetime, user_ids: list[str]) -> list[
             continue
         for days_ago in range(min(plan["join"], DAYS - 1), -1, -1):
             day = today - timedelta(days=days_ago)
-            chance = plan["rate"] * (plan["weekend"] if day.weekday() >= 5 else 1.0)
-            if plan["drift"] is not None and days_ago < plan["drift"]:
-                chance *= 0.25 ** ((plan["drift"] - days_ago) / 4)
-            if days_ago == plan["join"] or rng.random() < chance:
+            chance, depth, features = _day_plan(plan, days_ago, day.weekday())
+            if (days_ago == plan["join"] and chance > 0) or rng.random() < chance:
                 start = day + timedelta(hours=rng.choice([7, 8, 12, 13, 18, 19, 20, 21]), minutes=rng.randint(0, 59))
                 for session in range(1 if rng.random() < 0.75 else 2):
                     moment = start + timedelta(hours=3 * session)
-                    for n in range(rng.randint(1, 3)):
-                        feature = rng.choice(plan["features"])
+                    for n in range(rng.randint(1, depth)):
+                        feature = rng.choice(features)
                         moment += timedelta(minutes=rng.randint(1, 12))
                         if moment > now:
                             break

@@ -1,8 +1,9 @@
-"""The members behind a number: a retention cell or a lifecycle bar segment, read from the daily rollups."""
+"""The members behind a number: a retention cell, a lifecycle bar segment, a feature row or a stickiness bar, read
+from the daily rollups."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from console.blueprints.engagement.ingest import escape_key
 from console.blueprints.engagement.models import ActivityRollup
@@ -65,3 +66,20 @@ def page(user_ids: set[str], limit: int, after: str | None) -> dict:
               "last_seen": as_utc(docs.get(uid, {}).get("last_seen"))} for uid in chosen]
     more = bool(limit) and len(ordered) > limit
     return {"items": items, "after": chosen[-1] if more and chosen else None, "total": len(user_ids)}
+
+
+def feature_member_ids(feature: str, start: date, end: date) -> set[str]:
+    """Members who used `feature` on a day in [start, end] (the overview's feature row)."""
+    query = {"day": {"$gte": as_day(start), "$lte": as_day(end)}, f"features.{escape_key(feature)}": {"$gt": 0}}
+    return set(ActivityRollup._get_collection().distinct("user_id", query))
+
+
+def stickiness_member_ids(window: int, active_days: int, end: date) -> set[str]:
+    """Members active on exactly `active_days` of the `window` days ending `end` (a stickiness bar)."""
+    last = as_day(end)
+    rows = ActivityRollup._get_collection().aggregate([
+        {"$match": {"day": {"$gt": last - timedelta(days=window), "$lte": last}}},
+        {"$group": {"_id": "$user_id", "days": {"$sum": 1}}},
+        {"$match": {"days": active_days}},
+    ])
+    return {row["_id"] for row in rows}

@@ -78,7 +78,7 @@ class InactiveQuery(PageQuery):
 class Segment(RequestModel):
     inactive_days: int | None = Field(None, ge=1, le=3650)
     min_risk: float | None = Field(None, ge=0, le=1)
-    lifecycle: Literal["new", "returning", "resurrecting", "dormant", "churned"] | None = None
+    lifecycle: Literal["new", "returning", "resurrecting", "dormant", "churned", "never_active"] | None = None
     user_ids: list[str] | None = Field(None, max_length=10000, description="Limit to these members")
 
     @model_validator(mode="after")
