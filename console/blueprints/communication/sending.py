@@ -2,7 +2,9 @@
 source of truth; RQ carries jobs that name queue documents (the contract is in queue.py, the worker's side in
 jobs.py and delivery.py).
 
-The engagement feature relies on `create_batch`, `batch_status` and `deliverability`; notify.py on `send_email`.
+Other features use `create_batch`, `batch_status`, `deliverability` (engagement's campaigns; platform's event
+mail) and `send_email` (hardening's alerts); an admin's own sends (the API, the pages) go through
+`send_requested`, `batch_requested`, `send_test`, `retry_email`, which also write the audit entry.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from bson import ObjectId
 from email_validator import EmailNotValidError, validate_email
 from pymongo.errors import DuplicateKeyError
 
+from console import audit
 from console.blueprints.communication.email_templates import required_of, template_for_send
 from console.blueprints.communication.layout import compose, get_layout
 from console.blueprints.communication.models import (
@@ -251,6 +254,32 @@ def create_batch(template_id: str | None, recipients: list[dict], *, template_ke
     return {"batch_id": str(batch_id), "queued": total - skipped, "skipped": skipped}
 
 
+# --- what an admin asks for: the same sends, with their audit entry --------------------------------------------
+
+def send_requested(template_id: str | None, to: dict, **options) -> dict:
+    """An admin's single send (send_email's arguments); audited unless the idempotency key repeated it."""
+    result = send_email(template_id, to, **options)
+    if not result["duplicate"]:
+        audit.record("email.send", f"email:{result['email_id']}", None, {"status": result["status"]},
+                     template_id=template_id, template_key=options.get("template_key"))
+    return result
+
+
+def batch_requested(template_id: str | None, recipients: list[dict], **options) -> dict:
+    """An admin's batch (create_batch's arguments), audited."""
+    result = create_batch(template_id, recipients, **options)
+    audit.record("batch.send", f"batch:{result['batch_id']}", None, result, template_id=template_id,
+                 template_key=options.get("template_key"))
+    return result
+
+
+def send_test(template: EmailTemplate, to_email: str) -> dict:
+    """The saved template with its sample data, to an admin (high priority), audited."""
+    result = send_email(str(template.id), {"email": to_email}, variables=template.sample_data or {}, priority="high")
+    audit.record("email.send_test", f"template:{template.id}", None, result)
+    return result
+
+
 def _undo_batch(batch_id: ObjectId) -> None:
     """Take back the chunks already written when a later one fails to render (no job was enqueued yet)."""
     coll = EmailQueue._get_collection()
@@ -413,6 +442,7 @@ def retry_email(email_id: str) -> dict:
     NotificationHistory._get_collection().delete_many({"email_id": doc["_id"]})  # a new outcome will follow
     get_redis().delete(HANDOVER_KEY.format(doc["_id"]))  # a person decided to send it again
     enqueue_delivery([doc["_id"]], doc.get("priority") or "normal", job_id)
+    audit.record("email.retry", f"email:{email_id}")
     return {"email_id": str(doc["_id"]), "status": "queued"}
 
 

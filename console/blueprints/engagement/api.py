@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 from datetime import UTC, date, datetime, time
 
-from flask import Response, current_app, g, request, stream_with_context
+from flask import Response, current_app, g, request
 from flask_login import current_user
 
 from console.blueprints.engagement import (
@@ -48,6 +46,7 @@ from console.http import endpoint, link, read_json
 from console.pagination import PageQuery, decode_cursor, encode_cursor
 from console.security import email_changes_allowed, request_ingest_key, valid_ingest_key
 from console.timeutil import as_utc
+from console.web import csv_response
 
 PREFIX = "/api/phase14/engagement"
 INGEST_MAX_BODY = 8 * 1024 * 1024
@@ -242,28 +241,10 @@ def inactive_users(query: InactiveQuery):
 
 def inactive_csv(days: int) -> Response:
     """Streamed from the cursor: memory stays flat however many members match."""
-    def lines():
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["user_id", "email", "name", "last_seen", "days_inactive"])
-        for count, row in enumerate(inactive.iter_inactive(days), 1):
-            writer.writerow([csv_safe(row["user_id"]), csv_safe(row["email"]), csv_safe(row["name"]),
-                             row["last_seen"].isoformat().replace("+00:00", "Z") if row["last_seen"] else "",
-                             row["days_inactive"]])
-            if count % 500 == 0:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue()
-
-    return Response(stream_with_context(lines()), mimetype="text/csv", headers={
-        "Content-Disposition": f'attachment; filename="inactive-{days}d.csv"'})
-
-
-def csv_safe(value) -> str:
-    """Neutralise spreadsheet formulas in member-supplied text."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in {"=", "+", "-", "@", "\t", "\r"} else text
+    rows = ([row["user_id"], row["email"], row["name"],
+             row["last_seen"].isoformat().replace("+00:00", "Z") if row["last_seen"] else "", row["days_inactive"]]
+            for row in inactive.iter_inactive(days))
+    return csv_response(f"inactive-{days}d.csv", ["user_id", "email", "name", "last_seen", "days_inactive"], rows)
 
 
 @endpoint(bp, f"{PREFIX}/campaigns/trigger", methods=["POST"], permission="campaigns.send", body=CampaignTrigger,

@@ -1,7 +1,8 @@
 """Content & moderation over the platform's own collections: the moderation queue (moderation.py), dashboard
 widgets and their demo data.
 
-Uses communication only through `notify` (or, until it lands, `sending.send_email`) in moderation.notify_member.
+Uses communication only through `notify` (moderation.notify_member) and `sending.create_batch` (an event's
+attendees, content_pages.email_attendees).
 """
 
 from flask import Blueprint

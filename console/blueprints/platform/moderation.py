@@ -15,6 +15,7 @@ from bson import ObjectId
 from bson.errors import InvalidId
 
 from console.audit import record
+from console.blueprints.communication import notify
 from console.db import get_db
 from console.errors import ApiError
 from console.pagination import decode_cursor, encode_cursor
@@ -26,27 +27,9 @@ KINDS = {"submissions": {"date": "submitted_at", "noun": "submission", "default"
                         "events": {"approve": "volunteer.approved", "reject": "volunteer.declined"}}}
 PENDING = ("pending", "submitted", "in_review", "new", "applied")
 DECIDED = {"approve": "approved", "reject": "rejected"}
-# Until communication's notify() is merged: the template each event sends (its built-in catalog's names).
-FALLBACK_TEMPLATES = {"submission.approved": "Submission approved", "submission.rejected": "Submission rejected",
-                      "volunteer.approved": "Volunteer approved", "volunteer.declined": "Volunteer declined"}
-
-
 def notify_member(event: str, user_id: str | None, email: str | None, data: dict, event_id: str) -> dict:
-    """The one place moderation sends mail: communication's notify() when present, else its send_email()."""
-    try:
-        from console.blueprints.communication import notify
-    except ImportError:
-        notify = None
-    if notify is not None:
-        return notify(event, user_id=user_id, email=email, data=data, event_id=event_id)
-    from console.blueprints.communication.models import EmailTemplate
-    from console.blueprints.communication.sending import send_email
-
-    template = EmailTemplate.objects(name=FALLBACK_TEMPLATES[event]).only("id").first()
-    if template is None:
-        return {"skipped": "no_template"}
-    to = {"user_id": user_id} if user_id else {"email": email}
-    return send_email(str(template.id), to, variables=data, idempotency_key=f"notify:{event}:{event_id}")
+    """The one place moderation sends mail: communication's notify() (the template bound to the event)."""
+    return notify(event, user_id=user_id, email=email, data=data, event_id=event_id)
 
 
 # --- reading -------------------------------------------------------------------------------------------------

@@ -1,9 +1,8 @@
 """Console pages: the permission matrix, admins and their roles, the audit log."""
 
-import json
 from datetime import UTC, date, datetime, time, timedelta
 
-from flask import Response, flash, redirect, render_template, request, stream_with_context, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from console import audit
@@ -13,10 +12,7 @@ from console.errors import ApiError
 from console.pagination import PageQuery, paginate
 from console.security import current_permissions, has_permission, permission_required
 from console.timeutil import utcnow
-
-
-def _toast(message: str, tone: str = "success") -> dict:
-    return {"HX-Trigger": json.dumps({"toast": {"message": message, "tone": tone}})}
+from console.web import csv_response, toast
 
 
 def _page_query() -> PageQuery:
@@ -65,12 +61,12 @@ def toggle_cell(role: str, permission: str):
         found = manage.get_role(role)
         html = render_template("roles/_cell.html", role=role, permission=permission,
                                granted=permission in found.permissions, can_manage=True, super_admin=SUPER_ADMIN)
-        return html, 200, _toast(error.detail, "error")
+        return html, 200, toast(error.detail, "error")
     verb = "granted to" if granted else "removed from"
     html = render_template("roles/_cell.html", role=role, permission=permission, granted=granted, can_manage=True,
                            super_admin=SUPER_ADMIN)
     html += '\n<div id="change-preview" hx-swap-oob="innerHTML"></div>'  # the confirmed preview closes
-    return html, 200, _toast(f"{permission} {verb} {role}.")
+    return html, 200, toast(f"{permission} {verb} {role}.")
 
 
 @bp.route("/roles/preview/clear")
@@ -191,8 +187,7 @@ def audit_log():
 def audit_csv():
     queryset = _audit_queryset(_audit_filters())
     filename = f"audit-log-{utcnow():%Y%m%d-%H%M}.csv"
-    return Response(stream_with_context(audit.csv_lines(queryset)), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return csv_response(filename, audit.CSV_COLUMNS, audit.csv_rows(queryset))
 
 
 @bp.route("/widgets/security")
