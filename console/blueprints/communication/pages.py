@@ -9,12 +9,13 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_login import current_user
 
 from console.blueprints.communication import bp, email_templates, mailbox, prefs, sending, stats
+from console.blueprints.communication.schemas import QueueQuery, SuppressionQuery
 from console.errors import ApiError
 from console.http import MAX_JSON_DEPTH, depth_over
 from console.pagination import PageQuery
 from console.security import has_permission, permission_required
 from console.validation import unstorable
-from console.web import csv_response, is_htmx, toast
+from console.web import csv_response, is_htmx, query_args, toast
 
 # --- templates ---------------------------------------------------------------------------------------------
 
@@ -220,9 +221,9 @@ def bindings_page():
 def suppressions_page():
     from console.blueprints.communication import suppressions
 
-    q = (request.args.get("q") or "").strip() or None
-    reason = request.args.get("reason") if request.args.get("reason") in suppressions.REASONS else None
-    if request.args.get("format") == "csv":
+    query = query_args(SuppressionQuery)
+    q, reason = query.q or None, query.reason
+    if query.format == "csv":
         return csv_response("suppressions.csv", suppressions.CSV_COLUMNS, suppressions.csv_rows(q, reason))
     try:
         page = suppressions.list_page(PageQuery(limit=50, cursor=request.args.get("cursor")), q, reason)
@@ -296,12 +297,8 @@ def template_send_test(template_id: str):
 # --- queue, emails, batches --------------------------------------------------------------------------------
 
 def _queue_args() -> dict:
-    args = {key: (request.args.get(key) or "").strip() or None for key in ("status", "priority", "q", "batch_id")}
-    if args["status"] not in (None, *sending.STATUSES):
-        args["status"] = None
-    if args["priority"] not in (None, *sending.PRIORITIES):
-        args["priority"] = None
-    return args
+    query = query_args(QueueQuery)
+    return {key: getattr(query, key) or None for key in ("status", "priority", "q", "batch_id")}
 
 
 def _queue_rows(args: dict, cursor: str | None) -> tuple[list[dict], str | None]:

@@ -16,9 +16,9 @@ from console.blueprints.engagement import members as members_service
 from console.blueprints.engagement.periods import zone_name
 from console.blueprints.engagement.schemas import CampaignTrigger
 from console.errors import ApiError
-from console.pagination import PageQuery, decode_cursor, encode_cursor
+from console.pagination import PageQuery, cursor_for, cursor_or_none
 from console.security import has_permission, permission_required
-from console.timeutil import as_utc, utcnow
+from console.timeutil import utcnow
 from console.ui import visible_member_panels
 from console.web import csv_response, is_htmx, toast
 
@@ -42,23 +42,6 @@ def _date(name: str) -> date | None:
         return date.fromisoformat(request.args.get(name, ""))
     except ValueError:
         return None
-
-
-def _after(cursor: str | None) -> list | None:
-    try:
-        values = decode_cursor(cursor)
-    except ApiError:
-        return None
-    if not values:
-        return None
-    try:
-        return [as_utc(datetime.fromisoformat(values[0])), *values[1:]]
-    except (TypeError, ValueError):
-        return None
-
-
-def _cursor(after: list | None) -> str | None:
-    return encode_cursor([after[0].isoformat(), *after[1:]]) if after else None
 
 
 # --- overview ----------------------------------------------------------------------------------------------
@@ -196,9 +179,11 @@ def member(user_id: str):
 @bp.route("/engagement/members/<user_id>/activity")
 @permission_required("analytics.view")
 def member_activity(user_id: str):
-    page = members_service.activity(user_id, limit=20, after=_after(request.args.get("cursor")),
+    after = cursor_or_none(request.args.get("cursor"), datetime, str)
+    page = members_service.activity(user_id, limit=20, after=after,
                                        event=request.args.get("event") or None)
-    return render_template("engagement/_activity.html", user_id=user_id, page=page, next_cursor=_cursor(page["after"]))
+    return render_template("engagement/_activity.html", user_id=user_id, page=page,
+                           next_cursor=cursor_for(page["after"]))
 
 
 # --- at risk and inactive ----------------------------------------------------------------------------------
@@ -209,23 +194,15 @@ def _at_risk_filters() -> dict:
     return {"tier": tier, "min_risk": min_risk}
 
 
-def _risk_cursor(cursor: str | None) -> list | None:
-    try:
-        values = decode_cursor(cursor)
-    except ApiError:
-        return None
-    return values if values and len(values) == 2 else None
-
-
 @bp.route("/engagement/at-risk")
 @permission_required("analytics.view")
 def at_risk():
     filters = _at_risk_filters()
     page = churn.stored_scores(tier=None if filters["tier"] == "all" else filters["tier"],
                                min_risk=filters["min_risk"], limit=50,
-                               after=_risk_cursor(request.args.get("cursor")))
+                               after=cursor_or_none(request.args.get("cursor"), float, str))
     return render_template("engagement/at_risk.html", rows=page["items"], total=page["total"],
-                           next_cursor=encode_cursor(page["after"]) if page["after"] else None,
+                           next_cursor=cursor_for(page["after"]),
                            run=churn.latest_run(), model=churn.MODEL, templates=_templates(), **filters)
 
 
@@ -265,8 +242,9 @@ def at_risk_rescore_status(job_id: str):
 @permission_required("analytics.view")
 def inactive():
     days = _int("days", 30, 1, 3650)
-    page = inactive_service.inactive_users(days, limit=50, after=_after(request.args.get("cursor")))
-    return render_template("engagement/inactive.html", page=page, days=days, next_cursor=_cursor(page["after"]),
+    after = cursor_or_none(request.args.get("cursor"), datetime, str)
+    page = inactive_service.inactive_users(days, limit=50, after=after)
+    return render_template("engagement/inactive.html", page=page, days=days, next_cursor=cursor_for(page["after"]),
                            templates=_templates())
 
 

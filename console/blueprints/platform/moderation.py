@@ -18,7 +18,7 @@ from console.audit import record
 from console.blueprints.communication import notify
 from console.db import get_db
 from console.errors import ApiError
-from console.pagination import decode_cursor, encode_cursor
+from console.pagination import decode_id_cursor, encode_id_cursor
 from console.timeutil import isoformat, utcnow
 
 KINDS = {"submissions": {"date": "submitted_at", "noun": "submission", "default": "pending",
@@ -114,14 +114,9 @@ def list_items(kind: str, *, status=None, q=None, type_=None, since=None, until=
         clauses.append({spec["date"]: {**({"$gte": since} if since else {}), **({"$lt": until} if until else {})}})
     if event_id:
         clauses.append({"event_id": event_id})
-    after = decode_cursor(cursor)
-    if after:
-        try:
-            last = ObjectId(after[0]) if after[1] == "oid" else after[0]
-        except (InvalidId, IndexError, TypeError):
-            from console.errors import validation_error
-            raise validation_error("cursor", "This cursor is not valid; start again without it.") from None
-        clauses.append({"_id": {"$lt": last}})
+    after = decode_id_cursor(cursor)
+    if after is not None:
+        clauses.append({"_id": {"$lt": after}})
     query = {"$and": clauses} if clauses else {}
     docs = list(get_db()[kind].find(query).sort("_id", -1).limit(limit + 1))
     more = len(docs) > limit
@@ -129,8 +124,7 @@ def list_items(kind: str, *, status=None, q=None, type_=None, since=None, until=
     members = _members(docs)
     next_cursor = None
     if more and docs:
-        last_id = docs[-1]["_id"]
-        next_cursor = encode_cursor([str(last_id), "oid" if isinstance(last_id, ObjectId) else "str"])
+        next_cursor = encode_id_cursor(docs[-1]["_id"])
     return {"items": [item_dict(kind, d, members.get(d.get("user_id"))) for d in docs], "next_cursor": next_cursor,
             "counts": counts(kind)}
 
