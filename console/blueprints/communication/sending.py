@@ -218,8 +218,26 @@ def create_batch(template_id: str | None, recipients: list[dict], *, template_ke
     _refuse_missing(template, resolved, shared, lambda index: f"recipients.{index}.variables")
     now = utcnow()
     batch_id = ObjectId()
-    decisions = decide(resolved, category, now=now)
-    chunk, layout, source = setting("MAIL_CHUNK_SIZE"), get_layout(), dict(source or {})
+    source = dict(source or {})
+    options = {"priority": priority, "category": category, "now": now, "layout": get_layout()}
+    jobs, deferred, skipped = _write_chunks(batch_id, template, resolved, shared, decide(resolved, category, now=now),
+                                            source, options)
+    total = len(resolved)
+    EmailBatch._get_collection().insert_one(
+        {"_id": batch_id, "template_id": template.id, "template_name": template.name, "priority": priority,
+         "category": category, "total": total, "queued": total - skipped, "skipped": skipped,
+         "source": source, "created_by": _actor(), "created_at": now})
+    enqueue_chunks(jobs, priority)
+    for email_id, job_id, until in deferred:  # quiet hours: each waits for its own window
+        enqueue_delivery([email_id], priority, f"{job_id}-{email_id}", at=until)
+    return {"batch_id": str(batch_id), "queued": total - skipped, "skipped": skipped}
+
+
+def _write_chunks(batch_id: ObjectId, template: EmailTemplate, resolved: list[dict], shared: dict,
+                  decisions: list[tuple], source: dict, options: dict):
+    """Render and insert the batch's queue documents MAIL_CHUNK_SIZE at a time (a render failure takes back what
+    was written: 422). Returns (job id → email ids to queue, deferred (email id, job id, until), skipped count)."""
+    chunk = setting("MAIL_CHUNK_SIZE")
     jobs: dict[str, list[str]] = {}
     deferred: list[tuple[ObjectId, str, datetime]] = []
     skipped = 0
@@ -228,9 +246,8 @@ def create_batch(template_id: str | None, recipients: list[dict], *, template_ke
         docs = []
         for index in range(start, min(start + chunk, len(resolved))):
             try:
-                docs.append(_build(template, resolved[index], shared, email_id=ObjectId(), priority=priority,
-                                   category=category, decision=decisions[index], now=now, layout=layout,
-                                   extra={"batch_id": batch_id, "source": source, "job_id": job_id}))
+                docs.append(_build(template, resolved[index], shared, email_id=ObjectId(), decision=decisions[index],
+                                   extra={"batch_id": batch_id, "source": source, "job_id": job_id}, **options))
             except RenderError as error:
                 _undo_batch(batch_id)
                 raise ApiError(422, "The template failed to render for a recipient; nothing was sent.",
@@ -243,15 +260,7 @@ def create_batch(template_id: str | None, recipients: list[dict], *, template_ke
                 deferred.append((doc["_id"], job_id, doc["next_attempt_at"]))
             else:
                 skipped += 1
-    total = len(resolved)
-    EmailBatch._get_collection().insert_one(
-        {"_id": batch_id, "template_id": template.id, "template_name": template.name, "priority": priority,
-         "category": category, "total": total, "queued": total - skipped, "skipped": skipped,
-         "source": source, "created_by": _actor(), "created_at": now})
-    enqueue_chunks(jobs, priority)
-    for email_id, job_id, until in deferred:  # quiet hours: each waits for its own window
-        enqueue_delivery([email_id], priority, f"{job_id}-{email_id}", at=until)
-    return {"batch_id": str(batch_id), "queued": total - skipped, "skipped": skipped}
+    return jobs, deferred, skipped
 
 
 # --- what an admin asks for: the same sends, with their audit entry --------------------------------------------

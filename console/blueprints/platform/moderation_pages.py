@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
-
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
@@ -12,16 +10,10 @@ from console.blueprints.platform import moderation_bp as bp
 from console.db import get_db
 from console.errors import ApiError
 from console.security import permission_required
+from console.timeutil import day_start
 from console.web import csv_response
 
 PERMISSION = {"submissions": "submissions.review", "volunteers": "volunteers.manage"}
-
-
-def _day(value: str | None) -> datetime | None:
-    try:
-        return datetime.combine(date.fromisoformat(value), time(), tzinfo=UTC) if value else None
-    except ValueError:
-        return None
 
 
 def _filters() -> dict:
@@ -35,7 +27,7 @@ def _page(kind: str, limit: int = 50, cursor: str | None = None):
     f = _filters()
     status = None if f["status"] == "all" else (f["status"] if f["status"].replace("_", "").isalpha() else None)
     return f, moderation.list_items(kind, status=status, q=f["q"] or None, type_=f["type"] or None,
-                                    since=_day(f["from"]), until=_day(f["to"]), limit=limit, cursor=cursor)
+                                    since=day_start(f["from"]), until=day_start(f["to"]), limit=limit, cursor=cursor)
 
 
 def _render(kind: str):

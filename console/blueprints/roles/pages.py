@@ -1,6 +1,6 @@
 """Console pages: the permission matrix, admins and their roles, the audit log."""
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import timedelta
 
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -11,7 +11,7 @@ from console.blueprints.roles import bp, manage
 from console.errors import ApiError
 from console.pagination import PageQuery, paginate
 from console.security import current_permissions, has_permission, permission_required
-from console.timeutil import utcnow
+from console.timeutil import day_start, utcnow
 from console.web import csv_response, toast
 
 
@@ -150,13 +150,6 @@ def assign_roles(admin_id: str):
 
 # --- audit log -----------------------------------------------------------------------------------------------
 
-def _day(value: str | None) -> datetime | None:
-    try:
-        return datetime.combine(date.fromisoformat(value), time(), tzinfo=UTC) if value else None
-    except ValueError:
-        return None
-
-
 def _audit_filters() -> dict:
     args = request.args
     return {"actor": args.get("actor", "").strip()[:254], "target": args.get("target", "").strip()[:300],
@@ -165,9 +158,9 @@ def _audit_filters() -> dict:
 
 
 def _audit_queryset(filters: dict):
-    until = _day(filters["to"])
+    until = day_start(filters["to"])
     return audit.entries(filters["actor"] or None, filters["target"] or None, filters["action"] or None,
-                         _day(filters["from"]), until + timedelta(days=1) if until else None)
+                         day_start(filters["from"]), until + timedelta(days=1) if until else None)
 
 
 @bp.route("/audit", endpoint="audit")
