@@ -80,7 +80,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
 def _init_extensions(app: Flask) -> None:
     from console import audit, db, queues, security, telemetry
-    from console.extensions import csrf, htmx, limiter, mail, talisman
+    from console.extensions import htmx, mail
 
     telemetry.init_app(app)  # registers its command listener, which the Mongo client must be created with
     db.init_app(app)
@@ -89,6 +89,14 @@ def _init_extensions(app: Flask) -> None:
     audit.init_app(app)
     mail.init_app(app)
     htmx.init_app(app)
+    _init_csrf(app)
+    _init_limiter(app)
+    _init_headers(app)
+
+
+def _init_csrf(app: Flask) -> None:
+    from console import security
+    from console.extensions import csrf
 
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False  # checked below, so header-authenticated API calls are exempt
     app.config.setdefault("WTF_CSRF_HEADERS", ["X-CSRFToken", "X-CSRF-Token"])
@@ -105,12 +113,21 @@ def _init_extensions(app: Flask) -> None:
             return
         csrf.protect()
 
+
+def _init_limiter(app: Flask) -> None:
+    from console.extensions import limiter
+
     app.config.setdefault("RATELIMIT_STORAGE_URI", app.config["REDIS_URL"])
     app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"socket_connect_timeout": 1, "socket_timeout": 1})
     app.config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
     app.config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
     app.config.setdefault("RATELIMIT_KEY_PREFIX", "console-limits")
     limiter.init_app(app)
+
+
+def _init_headers(app: Flask) -> None:
+    """HTTPS, HSTS, CSP and the other security headers (Talisman); no server banner; API answers not cached."""
+    from console.extensions import talisman
 
     production = app.config["IS_PRODUCTION"]
     talisman.init_app(

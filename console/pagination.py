@@ -41,19 +41,81 @@ def _cursor_serializer() -> URLSafeSerializer:
 
 
 def encode_cursor(values: list) -> str:
-    return _cursor_serializer().dumps([str(v) if isinstance(v, ObjectId) else v for v in values])
+    """A signed cursor for these values (ObjectIds as strings, datetimes as ISO 8601)."""
+    return _cursor_serializer().dumps([str(v) if isinstance(v, ObjectId) else v.isoformat() if isinstance(v, datetime)
+                                       else v for v in values])
 
 
-def decode_cursor(cursor: str | None) -> list | None:
+def cursor_for(values: list | None) -> str | None:
+    """The next page's cursor: encode_cursor(values), or None when there is no next page."""
+    return encode_cursor(values) if values else None
+
+
+def _as_time(value) -> datetime:
+    return as_utc(datetime.fromisoformat(str(value).replace("Z", "+00:00")))
+
+
+def _as_count(value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TypeError("not a count")
+    return value
+
+
+def _as_number(value) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("not a number")
+    return value
+
+
+def _as_text(value) -> str:
+    if not isinstance(value, str):
+        raise TypeError("not text")
+    return value
+
+
+CURSOR_KINDS = {datetime: _as_time, int: _as_count, float: _as_number, str: _as_text}
+
+
+def decode_cursor(cursor: str | None, *kinds: type) -> list | None:
+    """The values a cursor carries (None without one); 422 with INVALID_CURSOR when it is not one of ours.
+
+    Given `kinds`, the values must match them one for one: `datetime` (returned aware, UTC), `int` (a count or
+    offset, never negative), `float` (any number), `str`."""
     if not cursor:
         return None
     try:
         values = _cursor_serializer().loads(cursor)
-    except BadSignature:
+        if not isinstance(values, list) or (kinds and len(values) != len(kinds)):
+            raise ValueError("not a cursor of this list")
+        return [CURSOR_KINDS[kind](value) for kind, value in zip(kinds, values, strict=True)] if kinds else values
+    except (BadSignature, TypeError, ValueError):
         raise validation_error("cursor", INVALID_CURSOR) from None
-    if not isinstance(values, list):
-        raise validation_error("cursor", INVALID_CURSOR)
-    return values
+
+
+def cursor_or_none(cursor: str | None, *kinds: type) -> list | None:
+    """decode_cursor for pages: a stale or hand-edited cursor starts again from the first page (None)."""
+    try:
+        return decode_cursor(cursor, *kinds)
+    except ApiError:
+        return None
+
+
+def encode_id_cursor(last_id) -> str:
+    """A cursor after a document whose _id is an ObjectId or a string (collections the platform writes)."""
+    return encode_cursor([str(last_id), "oid" if isinstance(last_id, ObjectId) else "str"])
+
+
+def decode_id_cursor(cursor: str | None) -> ObjectId | str | None:
+    """The _id an encode_id_cursor cursor carries; 422 when it is not one."""
+    after = decode_cursor(cursor, str, str)
+    if after is None:
+        return None
+    if after[1] != "oid":
+        return after[0]
+    try:
+        return ObjectId(after[0])
+    except InvalidId:
+        raise validation_error("cursor", INVALID_CURSOR) from None
 
 
 def paginate(queryset, page: PageQuery, *, sort_field: str | None = None, descending: bool = True,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 
 
 def utcnow() -> datetime:
@@ -23,3 +23,11 @@ def isoformat(value: datetime | None) -> str | None:
     value = as_utc(value)
     text = value.isoformat(timespec="milliseconds" if value.microsecond else "seconds")
     return text.replace("+00:00", "Z")
+
+
+def day_start(value: str | None) -> datetime | None:
+    """Midnight UTC of a YYYY-MM-DD (a date filter's start), or None for nothing or not a date."""
+    try:
+        return datetime.combine(date.fromisoformat(value), time(), tzinfo=UTC) if value else None
+    except ValueError:
+        return None

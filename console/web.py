@@ -1,4 +1,4 @@
-"""Helpers every feature's pages share: toasts, streamed CSV downloads, htmx detection, 404s."""
+"""Helpers every feature's pages share: toasts, streamed CSV downloads, htmx detection, query strings, 404s."""
 
 from __future__ import annotations
 
@@ -7,13 +7,16 @@ import io
 import json
 from collections.abc import Iterable
 from datetime import datetime
+from typing import TypeVar
 
 from flask import Response, abort, stream_with_context
 from htmx_flask import request
+from pydantic import BaseModel, ValidationError
 
 from console.timeutil import isoformat
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+M = TypeVar("M", bound=BaseModel)
 
 
 def toast(message: str, tone: str = "success") -> dict:
@@ -24,6 +27,17 @@ def toast(message: str, tone: str = "success") -> dict:
 def is_htmx() -> bool:
     """True for a request htmx made (a fragment is wanted, not a whole page)."""
     return bool(request.htmx)
+
+
+def query_args(model: type[M]) -> M:
+    """The page's query string read by the API's query model; a value the model refuses is left at its default
+    (a page shows something sensible where the API would answer 422)."""
+    data = {key: value for key, value in request.args.items() if value != ""}
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        refused = {str(item["loc"][0]) for item in error.errors() if item["loc"]}
+        return model.model_validate({key: value for key, value in data.items() if key not in refused})
 
 
 def or_404(value):
@@ -45,18 +59,21 @@ def csv_cell(value) -> str:
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
-def csv_lines(header: list[str], rows: Iterable[Iterable]) -> Iterable[str]:
-    """The header and rows as CSV text, a line at a time, every cell through `csv_cell`."""
+CSV_CHUNK = 32_768  # characters sent at a time: few writes, and the first rows leave before the last are read
+
+
+def csv_lines(header: Iterable, rows: Iterable[Iterable]) -> Iterable[str]:
+    """The header and rows as CSV text in chunks of about CSV_CHUNK characters, every cell through `csv_cell`."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(header)
+    writer.writerow([csv_cell(value) for value in header])
     for row in rows:
         writer.writerow([csv_cell(value) for value in row])
-        yield buffer.getvalue()
-        buffer.seek(0)
-        buffer.truncate()
-    if buffer.getvalue():
-        yield buffer.getvalue()
+        if buffer.tell() > CSV_CHUNK:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
 
 
 def csv_response(filename: str, header: list[str], rows: Iterable[Iterable]) -> Response:

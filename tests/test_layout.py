@@ -3,8 +3,9 @@
 - The kernel (`console/*.py`, `console/telemetry/`) never imports a feature (`console.blueprints.<feature>`).
   `console/jobs/` (old job paths, re-exports) and `console/blueprints/__init__.py` (the feature list) are
   the only modules above the features.
-- A feature imports another feature only through the modules the other feature offers (ALLOWED below,
-  also named in that feature's package docstring).
+- A feature imports another feature only through the functions the other feature offers, imported by name
+  (ALLOWED below, also named in both features' package docstrings).
+- No route module (`api.py`, `pages.py`, `*_pages.py`) writes an audit entry: the operation it calls does.
 - Topic modules (the logic) never import the HTTP layer (`console.http`, `flask.request`): only routes
   (`api.py`, `pages.py`, `public.py`, `hooks.py`), forms and schemas do.
 """
@@ -20,12 +21,14 @@ ROOT = Path(__file__).resolve().parent.parent
 CONSOLE = ROOT / "console"
 ABOVE_FEATURES = {"console.blueprints", "console.jobs"}
 # feature → modules of other features it may import (keep short; each is a named entry point)
+COMMUNICATION = "console.blueprints.communication"
+# feature → {module of another feature: the functions it may import from it} (each named in both package docstrings)
 ALLOWED = {
-    "engagement": {"console.blueprints.communication.sending", "console.blueprints.communication.models",
-                   "console.blueprints.communication.member_data"},
-    "platform": {"console.blueprints.communication.sending", "console.blueprints.communication.models"},
-    "hardening": {"console.blueprints.communication.sending", "console.blueprints.communication.email_templates",
-                  "console.blueprints.communication.models"},
+    "engagement": {f"{COMMUNICATION}.sending": {"create_batch", "batch_status", "deliverability"},
+                   f"{COMMUNICATION}.email_templates": {"find_template", "sendable_templates"},
+                   f"{COMMUNICATION}.member_data": {"export_member", "erase_member"}},
+    "platform": {COMMUNICATION: {"notify"}, f"{COMMUNICATION}.sending": {"create_batch"}},
+    "hardening": {f"{COMMUNICATION}.sending": {"send_email"}, f"{COMMUNICATION}.email_templates": {"ensure_template"}},
 }
 # routes and what only routes use (forms, schemas, charts, rate-limit keys in limits.py)
 HTTP_MODULES = {"api", "pages", "public", "hooks", "forms", "schemas", "charts", "limits", "__init__"}
@@ -71,18 +74,17 @@ def test_imports_run_downward(path):
     source_feature = _feature(module)
     wrong = []
     for line, imported, names in _imports(path):
-        for target in _targets(imported, names):
-            target_feature = _feature(target)
-            if target_feature is None or target_feature == source_feature:
-                continue
-            if source_feature is None and not any(module == m or module.startswith(m + ".")
-                                                  for m in ABOVE_FEATURES):
-                wrong.append(f"line {line}: the kernel imports the feature module {target}")
-            elif (source_feature is not None
-                  and target != f"console.blueprints.{target_feature}"  # the package itself: its modules are checked
-                  and not any(target == allowed or target.startswith(allowed + ".")
-                              for allowed in ALLOWED.get(source_feature, ()))):
-                wrong.append(f"line {line}: {source_feature} imports {target}, not an entry point it may use")
+        targets = [t for t in _targets(imported, names) if _feature(t) not in (None, source_feature)]
+        if not targets:
+            continue
+        if source_feature is None:
+            if not any(module == m or module.startswith(m + ".") for m in ABOVE_FEATURES):
+                wrong.append(f"line {line}: the kernel imports the feature module {targets[-1]}")
+            continue
+        offered = ALLOWED.get(source_feature, {}).get(imported)
+        if offered is None or not names or not set(names) <= offered:
+            wrong.append(f"line {line}: {source_feature} imports {', '.join(names) or imported} from {imported}, "
+                         f"not a function it may use (ALLOWED)")
     assert not wrong, "\n".join(wrong)
 
 
@@ -104,3 +106,64 @@ def test_a_kernel_import_of_a_feature_is_caught():
             test_imports_run_downward(fake)
     finally:
         fake.unlink()
+
+
+def test_a_feature_importing_more_than_the_named_functions_is_caught(tmp_path):
+    """A module of another feature, or a function it does not offer, is reported; the offered ones pass."""
+    probe = CONSOLE / "blueprints" / "engagement" / "_layout_probe.py"
+    probe.write_text("from console.blueprints.communication.sending import create_batch\n")
+    try:
+        test_imports_run_downward(probe)
+        for source in ("from console.blueprints.communication import models\n",
+                       "from console.blueprints.communication.sending import create_batch, retry_email\n",
+                       "import console.blueprints.communication.sending\n"):
+            probe.write_text(source)
+            with pytest.raises(AssertionError, match="not a function it may use"):
+                test_imports_run_downward(probe)
+    finally:
+        probe.unlink()
+
+
+ROUTE_MODULES = [p for p in SOURCES if _feature(_module_name(p)) and (p.stem in {"api", "pages"}
+                                                                      or p.stem.endswith("_pages"))]
+
+
+def _audit_calls(path: Path) -> list[str]:
+    """Calls of `record(...)` imported from console.audit, or of `audit.record(...)`."""
+    tree = ast.parse(path.read_text())
+    recorders = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                 and node.module == "console.audit" for alias in node.names if alias.name == "record"}
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if (isinstance(func, ast.Name) and func.id in recorders) or (
+                isinstance(func, ast.Attribute) and func.attr == "record" and isinstance(func.value, ast.Name)
+                and func.value.id == "audit"):
+            found.append(f"line {node.lineno}: {ast.unparse(func)}(...)")
+    return found
+
+
+def test_route_modules_are_seen():
+    names = {str(p.relative_to(ROOT)) for p in ROUTE_MODULES}
+    assert {"console/blueprints/communication/api.py", "console/blueprints/auth/pages.py",
+            "console/blueprints/platform/moderation_pages.py"} <= names
+
+
+@pytest.mark.parametrize("path", ROUTE_MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_views_do_not_write_audit_entries(path):
+    """The operation a view calls writes the audit entry (README, "Layout"), so every caller gets it once."""
+    found = _audit_calls(path)
+    assert not found, "views call audit.record; move it into the operation:\n" + "\n".join(found)
+
+
+def test_an_audit_call_in_a_view_is_caught(tmp_path):
+    probe = tmp_path / "pages.py"
+    for source in ("from console.audit import record\nrecord('x', 'y')\n",
+                   "from console import audit\naudit.record('x', 'y')\n",
+                   "from console.audit import record as write\nwrite('x', 'y')\n"):
+        probe.write_text(source)
+        assert _audit_calls(probe), source
+    probe.write_text("from console import audit\naudit.entries()\nrecords = []\nrecords.append(1)\n")
+    assert not _audit_calls(probe)

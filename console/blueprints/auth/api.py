@@ -7,12 +7,12 @@ from flask import request
 from flask_login import current_user
 from pydantic import BaseModel, Field
 
-from console.audit import record
 from console.blueprints.auth import bp, twofactor
 from console.blueprints.auth.limits import failed_auth_limits
+from console.blueprints.auth.signin import issue_api_token
 from console.errors import ApiError
 from console.http import LOGIN, endpoint
-from console.security import authenticate, current_permissions, issue_token, revoke_token
+from console.security import authenticate, current_permissions, revoke_token
 from console.validation import RequestModel
 
 
@@ -38,8 +38,7 @@ def create_token(body: TokenRequest):
     if admin is None:
         raise ApiError(401, "That email and password do not match an active admin.")
     twofactor.check_token_otp(admin, body.otp, request.remote_addr)  # 401 unless a second factor, when needed
-    token, stored = issue_token(admin, request.remote_addr)
-    record("auth.token_issued", admin.email, actor=admin.email)
+    token, stored = issue_api_token(admin, request.remote_addr)
     return {"token": token, "expires_at": stored.expires_at, "token_type": "Bearer"}
 
 

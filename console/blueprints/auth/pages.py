@@ -6,22 +6,19 @@ from urllib.parse import unquote, urlsplit
 from flask import flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from console.audit import record
 from console.blueprints.auth import bp, twofactor
 from console.blueprints.auth.forms import LoginForm
 from console.blueprints.auth.limits import failed_auth_limits
+from console.blueprints.auth.signin import sign_in, sign_out
 from console.errors import ApiError
 from console.security import (
     authenticate,
     current_permissions,
-    end_session,
     has_permission,
     login_only,
     permission_required,
     public,
-    start_session,
 )
-from console.timeutil import utcnow
 
 
 def _safe_next(target: str | None) -> str:
@@ -58,9 +55,7 @@ def login():
         if admin is not None and twofactor.second_step_needed(admin):
             return twofactor.begin_second_step(admin, form.next.data)  # not signed in until the code step
         if admin is not None:
-            start_session(admin)
-            admin.update(set__last_login_at=utcnow())
-            record("auth.login", admin.email, actor=admin.email)
+            sign_in(admin)
             return redirect(_safe_next(form.next.data))
         flash("That email and password do not match an active admin.", "error")
         return render_template("auth/login.html", form=form), 401
@@ -75,8 +70,7 @@ def login():
 def logout():
     """Ends every session and bearer token of this admin, so a copied cookie stops working too."""
     admin = current_user._get_current_object()
-    end_session(admin)
-    record("auth.logout", admin.email, actor=admin.email)
+    sign_out(admin)
     flash("You are signed out.", "info")
     return redirect(url_for("auth.login"))
 

@@ -28,9 +28,9 @@ from limits import parse
 from console.accounts import Admin
 from console.audit import record
 from console.authz import permissions_for_roles
+from console.blueprints.auth.signin import sign_in
 from console.errors import ApiError
 from console.extensions import limiter
-from console.security import start_session
 from console.timeutil import utcnow
 
 ISSUER = "Community Console"
@@ -106,11 +106,9 @@ def pending() -> tuple[Admin | None, str]:
 
 
 def complete_sign_in(admin: Admin, method: str) -> None:
-    """The second step succeeded: now, and only now, the session is signed in (mirrors pages.login)."""
+    """The second step succeeded: now, and only now, the session is signed in (as pages.login does)."""
     session.pop(PENDING_KEY, None)
-    start_session(admin)  # under the admin's session version, so logout and deactivation end it too
-    admin.update(set__last_login_at=utcnow())
-    record("auth.login", admin.email, actor=admin.email, second_factor=method)
+    sign_in(admin, second_factor=method)
 
 
 # --- enrolment -------------------------------------------------------------------------------------------

@@ -1,21 +1,24 @@
 """Communication: templates (with the built-in catalog for platform events), the mail and SMS queue, batches,
 delivery reports, tracking, preferences and the member's preference center, suppressions, history, their pages.
 
-Other features use it through:
+Other features use it only through (tests/test_layout.py's ALLOWED lists exactly these):
 - `notify(event, user_id=None, email=None, data=None, event_id=None) -> dict` (here; bindings.py): send the template
   bound to a platform event, e.g. "submission.approved", "submission.rejected", "volunteer.approved",
   "volunteer.declined" (data: "title", "reason", "url", "opportunity"; see catalog.py for each key's variables);
-- `send_email`, `create_batch`, `batch_status`, `deliverability` (sending.py): engagement's campaigns, alerts;
-- `member_data.export_member` / `erase_member`: engagement's data-rights requests.
+- sending.py: `create_batch`, `batch_status`, `deliverability` (engagement's campaigns, platform's event mail),
+  `send_email` (hardening's alerts);
+- email_templates.py: `find_template`, `sendable_templates` (engagement), `ensure_template` (hardening);
+- member_data.py: `export_member`, `erase_member` (engagement's data-rights requests).
 
 A send enters at api.py (send-email, batch-send, send-sms, notify) or pages.py and becomes a queue document
-(sending.py, sms.py; the queue's contract — statuses, job, retry — in queue.py); the worker's job (jobs.deliver →
+(sending.py, whose `send_requested`, `batch_requested`, `send_test`, `retry_email` also audit an admin's own
+sends; sms.py; the queue's contract — statuses, job, retry — in queue.py); the worker's job (jobs.deliver →
 delivery.py, with handover.py's exactly-once SMTP hand-over) sends it. What happens after the hand-over comes in
 through hooks.py (provider webhooks) and bounces.py (the bounce mailbox), applied by delivery_status.py; opens
 and clicks through public.py and tracking.py; rates in stats.py. Preferences, bindings and suppressions hold their
-own rules (prefs.py, bindings.py, suppressions.py). Data: email_templates (+ versions), email_layouts,
+own rules (prefs.py, bindings.py, suppressions.py). Stored in email_templates (+ versions), email_layouts,
 notification_bindings, email_queue, email_batches, email_tracking, suppressions, notification_preferences,
-notification_history.
+notification_history (models.py). Uses no other feature.
 """
 
 from flask import Blueprint

@@ -1,9 +1,7 @@
 """Communication JSON API (CONTRACT.md, "Communication")."""
 
-from flask import Response, stream_with_context
 from flask_login import current_user
 
-from console.audit import record
 from console.blueprints.communication import (
     bindings,
     bp,
@@ -54,6 +52,7 @@ from console.blueprints.communication.schemas import (
 )
 from console.http import endpoint, link
 from console.pagination import paginate
+from console.web import csv_response
 
 PREFIX = "/api/phase14/communication"
 TAGS = ["communication"]
@@ -136,13 +135,10 @@ def send_email(body: SendEmailIn):
     """Name the template by `template_id` or `template_key`. The same `idempotency_key` again answers with the
     first email's id and sends nothing new. A variable the template requires and `variables` lacks: 422 naming
     each."""
-    result = sending.send_email(body.template_id, body.to.model_dump(exclude_none=True),
-                                template_key=body.template_key, variables=body.variables, priority=body.priority,
-                                category=body.category, idempotency_key=body.idempotency_key, send_at=body.send_at)
-    if not result["duplicate"]:
-        record("email.send", f"email:{result['email_id']}", None, {"status": result["status"]},
-               template_id=body.template_id, template_key=body.template_key)
-    return result
+    return sending.send_requested(body.template_id, body.to.model_dump(exclude_none=True),
+                                  template_key=body.template_key, variables=body.variables, priority=body.priority,
+                                  category=body.category, idempotency_key=body.idempotency_key,
+                                  send_at=body.send_at)
 
 
 @endpoint(bp, f"{PREFIX}/email-queue", permission="communication.view", query=QueueQuery, response=QueueOut,
@@ -155,9 +151,7 @@ def email_queue(query: QueueQuery):
 @endpoint(bp, f"{PREFIX}/email-queue/<email_id>/retry", methods=["POST"], permission="communication.send",
           status=202, tags=TAGS, summary="Retry a failed email", responses={404: "", 409: ""})
 def retry_email(email_id: str):
-    result = sending.retry_email(email_id)
-    record("email.retry", f"email:{email_id}")
-    return result
+    return sending.retry_email(email_id)
 
 
 @endpoint(bp, f"{PREFIX}/preferences/<user_id>", methods=["POST"], permission="communication.manage_preferences",
@@ -202,11 +196,8 @@ def batch_send(body: BatchIn):
     """Every recipient is validated first (and every required variable, shared or per recipient); one bad
     recipient refuses the whole batch with per-item errors."""
     recipients = [r.model_dump(exclude_none=True) for r in body.recipients]
-    result = sending.create_batch(body.template_id, recipients, template_key=body.template_key,
-                                  variables=body.variables, priority=body.priority, category=body.category)
-    record("batch.send", f"batch:{result['batch_id']}", None, result, template_id=body.template_id,
-           template_key=body.template_key)
-    return result
+    return sending.batch_requested(body.template_id, recipients, template_key=body.template_key,
+                                   variables=body.variables, priority=body.priority, category=body.category)
 
 
 @endpoint(bp, f"{PREFIX}/batches/<batch_id>", permission="communication.send", response=BatchStatus, tags=TAGS,
@@ -312,8 +303,7 @@ def put_binding(event: str, body: BindingIn):
 def list_suppressions(query: SuppressionQuery):
     """`format=csv` downloads every match."""
     if query.format == "csv":
-        return Response(stream_with_context(suppressions.csv_lines(query.q, query.reason)), mimetype="text/csv",
-                        headers={"Content-Disposition": 'attachment; filename="suppressions.csv"'})
+        return csv_response("suppressions.csv", suppressions.CSV_COLUMNS, suppressions.csv_rows(query.q, query.reason))
     return suppressions.list_page(query, query.q, query.reason)
 
 

@@ -237,3 +237,28 @@ def preview(data: dict, sample: dict | None = None) -> dict:
     composed = compose(rendered, ObjectId(), category=data.get("category"), to_email="preview@example.com",
                        track=False)
     return {"ok": True, "errors": [], "variables": variables, "required": required_of(data), **composed}
+
+
+# --- for other features (named in the package docstring) ----------------------------------------------------
+
+def find_template(template_id: str | None) -> EmailTemplate | None:
+    """The template with this id, or None (also for a malformed id)."""
+    if not template_id or not ObjectId.is_valid(template_id):
+        return None
+    return EmailTemplate.objects(id=ObjectId(template_id)).first()
+
+
+def sendable_templates(limit: int = 200) -> list[EmailTemplate]:
+    """Enabled templates by name (id, name and category only), for a picker."""
+    return list(EmailTemplate.objects(enabled__ne=False).only("id", "name", "category").order_by("name").limit(limit))
+
+
+def ensure_template(data: dict, actor: str | None = None) -> EmailTemplate:
+    """The template named `data["name"]`, created from `data` the first time (a concurrent create is tolerated)."""
+    template = EmailTemplate.objects(name=data["name"]).only("id").first()
+    if template is None:
+        try:
+            template = create_template(data, actor=actor)
+        except ApiError:  # created concurrently
+            template = EmailTemplate.objects(name=data["name"]).only("id").first()
+    return template

@@ -8,18 +8,14 @@ import json
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
-from console.audit import record
 from console.blueprints.communication import bp, email_templates, mailbox, prefs, sending, stats
+from console.blueprints.communication.schemas import QueueQuery, SuppressionQuery
 from console.errors import ApiError
 from console.http import MAX_JSON_DEPTH, depth_over
 from console.pagination import PageQuery
 from console.security import has_permission, permission_required
 from console.validation import unstorable
-
-
-def _toast(message: str, tone: str = "success") -> dict:
-    return {"HX-Trigger": json.dumps({"toast": {"message": message, "tone": tone}})}
-
+from console.web import csv_response, is_htmx, query_args, toast
 
 # --- templates ---------------------------------------------------------------------------------------------
 
@@ -223,15 +219,12 @@ def bindings_page():
 @bp.route("/communication/suppressions")
 @permission_required("communication.view")
 def suppressions_page():
-    from flask import Response, stream_with_context
-
     from console.blueprints.communication import suppressions
 
-    q = (request.args.get("q") or "").strip() or None
-    reason = request.args.get("reason") if request.args.get("reason") in suppressions.REASONS else None
-    if request.args.get("format") == "csv":
-        return Response(stream_with_context(suppressions.csv_lines(q, reason)), mimetype="text/csv",
-                        headers={"Content-Disposition": 'attachment; filename="suppressions.csv"'})
+    query = query_args(SuppressionQuery)
+    q, reason = query.q or None, query.reason
+    if query.format == "csv":
+        return csv_response("suppressions.csv", suppressions.CSV_COLUMNS, suppressions.csv_rows(q, reason))
     try:
         page = suppressions.list_page(PageQuery(limit=50, cursor=request.args.get("cursor")), q, reason)
     except ApiError:
@@ -295,23 +288,17 @@ def template_send_test(template_id: str):
     """Send the saved template with its sample data to the signed-in admin."""
     template = _page_template(template_id)
     try:
-        result = sending.send_email(str(template.id), {"email": current_user.email},
-                                 variables=template.sample_data or {}, priority="high")
+        sending.send_test(template, current_user.email)
     except ApiError as error:
-        return "", 422, _toast(error.detail, "error")
-    record("email.send_test", f"template:{template.id}", None, result)
-    return "", 204, _toast(f"Test email queued for {current_user.email}.")
+        return "", 422, toast(error.detail, "error")
+    return "", 204, toast(f"Test email queued for {current_user.email}.")
 
 
 # --- queue, emails, batches --------------------------------------------------------------------------------
 
 def _queue_args() -> dict:
-    args = {key: (request.args.get(key) or "").strip() or None for key in ("status", "priority", "q", "batch_id")}
-    if args["status"] not in (None, *sending.STATUSES):
-        args["status"] = None
-    if args["priority"] not in (None, *sending.PRIORITIES):
-        args["priority"] = None
-    return args
+    query = query_args(QueueQuery)
+    return {key: getattr(query, key) or None for key in ("status", "priority", "q", "batch_id")}
 
 
 def _queue_rows(args: dict, cursor: str | None) -> tuple[list[dict], str | None]:
@@ -363,10 +350,9 @@ def email_retry(email_id: str):
     except ApiError as error:
         if error.status == 404:
             abort(404)
-        return "", 409, _toast(error.detail, "error")
-    record("email.retry", f"email:{email_id}")
-    headers = _toast("Queued again.")
-    if request.headers.get("HX-Request") and request.form.get("from") == "detail":
+        return "", 409, toast(error.detail, "error")
+    headers = toast("Queued again.")
+    if is_htmx() and request.form.get("from") == "detail":
         headers["HX-Refresh"] = "true"
     return "", 204, headers
 

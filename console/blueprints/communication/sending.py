@@ -2,7 +2,9 @@
 source of truth; RQ carries jobs that name queue documents (the contract is in queue.py, the worker's side in
 jobs.py and delivery.py).
 
-The engagement feature relies on `create_batch`, `batch_status` and `deliverability`; notify.py on `send_email`.
+Other features use `create_batch`, `batch_status`, `deliverability` (engagement's campaigns; platform's event
+mail) and `send_email` (hardening's alerts); an admin's own sends (the API, the pages) go through
+`send_requested`, `batch_requested`, `send_test`, `retry_email`, which also write the audit entry.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from bson import ObjectId
 from email_validator import EmailNotValidError, validate_email
 from pymongo.errors import DuplicateKeyError
 
+from console import audit
 from console.blueprints.communication.email_templates import required_of, template_for_send
 from console.blueprints.communication.layout import compose, get_layout
 from console.blueprints.communication.models import (
@@ -215,8 +218,26 @@ def create_batch(template_id: str | None, recipients: list[dict], *, template_ke
     _refuse_missing(template, resolved, shared, lambda index: f"recipients.{index}.variables")
     now = utcnow()
     batch_id = ObjectId()
-    decisions = decide(resolved, category, now=now)
-    chunk, layout, source = setting("MAIL_CHUNK_SIZE"), get_layout(), dict(source or {})
+    source = dict(source or {})
+    options = {"priority": priority, "category": category, "now": now, "layout": get_layout()}
+    jobs, deferred, skipped = _write_chunks(batch_id, template, resolved, shared, decide(resolved, category, now=now),
+                                            source, options)
+    total = len(resolved)
+    EmailBatch._get_collection().insert_one(
+        {"_id": batch_id, "template_id": template.id, "template_name": template.name, "priority": priority,
+         "category": category, "total": total, "queued": total - skipped, "skipped": skipped,
+         "source": source, "created_by": _actor(), "created_at": now})
+    enqueue_chunks(jobs, priority)
+    for email_id, job_id, until in deferred:  # quiet hours: each waits for its own window
+        enqueue_delivery([email_id], priority, f"{job_id}-{email_id}", at=until)
+    return {"batch_id": str(batch_id), "queued": total - skipped, "skipped": skipped}
+
+
+def _write_chunks(batch_id: ObjectId, template: EmailTemplate, resolved: list[dict], shared: dict,
+                  decisions: list[tuple], source: dict, options: dict):
+    """Render and insert the batch's queue documents MAIL_CHUNK_SIZE at a time (a render failure takes back what
+    was written: 422). Returns (job id → email ids to queue, deferred (email id, job id, until), skipped count)."""
+    chunk = setting("MAIL_CHUNK_SIZE")
     jobs: dict[str, list[str]] = {}
     deferred: list[tuple[ObjectId, str, datetime]] = []
     skipped = 0
@@ -225,9 +246,8 @@ def create_batch(template_id: str | None, recipients: list[dict], *, template_ke
         docs = []
         for index in range(start, min(start + chunk, len(resolved))):
             try:
-                docs.append(_build(template, resolved[index], shared, email_id=ObjectId(), priority=priority,
-                                   category=category, decision=decisions[index], now=now, layout=layout,
-                                   extra={"batch_id": batch_id, "source": source, "job_id": job_id}))
+                docs.append(_build(template, resolved[index], shared, email_id=ObjectId(), decision=decisions[index],
+                                   extra={"batch_id": batch_id, "source": source, "job_id": job_id}, **options))
             except RenderError as error:
                 _undo_batch(batch_id)
                 raise ApiError(422, "The template failed to render for a recipient; nothing was sent.",
@@ -240,15 +260,33 @@ def create_batch(template_id: str | None, recipients: list[dict], *, template_ke
                 deferred.append((doc["_id"], job_id, doc["next_attempt_at"]))
             else:
                 skipped += 1
-    total = len(resolved)
-    EmailBatch._get_collection().insert_one(
-        {"_id": batch_id, "template_id": template.id, "template_name": template.name, "priority": priority,
-         "category": category, "total": total, "queued": total - skipped, "skipped": skipped,
-         "source": source, "created_by": _actor(), "created_at": now})
-    enqueue_chunks(jobs, priority)
-    for email_id, job_id, until in deferred:  # quiet hours: each waits for its own window
-        enqueue_delivery([email_id], priority, f"{job_id}-{email_id}", at=until)
-    return {"batch_id": str(batch_id), "queued": total - skipped, "skipped": skipped}
+    return jobs, deferred, skipped
+
+
+# --- what an admin asks for: the same sends, with their audit entry --------------------------------------------
+
+def send_requested(template_id: str | None, to: dict, **options) -> dict:
+    """An admin's single send (send_email's arguments); audited unless the idempotency key repeated it."""
+    result = send_email(template_id, to, **options)
+    if not result["duplicate"]:
+        audit.record("email.send", f"email:{result['email_id']}", None, {"status": result["status"]},
+                     template_id=template_id, template_key=options.get("template_key"))
+    return result
+
+
+def batch_requested(template_id: str | None, recipients: list[dict], **options) -> dict:
+    """An admin's batch (create_batch's arguments), audited."""
+    result = create_batch(template_id, recipients, **options)
+    audit.record("batch.send", f"batch:{result['batch_id']}", None, result, template_id=template_id,
+                 template_key=options.get("template_key"))
+    return result
+
+
+def send_test(template: EmailTemplate, to_email: str) -> dict:
+    """The saved template with its sample data, to an admin (high priority), audited."""
+    result = send_email(str(template.id), {"email": to_email}, variables=template.sample_data or {}, priority="high")
+    audit.record("email.send_test", f"template:{template.id}", None, result)
+    return result
 
 
 def _undo_batch(batch_id: ObjectId) -> None:
@@ -413,6 +451,7 @@ def retry_email(email_id: str) -> dict:
     NotificationHistory._get_collection().delete_many({"email_id": doc["_id"]})  # a new outcome will follow
     get_redis().delete(HANDOVER_KEY.format(doc["_id"]))  # a person decided to send it again
     enqueue_delivery([doc["_id"]], doc.get("priority") or "normal", job_id)
+    audit.record("email.retry", f"email:{email_id}")
     return {"email_id": str(doc["_id"]), "status": "queued"}
 
 

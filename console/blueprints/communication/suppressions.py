@@ -3,8 +3,6 @@ Every change made here is audited by the operation itself."""
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 
 from email_validator import EmailNotValidError, validate_email
@@ -102,21 +100,8 @@ def lift_for_member(email: str, actor: str) -> bool:
 CSV_COLUMNS = ("email", "reason", "detail", "email_id", "created_at", "created_by")
 
 
-def _cell(value) -> str:
-    text = "" if value is None else value.isoformat() if hasattr(value, "isoformat") else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text  # no spreadsheet formulas
-
-
-def csv_lines(q: str | None = None, reason: str | None = None):
-    """Every matching suppression as CSV, newest first, one line at a time (a streamed download)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(CSV_COLUMNS)
+def csv_rows(q: str | None = None, reason: str | None = None):
+    """Every matching suppression as CSV rows (CSV_COLUMNS), newest first, read as they are sent."""
     for doc in Suppression._get_collection().find(query(q, reason)._query).sort("created_at", -1):
         row = to_dict(doc)
-        writer.writerow([_cell(row[column]) for column in CSV_COLUMNS])
-        if buffer.tell() > 32_768:
-            yield buffer.getvalue()
-            buffer.seek(0)
-            buffer.truncate()
-    yield buffer.getvalue()
+        yield [row[column] for column in CSV_COLUMNS]

@@ -1,4 +1,8 @@
-"""The shell: dashboard, probes, API documentation, vendored assets."""
+"""The shell: dashboard, probes, API documentation, vendored assets.
+
+Enters at pages.py (/, /healthz, /readyz, /api/openapi.json, /api/docs); overview.py has the landing page's
+numbers. Stores nothing of its own; shows the widgets other features register (console.ui). Uses no other feature.
+"""
 
 from flask import Blueprint
 

@@ -1,9 +1,16 @@
 """Engagement & retention: activity tracking, metrics, cohorts, lifecycle, churn risk and campaigns.
 
-Events → `ingest` (dedupe, members) → `rollups` (one document per member per local day) → `aggregates` (per day:
-exact member sets as Roaring bitmaps and counters) → `metrics`, `retention`, `lifecycle` read O(days shown).
-Day, week and month boundaries follow ANALYTICS_TIMEZONE (`periods`); `flask rebuild-analytics` rebuilds it all.
+Enters at api.py (/api/phase14/engagement…: track-activity with the ingest key, the reports, campaigns) and
+pages.py (the Engagement pages and fragments). Events → `ingest` (dedupe, members) → `rollups` (one document per
+member per local day) → `aggregates` (per day: exact member sets as Roaring bitmaps and counters) → `metrics`,
+`retention`, `lifecycle` read O(days shown); `churn`, `campaigns`, `privacy` hold their own rules. Day, week and
+month boundaries follow ANALYTICS_TIMEZONE (`periods`); `flask rebuild-analytics` rebuilds it all. Stored in
+`user_activities`, `activity_rollups`, `activity_days`, `engagement_metrics`, `member_ordinals`, `campaigns`,
+`churn_scores`, `churn_runs` (models.py) and the platform's `users` (console.members).
 
+Uses communication only through `sending.create_batch`, `sending.batch_status`, `sending.deliverability`
+(campaigns), `email_templates.find_template`, `email_templates.sendable_templates` (the campaign's template) and
+`member_data.export_member`, `member_data.erase_member` (privacy).
 For other features: `aggregates.forget_member(user_id)` takes an erased member out of every aggregate (and deletes
 their rollups); `lifecycle.member_lifecycle`, `metrics.metrics` are the read entry points.
 """

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 from datetime import UTC, date, datetime, time
 
-from flask import Response, current_app, g, request, stream_with_context
+from flask import Response, current_app, g, request
 from flask_login import current_user
 
 from console.blueprints.engagement import (
@@ -45,9 +43,10 @@ from console.blueprints.engagement.schemas import (
 from console.errors import ApiError, validation_error
 from console.extensions import limiter
 from console.http import endpoint, link, read_json
-from console.pagination import PageQuery, decode_cursor, encode_cursor
+from console.pagination import PageQuery, cursor_for, decode_cursor
 from console.security import email_changes_allowed, request_ingest_key, valid_ingest_key
 from console.timeutil import as_utc
+from console.web import csv_response
 
 PREFIX = "/api/phase14/engagement"
 INGEST_MAX_BODY = 8 * 1024 * 1024
@@ -75,17 +74,6 @@ def _bound(value: date | datetime | None, *, end: bool = False) -> datetime | No
     if value is None or isinstance(value, datetime):
         return as_utc(value)
     return datetime.combine(value, time.max if end else time.min, tzinfo=UTC)
-
-
-def _after(cursor: str | None) -> list | None:
-    values = decode_cursor(cursor)
-    if values is None:
-        return None
-    try:
-        stamp = datetime.fromisoformat(str(values[0]).replace("Z", "+00:00"))
-        return [as_utc(stamp), *values[1:]]
-    except (IndexError, ValueError):
-        raise validation_error("cursor", "This cursor is not valid; start again without it.") from None
 
 
 @endpoint(bp, f"{PREFIX}/track-activity", methods=["POST"], permission="engagement.track", allow_ingest_key=True,
@@ -127,9 +115,9 @@ def user_activity(user_id: str, query: ActivityQuery):
     if len(user_id) > 200 or not members.member_exists(user_id):
         raise ApiError(404, f"No member has the user_id {user_id}.")
     page = members.activity(user_id, start=_bound(query.start), end=_bound(query.end, end=True),
-                                       event=query.event, limit=query.limit, after=_after(query.cursor))
+                            event=query.event, limit=query.limit, after=decode_cursor(query.cursor, datetime, str))
     return {"user_id": user_id, "items": page["items"],
-            "next_cursor": encode_cursor([page["after"][0].isoformat(), page["after"][1]]) if page["after"] else None}
+            "next_cursor": cursor_for(page["after"])}
 
 
 @endpoint(bp, f"{PREFIX}/user/<user_id>/export", permission="members.erase", responses={404: ""},
@@ -173,17 +161,14 @@ def churn_prediction(query: ChurnQuery):
     """Members active within CHURN_AFTER_DAYS, riskiest first (`min_risk` and `tier` filter), as scored by the
     last run (`computed_at`; null before the first). Longer-silent members are churned: see inactive-users."""
     run = churn.latest_run()
-    after = decode_cursor(query.cursor)
-    if after is not None and (len(after) != 2 or not isinstance(after[0], int | float)
-                              or not isinstance(after[1], str)):
-        raise validation_error("cursor", "This cursor is not valid; start again without it.")
-    page = churn.stored_scores(tier=query.tier, min_risk=query.min_risk, limit=query.limit, after=after)
+    page = churn.stored_scores(tier=query.tier, min_risk=query.min_risk, limit=query.limit,
+                               after=decode_cursor(query.cursor, float, str))
     computed_at = as_utc(run["computed_at"]) if run else None
     return {"computed_at": computed_at, "generated_at": computed_at, "status": "ready" if run else "never_computed",
             "model": run["model"] if run else {**churn.MODEL, "backtest": None},
             "churned": run["churned"] if run else None, "tiers": run["tiers"] if run else None,
             "total": page["total"], "items": page["items"],
-            "next_cursor": encode_cursor(page["after"]) if page["after"] else None}
+            "next_cursor": cursor_for(page["after"])}
 
 
 @endpoint(bp, f"{PREFIX}/churn-prediction/rescore", methods=["POST"], permission="analytics.view", status=202,
@@ -225,36 +210,18 @@ def inactive_users(query: InactiveQuery):
     """`days_inactive` counts whole days since the last activity (since joining when there is none)."""
     if query.format == "csv":
         return inactive_csv(query.days)
-    page = inactive.inactive_users(query.days, limit=query.limit, after=_after(query.cursor))
+    page = inactive.inactive_users(query.days, limit=query.limit, after=decode_cursor(query.cursor, datetime, str))
     after = page["after"]
     return {"days": query.days, "total": page["total"], "items": page["items"],
-            "next_cursor": encode_cursor([after[0].isoformat(), after[1]]) if after else None}
+            "next_cursor": cursor_for(after)}
 
 
 def inactive_csv(days: int) -> Response:
     """Streamed from the cursor: memory stays flat however many members match."""
-    def lines():
-        buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["user_id", "email", "name", "last_seen", "days_inactive"])
-        for count, row in enumerate(inactive.iter_inactive(days), 1):
-            writer.writerow([csv_safe(row["user_id"]), csv_safe(row["email"]), csv_safe(row["name"]),
-                             row["last_seen"].isoformat().replace("+00:00", "Z") if row["last_seen"] else "",
-                             row["days_inactive"]])
-            if count % 500 == 0:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        yield buffer.getvalue()
-
-    return Response(stream_with_context(lines()), mimetype="text/csv", headers={
-        "Content-Disposition": f'attachment; filename="inactive-{days}d.csv"'})
-
-
-def csv_safe(value) -> str:
-    """Neutralise spreadsheet formulas in member-supplied text."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in {"=", "+", "-", "@", "\t", "\r"} else text
+    rows = ([row["user_id"], row["email"], row["name"],
+             row["last_seen"].isoformat().replace("+00:00", "Z") if row["last_seen"] else "", row["days_inactive"]]
+            for row in inactive.iter_inactive(days))
+    return csv_response(f"inactive-{days}d.csv", ["user_id", "email", "name", "last_seen", "days_inactive"], rows)
 
 
 @endpoint(bp, f"{PREFIX}/campaigns/trigger", methods=["POST"], permission="campaigns.send", body=CampaignTrigger,
@@ -280,12 +247,10 @@ def campaign_list(query: PageQuery):
 
 
 def _members_page(user_ids: set[str], query) -> dict:
-    after = decode_cursor(query.cursor)
-    if after is not None and (len(after) != 1 or not isinstance(after[0], str)):
-        raise validation_error("cursor", "This cursor is not valid; start again without it.")
+    after = decode_cursor(query.cursor, str)
     page = drilldown.page(user_ids, query.limit, after[0] if after else None)
     return {"items": page["items"], "total": page["total"],
-            "next_cursor": encode_cursor([page["after"]]) if page["after"] else None}
+            "next_cursor": cursor_for([page["after"]] if page["after"] else None)}
 
 
 @endpoint(bp, f"{PREFIX}/cohort-members", permission="analytics.view", query=CohortMembersQuery,

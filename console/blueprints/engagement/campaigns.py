@@ -7,8 +7,6 @@ import math
 import secrets
 from datetime import datetime, timedelta
 
-from bson import ObjectId
-from bson.errors import InvalidId
 from flask import current_app, has_app_context
 
 from console import audit
@@ -87,12 +85,9 @@ def select_segment(segment: dict, now: datetime) -> list[str]:
 
 
 def _template(template_id: str):
-    from console.blueprints.communication.models import EmailTemplate
+    from console.blueprints.communication.email_templates import find_template
 
-    try:
-        template = EmailTemplate.objects(id=ObjectId(template_id)).first()
-    except (InvalidId, TypeError):
-        template = None
+    template = find_template(template_id)
     if template is None:
         raise ApiError(422, "Unknown template.", [{"field": "template_id", "message": f"no template {template_id!r}"}])
     return template
@@ -113,9 +108,9 @@ def skip_reasons(user_ids: list[str], category: str, now: datetime, *,
                  include_holdouts: bool = False) -> dict[str, str]:
     """Members not to mail: the mail pipeline's reasons, another campaign's open holdout (unless overridden), a
     campaign within the frequency cap, or no email."""
-    from console.blueprints.communication import sending
+    from console.blueprints.communication.sending import deliverability
 
-    reasons = dict(sending.deliverability(user_ids, category))
+    reasons = dict(deliverability(user_ids, category))
     wanted = set(user_ids)
     if not include_holdouts:
         for uid in wanted.intersection(open_holdouts(now)):
@@ -161,7 +156,7 @@ def contamination(campaign: Campaign) -> dict:
 
 def trigger(data: dict, actor: str | None = None, now: datetime | None = None) -> dict:
     """Select, hold out, skip, and (unless dry_run) enqueue one email per treated member."""
-    from console.blueprints.communication import sending
+    from console.blueprints.communication.sending import create_batch
 
     now = now or utcnow()
     template = _template(data["template_id"])
@@ -189,7 +184,7 @@ def trigger(data: dict, actor: str | None = None, now: datetime | None = None) -
                         sent_at=now, created_by=actor).save()
     if treated:
         try:
-            batch = sending.create_batch(str(template.id), [{"user_id": uid} for uid in treated],
+            batch = create_batch(str(template.id), [{"user_id": uid} for uid in treated],
                                       variables=data.get("variables") or {}, priority="low", category=category,
                                       source={"type": "campaign", "campaign_id": str(campaign.id),
                                               "name": campaign.name})
@@ -268,10 +263,10 @@ def lift(treated_hits: int, treated_n: int, holdout_hits: int, holdout_n: int, f
 
 def campaign_report(campaign: Campaign, now: datetime | None = None) -> dict:
     """Status and progress while sending, then reactivation of treated vs holdout with the lift."""
-    from console.blueprints.communication import sending
+    from console.blueprints.communication.sending import batch_status
 
     now = now or utcnow()
-    delivery = sending.batch_status(campaign.batch_id) if campaign.batch_id else None
+    delivery = batch_status(campaign.batch_id) if campaign.batch_id else None
     status = campaign.status
     if delivery:
         status = {"queued": "sending", "sending": "sending"}.get(delivery["status"], delivery["status"])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from datetime import date, datetime
 
@@ -15,15 +13,14 @@ from console.blueprints.engagement import bp, charts, churn, jobs, lifecycle, me
 from console.blueprints.engagement import campaigns as campaigns_service
 from console.blueprints.engagement import inactive as inactive_service
 from console.blueprints.engagement import members as members_service
-from console.blueprints.engagement.api import csv_safe
 from console.blueprints.engagement.periods import zone_name
 from console.blueprints.engagement.schemas import CampaignTrigger
 from console.errors import ApiError
-from console.pagination import PageQuery, decode_cursor, encode_cursor
+from console.pagination import PageQuery, cursor_for, cursor_or_none
 from console.security import has_permission, permission_required
-from console.timeutil import as_utc, utcnow
+from console.timeutil import utcnow
 from console.ui import visible_member_panels
-from console.web import csv_response
+from console.web import csv_response, is_htmx, toast
 
 INTERVALS = ("day", "week", "month")
 
@@ -45,23 +42,6 @@ def _date(name: str) -> date | None:
         return date.fromisoformat(request.args.get(name, ""))
     except ValueError:
         return None
-
-
-def _after(cursor: str | None) -> list | None:
-    try:
-        values = decode_cursor(cursor)
-    except ApiError:
-        return None
-    if not values:
-        return None
-    try:
-        return [as_utc(datetime.fromisoformat(values[0])), *values[1:]]
-    except (TypeError, ValueError):
-        return None
-
-
-def _cursor(after: list | None) -> str | None:
-    return encode_cursor([after[0].isoformat(), *after[1:]]) if after else None
 
 
 # --- overview ----------------------------------------------------------------------------------------------
@@ -100,18 +80,13 @@ def overview_charts():
 def overview_csv():
     """The overview's series; a period cut by from/to says so in `partial`."""
     data = _overview_context()["m"]
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
     features = [row["feature"] for row in data["feature_usage"]]
-    writer.writerow(["period", "label", "timezone", "active_users", "new_users", "events", "sessions", "partial",
-                     *[csv_safe(f"feature_users:{name}") for name in features]])
-    for row in data["series"]:  # partial: from/to cut this week or month, it is not the whole period
-        writer.writerow([row["period"], row["label"], data["timezone"], row["active_users"], row["new_users"],
-                         row["events"], row["sessions"], "partial" if row.get("partial") else "",
-                         *[row["feature_users"].get(name, 0) for name in features]])
-    name = f"engagement-{data['interval']}-{data['from']}-{data['to']}.csv"
-    return Response(buffer.getvalue(), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    header = ["period", "label", "timezone", "active_users", "new_users", "events", "sessions", "partial",
+              *[f"feature_users:{name}" for name in features]]
+    rows = ([row["period"], row["label"], data["timezone"], row["active_users"], row["new_users"], row["events"],
+             row["sessions"], "partial" if row.get("partial") else "",  # from/to cut this week or month
+             *[row["feature_users"].get(name, 0) for name in features]] for row in data["series"])
+    return csv_response(f"engagement-{data['interval']}-{data['from']}-{data['to']}.csv", header, rows)
 
 
 @bp.route("/engagement/widget")
@@ -149,16 +124,12 @@ def retention_csv():
     args = _retention_args()
     result = retention.retention(**args)
     width = max((len(c["counts"]) for c in result["cohorts"]), default=0)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["cohort", "size", *[f"{args['period']}_{k}_count" for k in range(width)],
-                     *[f"{args['period']}_{k}_retention" for k in range(width)]])
-    for cohort in result["cohorts"]:
-        pad = width - len(cohort["counts"])
-        writer.writerow([cohort["cohort"], cohort["size"], *cohort["counts"], *[""] * pad,
-                         *[f"{value:.4f}" for value in cohort["retention"]], *[""] * pad])
-    return Response(buffer.getvalue(), mimetype="text/csv", headers={
-        "Content-Disposition": f'attachment; filename="retention-{args["period"]}-{args["mode"]}.csv"'})
+    header = ["cohort", "size", *[f"{args['period']}_{k}_count" for k in range(width)],
+              *[f"{args['period']}_{k}_retention" for k in range(width)]]
+    rows = ([cohort["cohort"], cohort["size"], *cohort["counts"], *[""] * (width - len(cohort["counts"])),
+             *[f"{value:.4f}" for value in cohort["retention"]], *[""] * (width - len(cohort["counts"]))]
+            for cohort in result["cohorts"])
+    return csv_response(f"retention-{args['period']}-{args['mode']}.csv", header, rows)
 
 
 # --- lifecycle ---------------------------------------------------------------------------------------------
@@ -188,7 +159,7 @@ def lifecycle_fragment():
 def members():
     q = (request.args.get("q") or "").strip()[:100]
     page = members_service.search_members(q, after=request.args.get("after") or None)
-    template = "engagement/_members.html" if request.headers.get("HX-Request") and request.args.get(
+    template = "engagement/_members.html" if is_htmx() and request.args.get(
         "fragment") else "engagement/members.html"
     return render_template(template, page=page, q=q)
 
@@ -208,9 +179,11 @@ def member(user_id: str):
 @bp.route("/engagement/members/<user_id>/activity")
 @permission_required("analytics.view")
 def member_activity(user_id: str):
-    page = members_service.activity(user_id, limit=20, after=_after(request.args.get("cursor")),
+    after = cursor_or_none(request.args.get("cursor"), datetime, str)
+    page = members_service.activity(user_id, limit=20, after=after,
                                        event=request.args.get("event") or None)
-    return render_template("engagement/_activity.html", user_id=user_id, page=page, next_cursor=_cursor(page["after"]))
+    return render_template("engagement/_activity.html", user_id=user_id, page=page,
+                           next_cursor=cursor_for(page["after"]))
 
 
 # --- at risk and inactive ----------------------------------------------------------------------------------
@@ -221,23 +194,15 @@ def _at_risk_filters() -> dict:
     return {"tier": tier, "min_risk": min_risk}
 
 
-def _risk_cursor(cursor: str | None) -> list | None:
-    try:
-        values = decode_cursor(cursor)
-    except ApiError:
-        return None
-    return values if values and len(values) == 2 else None
-
-
 @bp.route("/engagement/at-risk")
 @permission_required("analytics.view")
 def at_risk():
     filters = _at_risk_filters()
     page = churn.stored_scores(tier=None if filters["tier"] == "all" else filters["tier"],
                                min_risk=filters["min_risk"], limit=50,
-                               after=_risk_cursor(request.args.get("cursor")))
+                               after=cursor_or_none(request.args.get("cursor"), float, str))
     return render_template("engagement/at_risk.html", rows=page["items"], total=page["total"],
-                           next_cursor=encode_cursor(page["after"]) if page["after"] else None,
+                           next_cursor=cursor_for(page["after"]),
                            run=churn.latest_run(), model=churn.MODEL, templates=_templates(), **filters)
 
 
@@ -277,8 +242,9 @@ def at_risk_rescore_status(job_id: str):
 @permission_required("analytics.view")
 def inactive():
     days = _int("days", 30, 1, 3650)
-    page = inactive_service.inactive_users(days, limit=50, after=_after(request.args.get("cursor")))
-    return render_template("engagement/inactive.html", page=page, days=days, next_cursor=_cursor(page["after"]),
+    after = cursor_or_none(request.args.get("cursor"), datetime, str)
+    page = inactive_service.inactive_users(days, limit=50, after=after)
+    return render_template("engagement/inactive.html", page=page, days=days, next_cursor=cursor_for(page["after"]),
                            templates=_templates())
 
 
@@ -287,10 +253,10 @@ def inactive():
 def _templates() -> list:
     if not has_permission("campaigns.send"):
         return []
-    from console.blueprints.communication.models import EmailTemplate
+    from console.blueprints.communication.email_templates import sendable_templates
 
-    rows = EmailTemplate.objects(enabled__ne=False).only("id", "name", "category").order_by("name").limit(200)
-    return sorted(rows, key=lambda t: t.category != "marketing")  # re-engagement templates first (the default)
+    # re-engagement templates first (the default)
+    return sorted(sendable_templates(200), key=lambda t: t.category != "marketing")
 
 
 def _campaign_form() -> dict:
@@ -319,9 +285,8 @@ def _campaign_form() -> dict:
 
 def _form_error(error: ApiError) -> Response:
     detail = error.detail + ("" if not error.errors else ": " + "; ".join(e["message"] for e in error.errors))
-    response = make_response(render_template("engagement/_campaign_preview.html", error=detail), 200)
-    response.headers["HX-Trigger"] = json.dumps({"toast": {"message": detail, "tone": "error"}})
-    return response
+    return make_response(render_template("engagement/_campaign_preview.html", error=detail), 200,
+                         toast(detail, "error"))
 
 
 @bp.route("/engagement/campaigns/preview", methods=["POST"])
@@ -421,6 +386,6 @@ def member_erase(user_id: str):
     privacy.erase_member(user_id)
     flash(f"Member {user_id} was erased; their address is suppressed.", "success")
     target = url_for("engagement.members")
-    if request.headers.get("HX-Request"):
+    if is_htmx():
         return "", 204, {"HX-Redirect": target}
     return redirect(target)

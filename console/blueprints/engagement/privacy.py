@@ -16,7 +16,8 @@ from bson import ObjectId
 from flask import current_app
 
 from console.audit import record
-from console.blueprints.communication import member_data
+from console.blueprints.communication.member_data import erase_member as erase_communication
+from console.blueprints.communication.member_data import export_member as export_communication
 from console.blueprints.engagement.ingest import unescape_key
 from console.blueprints.engagement.models import ActivityRollup, Campaign, UserActivity
 from console.db import get_db
@@ -57,7 +58,7 @@ def export_member(user_id: str) -> dict:
     events = list(UserActivity._get_collection().find({"user_id": user_id}, {"batch": 0}).sort("timestamp", 1))
     rollups = list(ActivityRollup._get_collection().find({"user_id": user_id}, {"ts": 0, "sid": 0, "applied": 0,
                                                                                "v": 0}).sort("day", 1))
-    communication = member_data.export_member(user_id, email)
+    communication = export_communication(user_id, email)
     campaigns = [{"campaign": c["name"], "group": "holdout" if user_id in (c.get("holdout") or []) else "treated",
                   "created_at": c.get("created_at")}
                  for c in Campaign._get_collection().find({"$or": [{"treated": user_id}, {"holdout": user_id}]},
@@ -110,7 +111,7 @@ def erase_member(user_id: str) -> dict:
         database[name].delete_many({})
     for name in KEYED_COLLECTIONS:
         removed[name] = database[name].delete_many({"user_id": user_id}).deleted_count
-    removed.update(member_data.erase_member(user_id, email))
+    removed.update(erase_communication(user_id, email))
     campaigns = Campaign._get_collection()
     pulled = campaigns.update_many({"$or": [{"treated": user_id}, {"holdout": user_id}]},
                                    {"$pull": {"treated": user_id, "holdout": user_id}}).modified_count

@@ -337,26 +337,16 @@ def _plan(parts, stored: dict, now: datetime, *, versioned: bool) -> _Plan:
     """The rollup writes for `parts` over the `stored` rows: a whole new version of each touched member-day (minus
     batches it already names) and the session fix-up of a following day a touched day's session continues into."""
     plan = _Plan()
-    groups = {}
-    named = {}
-    for key, by_batch in parts.items():
-        named[key] = unpack_applied((stored.get(key) or {}).get("applied"))
-        fresh = [batch for batch in by_batch if not batch or batch not in named[key]]
-        if fresh:
-            groups[key] = _group([doc for batch in fresh for doc in by_batch[batch]])[key]
-            plan.batches[key] = fresh
+    groups, named = _fresh_groups(parts, stored, plan)
     merged = {key: _merged(stored.get(key), group) for key, group in groups.items()}
-
-    def state(key):
-        return merged.get(key) or stored.get(key)
 
     def current(row):
         return {"_id": row["_id"], "v": row.get("v")} if versioned else {"_id": row["_id"]}
 
-    fixups = []
     for key, group in groups.items():
         row = stored.get(key)
-        sessions, seconds = _sessions_of(merged[key], state((key[0], key[1] - DAY)), key[1])
+        before = merged.get((key[0], key[1] - DAY)) or stored.get((key[0], key[1] - DAY))
+        sessions, seconds = _sessions_of(merged[key], before, key[1])
         doc = _next_version(row, {**group, "user_id": key[0], "day": key[1]}, merged[key], sessions, seconds)
         doc["applied"] = _applied(named[key], plan.batches[key], now)
         doc["ws"] = [*((row or {}).get("ws") or [])[-(WRITERS_KEPT - 1):], plan.token]
@@ -370,7 +360,31 @@ def _plan(parts, stored: dict, now: datetime, *, versioned: bool) -> _Plan:
         plan.deltas.append(aggregates.Delta(
             key[1], group["events"], sessions - (row or {}).get("sessions", 0),
             seconds - (row or {}).get("session_seconds", 0), dict(group["features"]), dict(group["names"])))
-    for user_id, day in groups:  # the next day may continue one of today's sessions
+    for op, delta in _session_fixups(groups, stored, merged, plan.token, current):
+        plan.ops.append(op)
+        plan.deltas.append(delta)
+        plan.targets.append(op._filter["_id"])
+    return plan
+
+
+def _fresh_groups(parts, stored: dict, plan: _Plan) -> tuple[dict, dict]:
+    """Per touched member-day: the events of the batches its stored row does not name yet (grouped), and the
+    batches it names; the fresh batches are noted in `plan.batches`."""
+    groups, named = {}, {}
+    for key, by_batch in parts.items():
+        named[key] = unpack_applied((stored.get(key) or {}).get("applied"))
+        fresh = [batch for batch in by_batch if not batch or batch not in named[key]]
+        if fresh:
+            groups[key] = _group([doc for batch in fresh for doc in by_batch[batch]])[key]
+            plan.batches[key] = fresh
+    return groups, named
+
+
+def _session_fixups(groups: dict, stored: dict, merged: dict, token, current) -> list[tuple]:
+    """(update, delta) for each stored following day whose sessions change because a touched day's last session
+    continues into it."""
+    fixups = []
+    for user_id, day in groups:
         after = (user_id, day + DAY)
         row = stored.get(after)
         if row is None or after in groups:
@@ -379,14 +393,10 @@ def _plan(parts, stored: dict, now: datetime, *, versioned: bool) -> _Plan:
         if sessions != row.get("sessions") or seconds != row.get("session_seconds"):
             fixups.append((UpdateOne(current(row), {"$set": {"sessions": sessions, "session_seconds": seconds},
                                                     "$inc": {"v": 1},
-                                                    "$push": {"ws": {"$each": [plan.token], "$slice": -WRITERS_KEPT}}}),
+                                                    "$push": {"ws": {"$each": [token], "$slice": -WRITERS_KEPT}}}),
                            aggregates.Delta(after[1], 0, sessions - row.get("sessions", 0),
                                             seconds - row.get("session_seconds", 0))))
-    for op, delta in fixups:
-        plan.ops.append(op)
-        plan.deltas.append(delta)
-        plan.targets.append(op._filter["_id"])
-    return plan
+    return fixups
 
 
 def _lost(found: dict, keys: list[tuple[str, datetime]], batches: dict) -> list[tuple[str, datetime]]:

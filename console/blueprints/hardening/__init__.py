@@ -1,7 +1,13 @@
 """Go-live hardening: the System page, its JSON twins, /metrics, alerts, error groups and the optimize tasks.
 
-Uses communication through `email_templates.create_template` and `sending.send_email` (alert mail) and reads
-its `email_queue` collection for counts (metrics, alert rules)."""
+Enters at pages.py (the System page and fragments), api.py (/api/phase14/hardening…) and metrics.py (/metrics).
+The rules live by topic: health.py, checklist.py, security_audit.py, performance.py, slow_queries.py, errors.py,
+alerts.py (scheduled by jobs), optimize.py (the maintenance tasks every feature registers). Stored in
+`alert_rules`, `alert_history`, `ops_settings` (models.py) and the kernel's telemetry collections.
+
+Uses communication only through `email_templates.ensure_template` and `sending.send_email` (alert mail); it
+reads the `email_queue` collection for counts (metrics, alert rules).
+"""
 
 from flask import Blueprint
 

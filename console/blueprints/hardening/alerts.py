@@ -338,23 +338,17 @@ def _notify(rule: Rule, event: AlertEvent, settings: dict) -> bool:
 
 
 def _template_id() -> str:
-    from console.blueprints.communication.email_templates import create_template
-    from console.blueprints.communication.models import EmailTemplate
+    from console.blueprints.communication.email_templates import ensure_template
 
-    template = EmailTemplate.objects(name=TEMPLATE_NAME).only("id").first()
-    if template is None:
-        try:
-            template = create_template({
-                "name": TEMPLATE_NAME, "key": "system.alert", "category": "security",
-                "subject": "[{{ state }}] {{ title }}",
-                "html_body": "<p><strong>{{ state }}</strong>: {{ text }}</p>"
-                             "<p><a href=\"{{ url }}\">Open the System page</a></p>",
-                "text_body": "{{ state }}: {{ text }}\n\n{{ url }}",
-                "description": "Sent by the alert rules to every active super admin.",
-                "sample_data": {"state": "FIRING", "title": "Request error rate", "text": "…", "url": "https://x"},
-            }, actor="system")
-        except ApiError:  # created concurrently
-            template = EmailTemplate.objects(name=TEMPLATE_NAME).only("id").first()
+    template = ensure_template({
+        "name": TEMPLATE_NAME, "key": "system.alert", "category": "security",
+        "subject": "[{{ state }}] {{ title }}",
+        "html_body": "<p><strong>{{ state }}</strong>: {{ text }}</p>"
+                     "<p><a href=\"{{ url }}\">Open the System page</a></p>",
+        "text_body": "{{ state }}: {{ text }}\n\n{{ url }}",
+        "description": "Sent by the alert rules to every active super admin.",
+        "sample_data": {"state": "FIRING", "title": "Request error rate", "text": "…", "url": "https://x"},
+    }, actor="system")
     return str(template.id)
 
 

@@ -124,7 +124,13 @@ def _csrf(app) -> dict:
 
 
 def _headers(probes: dict, production: bool) -> list[dict]:
+    """HTTPS (HSTS, the redirect) and the security headers of a page (of the API when the page redirected)."""
     page, api = probes["page"], probes["api"]
+    checked = api if page["status"] >= 300 else page
+    return _transport(page, api, production) + _response_headers(checked["headers"])
+
+
+def _transport(page: dict, api: dict, production: bool) -> list[dict]:
     out = []
     hsts = api["headers"].get("Strict-Transport-Security", "")
     match = re.search(r"max-age=(\d+)", hsts)
@@ -145,9 +151,11 @@ def _headers(probes: dict, production: bool) -> list[dict]:
                      else f"An HTTP request was answered with {page['status']}"
                           + ("" if production else " (redirects are enforced only in production)."),
                      "Run with CONSOLE_ENV=production (Talisman force_https) or redirect at the proxy."))
+    return out
 
-    checked = api if page["status"] >= 300 else page
-    headers_of = checked["headers"]
+
+def _response_headers(headers_of: dict) -> list[dict]:
+    out = []
     frame = headers_of.get("X-Frame-Options", "")
     csp = headers_of.get("Content-Security-Policy", "")
     frame_ok = frame.upper() == "DENY" or "frame-ancestors 'none'" in csp

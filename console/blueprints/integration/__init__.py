@@ -1,6 +1,6 @@
 """Connecting the platform: the "Install tracking" page for /static/track.js (CORS lives in console.cors).
 
-Uses no other feature.
+Enters at pages.py; snippet.py builds the snippet a site pastes in. Stores nothing. Uses no other feature.
 """
 
 from flask import Blueprint

@@ -1,7 +1,12 @@
-"""Content & moderation over the platform's own collections: the moderation queue (moderation.py), dashboard
-widgets and their demo data.
+"""Content & moderation over the platform's own collections: the moderation queue, blog posts and events,
+dashboard widgets and their demo data.
 
-Uses communication only through `notify` (or, until it lands, `sending.send_email`) in moderation.notify_member.
+Enters at api.py (moderation JSON), moderation_pages.py, content_pages.py and pages.py (widgets). The rules:
+moderation.py (decisions as compare-and-set on `version`, members told through communication) and content.py
+(create, edit, publish, schedule). Stored in the platform's `submissions`, `volunteers`, `blogs`, `events`.
+
+Uses communication only through `notify` (moderation.notify_member) and `sending.create_batch` (an event's
+attendees, content_pages.email_attendees).
 """
 
 from flask import Blueprint

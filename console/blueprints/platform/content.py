@@ -16,7 +16,7 @@ from console.audit import record
 from console.blueprints.platform.moderation import _id_filter, _plain, _write
 from console.db import get_db
 from console.errors import ApiError
-from console.pagination import decode_cursor, encode_cursor
+from console.pagination import decode_id_cursor, encode_id_cursor
 from console.timeutil import as_utc, isoformat, utcnow
 
 KINDS = {"blogs": "blog", "events": "event"}
@@ -64,18 +64,16 @@ def list_items(kind: str, *, status=None, q=None, limit=50, cursor=None) -> dict
     if q:
         import re
         clauses.append({"title": {"$regex": re.escape(q), "$options": "i"}})
-    after = decode_cursor(cursor)
-    if after:
-        from bson import ObjectId
-        clauses.append({"_id": {"$lt": ObjectId(after[0]) if after[1] == "oid" else after[0]}})
+    after = decode_id_cursor(cursor)
+    if after is not None:
+        clauses.append({"_id": {"$lt": after}})
     docs = list(get_db()[kind].find({"$and": clauses} if clauses else {}).sort("_id", -1).limit(limit + 1))
     more, docs = len(docs) > limit, docs[:limit]
     rows = get_db()[kind].aggregate([{"$group": {"_id": {"$ifNull": ["$status", "draft"]}, "n": {"$sum": 1}}}])
     counts = {str(r["_id"]): r["n"] for r in rows}
     next_cursor = None
     if more and docs:
-        last = docs[-1]["_id"]
-        next_cursor = encode_cursor([str(last), "str" if isinstance(last, str) else "oid"])
+        next_cursor = encode_id_cursor(docs[-1]["_id"])
     return {"items": [item_dict(kind, d) for d in docs], "next_cursor": next_cursor, "counts": counts}
 
 

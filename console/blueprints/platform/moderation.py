@@ -15,9 +15,10 @@ from bson import ObjectId
 from bson.errors import InvalidId
 
 from console.audit import record
+from console.blueprints.communication import notify
 from console.db import get_db
 from console.errors import ApiError
-from console.pagination import decode_cursor, encode_cursor
+from console.pagination import decode_id_cursor, encode_id_cursor
 from console.timeutil import isoformat, utcnow
 
 KINDS = {"submissions": {"date": "submitted_at", "noun": "submission", "default": "pending",
@@ -26,27 +27,9 @@ KINDS = {"submissions": {"date": "submitted_at", "noun": "submission", "default"
                         "events": {"approve": "volunteer.approved", "reject": "volunteer.declined"}}}
 PENDING = ("pending", "submitted", "in_review", "new", "applied")
 DECIDED = {"approve": "approved", "reject": "rejected"}
-# Until communication's notify() is merged: the template each event sends (its built-in catalog's names).
-FALLBACK_TEMPLATES = {"submission.approved": "Submission approved", "submission.rejected": "Submission rejected",
-                      "volunteer.approved": "Volunteer approved", "volunteer.declined": "Volunteer declined"}
-
-
 def notify_member(event: str, user_id: str | None, email: str | None, data: dict, event_id: str) -> dict:
-    """The one place moderation sends mail: communication's notify() when present, else its send_email()."""
-    try:
-        from console.blueprints.communication import notify
-    except ImportError:
-        notify = None
-    if notify is not None:
-        return notify(event, user_id=user_id, email=email, data=data, event_id=event_id)
-    from console.blueprints.communication.models import EmailTemplate
-    from console.blueprints.communication.sending import send_email
-
-    template = EmailTemplate.objects(name=FALLBACK_TEMPLATES[event]).only("id").first()
-    if template is None:
-        return {"skipped": "no_template"}
-    to = {"user_id": user_id} if user_id else {"email": email}
-    return send_email(str(template.id), to, variables=data, idempotency_key=f"notify:{event}:{event_id}")
+    """The one place moderation sends mail: communication's notify() (the template bound to the event)."""
+    return notify(event, user_id=user_id, email=email, data=data, event_id=event_id)
 
 
 # --- reading -------------------------------------------------------------------------------------------------
@@ -131,14 +114,9 @@ def list_items(kind: str, *, status=None, q=None, type_=None, since=None, until=
         clauses.append({spec["date"]: {**({"$gte": since} if since else {}), **({"$lt": until} if until else {})}})
     if event_id:
         clauses.append({"event_id": event_id})
-    after = decode_cursor(cursor)
-    if after:
-        try:
-            last = ObjectId(after[0]) if after[1] == "oid" else after[0]
-        except (InvalidId, IndexError, TypeError):
-            from console.errors import validation_error
-            raise validation_error("cursor", "This cursor is not valid; start again without it.") from None
-        clauses.append({"_id": {"$lt": last}})
+    after = decode_id_cursor(cursor)
+    if after is not None:
+        clauses.append({"_id": {"$lt": after}})
     query = {"$and": clauses} if clauses else {}
     docs = list(get_db()[kind].find(query).sort("_id", -1).limit(limit + 1))
     more = len(docs) > limit
@@ -146,8 +124,7 @@ def list_items(kind: str, *, status=None, q=None, type_=None, since=None, until=
     members = _members(docs)
     next_cursor = None
     if more and docs:
-        last_id = docs[-1]["_id"]
-        next_cursor = encode_cursor([str(last_id), "oid" if isinstance(last_id, ObjectId) else "str"])
+        next_cursor = encode_id_cursor(docs[-1]["_id"])
     return {"items": [item_dict(kind, d, members.get(d.get("user_id"))) for d in docs], "next_cursor": next_cursor,
             "counts": counts(kind)}
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import io
-from datetime import UTC, date, datetime, time
-
-from flask import Response, flash, redirect, render_template, request, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from console.blueprints.platform import moderation
@@ -14,15 +10,10 @@ from console.blueprints.platform import moderation_bp as bp
 from console.db import get_db
 from console.errors import ApiError
 from console.security import permission_required
+from console.timeutil import day_start
+from console.web import csv_response
 
 PERMISSION = {"submissions": "submissions.review", "volunteers": "volunteers.manage"}
-
-
-def _day(value: str | None) -> datetime | None:
-    try:
-        return datetime.combine(date.fromisoformat(value), time(), tzinfo=UTC) if value else None
-    except ValueError:
-        return None
 
 
 def _filters() -> dict:
@@ -36,7 +27,7 @@ def _page(kind: str, limit: int = 50, cursor: str | None = None):
     f = _filters()
     status = None if f["status"] == "all" else (f["status"] if f["status"].replace("_", "").isalpha() else None)
     return f, moderation.list_items(kind, status=status, q=f["q"] or None, type_=f["type"] or None,
-                                    since=_day(f["from"]), until=_day(f["to"]), limit=limit, cursor=cursor)
+                                    since=day_start(f["from"]), until=day_start(f["to"]), limit=limit, cursor=cursor)
 
 
 def _render(kind: str):
@@ -65,16 +56,11 @@ def volunteers_page():
 
 def _csv(kind: str):
     page = _page(kind, limit=500)[1]
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(["id", "status", "title", "user_id", "email", "reviewed_by", "reviewed_at", "review_reason"])
-    for item in page["items"]:
-        member = item.get("member") or {}
-        writer.writerow([item["id"], item["status"], item.get("title") or item.get("name") or "", item.get("user_id"),
-                         member.get("email") or item.get("email") or "", item.get("reviewed_by") or "",
-                         item.get("reviewed_at") or "", item.get("review_reason") or ""])
-    return Response(out.getvalue(), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{kind}.csv"'})
+    rows = ([item["id"], item["status"], item.get("title") or item.get("name") or "", item.get("user_id"),
+             (item.get("member") or {}).get("email") or item.get("email") or "", item.get("reviewed_by") or "",
+             item.get("reviewed_at") or "", item.get("review_reason") or ""] for item in page["items"])
+    return csv_response(f"{kind}.csv", ["id", "status", "title", "user_id", "email", "reviewed_by", "reviewed_at",
+                                        "review_reason"], rows)
 
 
 @bp.route("/moderation/submissions.csv")

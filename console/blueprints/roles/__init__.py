@@ -1,4 +1,11 @@
-"""Roles and permissions: the matrix, role assignment, the admins and the audit log."""
+"""Roles and permissions: the matrix, role assignment, the admins and their lifecycle, the audit log.
+
+Enters at api.py (/api/phase14/roles…, admins, audit) and pages.py, lifecycle_pages.py (the matrix, admins,
+invitations, the link pages). The rules: manage.py (roles, matrix, assignment: never lock the last super admin
+out), lifecycle.py (invite, reset, deactivate by signed one-time links), admins.py. Stored in the kernel's
+`roles`, `authz_state`, `admins` and `audit_log` (console.authz, console.accounts, console.audit).
+Uses no other feature.
+"""
 
 from flask import Blueprint
 

@@ -118,17 +118,24 @@ def check_invite(token: str) -> Admin:
     return _from_token("invite", token, INVITE_HOURS)
 
 
-def accept_invite(token: str, password: str) -> Admin:
-    admin = check_invite(token)
+def _use_link(purpose: str, token: str, password: str, **changes) -> Admin:
+    """A one-time link's admin, with the new password set and the link used up: 422 for a weak password (nothing
+    changes), 404 when the link was used meanwhile. `changes` are set in the same update."""
+    hours, nonce = (INVITE_HOURS, "invite_nonce") if purpose == "invite" else (RESET_HOURS, "reset_nonce")
+    admin = _from_token(purpose, token, hours)
     problems = password_problems(password, admin.email)
     if problems:
         raise ApiError(422, "The password " + "; ".join(problems) + ".", [{"field": "password", "message": p}
                                                                           for p in problems])
-    updated = Admin.objects(id=admin.id, invite_nonce=admin.invite_nonce).update_one(
-        set__password_hash=hash_password(password), set__active=True, unset__invite_nonce=True,
-        set__password_changed_at=utcnow())
-    if not updated:
+    if not Admin.objects(id=admin.id, **{nonce: getattr(admin, nonce)}).update_one(
+            set__password_hash=hash_password(password), set__password_changed_at=utcnow(), **{f"unset__{nonce}": True},
+            **changes):
         raise ApiError(404, "This link was already used.")
+    return admin
+
+
+def accept_invite(token: str, password: str) -> Admin:
+    admin = _use_link("invite", token, password, set__active=True)
     bump_authz_version()
     record("admin.invite_accepted", admin.email, {"active": False}, {"active": True}, actor=admin.email)
     admin.reload()
@@ -153,13 +160,7 @@ def check_reset(token: str) -> Admin:
 
 
 def reset_password(token: str, password: str) -> Admin:
-    admin = check_reset(token)
-    problems = password_problems(password, admin.email)
-    if problems:
-        raise ApiError(422, "The password " + "; ".join(problems) + ".")
-    if not Admin.objects(id=admin.id, reset_nonce=admin.reset_nonce).update_one(
-            set__password_hash=hash_password(password), unset__reset_nonce=True, set__password_changed_at=utcnow()):
-        raise ApiError(404, "This link was already used.")
+    admin = _use_link("reset", token, password)
     end_sessions(admin.id)
     record("admin.password_reset", admin.email, actor=admin.email)
     admin.reload()

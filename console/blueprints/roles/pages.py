@@ -1,9 +1,8 @@
 """Console pages: the permission matrix, admins and their roles, the audit log."""
 
-import json
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import timedelta
 
-from flask import Response, flash, redirect, render_template, request, stream_with_context, url_for
+from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from console import audit
@@ -12,11 +11,8 @@ from console.blueprints.roles import bp, manage
 from console.errors import ApiError
 from console.pagination import PageQuery, paginate
 from console.security import current_permissions, has_permission, permission_required
-from console.timeutil import utcnow
-
-
-def _toast(message: str, tone: str = "success") -> dict:
-    return {"HX-Trigger": json.dumps({"toast": {"message": message, "tone": tone}})}
+from console.timeutil import day_start, utcnow
+from console.web import csv_response, toast
 
 
 def _page_query() -> PageQuery:
@@ -65,12 +61,12 @@ def toggle_cell(role: str, permission: str):
         found = manage.get_role(role)
         html = render_template("roles/_cell.html", role=role, permission=permission,
                                granted=permission in found.permissions, can_manage=True, super_admin=SUPER_ADMIN)
-        return html, 200, _toast(error.detail, "error")
+        return html, 200, toast(error.detail, "error")
     verb = "granted to" if granted else "removed from"
     html = render_template("roles/_cell.html", role=role, permission=permission, granted=granted, can_manage=True,
                            super_admin=SUPER_ADMIN)
     html += '\n<div id="change-preview" hx-swap-oob="innerHTML"></div>'  # the confirmed preview closes
-    return html, 200, _toast(f"{permission} {verb} {role}.")
+    return html, 200, toast(f"{permission} {verb} {role}.")
 
 
 @bp.route("/roles/preview/clear")
@@ -154,13 +150,6 @@ def assign_roles(admin_id: str):
 
 # --- audit log -----------------------------------------------------------------------------------------------
 
-def _day(value: str | None) -> datetime | None:
-    try:
-        return datetime.combine(date.fromisoformat(value), time(), tzinfo=UTC) if value else None
-    except ValueError:
-        return None
-
-
 def _audit_filters() -> dict:
     args = request.args
     return {"actor": args.get("actor", "").strip()[:254], "target": args.get("target", "").strip()[:300],
@@ -169,9 +158,9 @@ def _audit_filters() -> dict:
 
 
 def _audit_queryset(filters: dict):
-    until = _day(filters["to"])
+    until = day_start(filters["to"])
     return audit.entries(filters["actor"] or None, filters["target"] or None, filters["action"] or None,
-                         _day(filters["from"]), until + timedelta(days=1) if until else None)
+                         day_start(filters["from"]), until + timedelta(days=1) if until else None)
 
 
 @bp.route("/audit", endpoint="audit")
@@ -191,8 +180,7 @@ def audit_log():
 def audit_csv():
     queryset = _audit_queryset(_audit_filters())
     filename = f"audit-log-{utcnow():%Y%m%d-%H%M}.csv"
-    return Response(stream_with_context(audit.csv_lines(queryset)), mimetype="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return csv_response(filename, audit.CSV_COLUMNS, audit.csv_rows(queryset))
 
 
 @bp.route("/widgets/security")
