@@ -16,6 +16,7 @@ moderation_bp = Blueprint("moderation", __name__)
 def init_app(app) -> None:
     from console.blueprints.platform import api, content_pages, moderation_pages, pages  # noqa: F401  (routes)
     from console.blueprints.platform.demo import seed_members
+    from console.blueprints.platform.jobs import start_publish_schedule
     from console.blueprints.platform.summaries import seed_platform_demo
 
     app.register_blueprint(bp)
@@ -32,3 +33,4 @@ def init_app(app) -> None:
     add_widget(app, Widget("Email templates", "platform.widget_templates", "templates.view", order=34))
     add_demo_seeder(app, "members", seed_members, order=0)
     add_demo_seeder(app, "platform", seed_platform_demo, order=50)
+    app.extensions.setdefault("worker_startup", []).append(start_publish_schedule)
