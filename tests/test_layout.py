@@ -24,6 +24,7 @@ ALLOWED = {
     "engagement": {"console.blueprints.communication.sending", "console.blueprints.communication.models",
                    "console.blueprints.communication.member_data"},
     "platform": {"console.blueprints.communication.sending", "console.blueprints.communication.models"},
+    "core": {"console.blueprints.engagement.retention", "console.blueprints.engagement.campaigns"},
     "hardening": {"console.blueprints.communication.sending", "console.blueprints.communication.email_templates",
                   "console.blueprints.communication.models"},
 }
