@@ -148,6 +148,9 @@ def test_the_moderator_starts_from_what_waits(login, app):
     assert [(label, n) for _, label, n in by_type] == [("Photo", "2"), ("Story", "1")]
     queue = moderator.get(by_type[0][0].replace("&amp;", "&")).get_data(as_text=True)
     assert "Old photo" in queue and "New photo" in queue and "A story" not in queue and "Done" not in queue
+    queue_counts = dict(re.findall(r'<div class="stat-label">([^<]+)</div>\s*<div class="stat-value">([^<]+)</div>',
+                                   queue))
+    assert queue_counts["Waiting"] == "3" and queue_counts["Approved"] == "1" and queue_counts["Total"] == "4"
     longest = html.split('id="queue-longest"')[1]
     assert longest.index("Old photo") < longest.index("A story") < longest.index("New photo")
     assert 'href="/moderation/volunteers?status=pending"' in html
