@@ -68,6 +68,24 @@ def test_admin_assigns_a_role_on_the_admin_page(live, page, sign_in, output_dir)
     page.screenshot(path=str(output_dir / "roles-audit-log.png"), full_page=True)
 
 
+def _seed_analytics() -> None:
+    """Activity for 80 demo members, their churn scores, a little mail history and one sent campaign."""
+    from console.blueprints.communication.demo import seed_communication
+    from console.blueprints.communication.models import EmailTemplate
+    from console.blueprints.engagement import campaigns
+    from console.blueprints.engagement.churn import rescore
+    from console.blueprints.engagement.demo import demo_events
+    from console.blueprints.engagement.ingest import backfill
+
+    ids = [f"m{n:04d}" for n in range(1, 81)]
+    backfill(demo_events(random.Random(2), utcnow(), ids))
+    rescore()
+    seed_communication(random.Random(2), utcnow())
+    template = EmailTemplate.objects(key="engagement.we_miss_you").first()
+    campaigns.trigger({"name": "Autumn win-back", "template_id": str(template.id), "holdout_percent": 40,
+                       "segment": {"user_ids": ids[:40]}}, actor="seed")
+
+
 # role → (widget titles that must show, widget titles that must not, nav sections that must not show)
 DASHBOARDS = {
     "super_admin": (["Moderation queue", "Content pipeline", "Reports", "Volunteers", "Security activity"], [], []),
@@ -92,6 +110,8 @@ def test_dashboard_per_role(live, page, sign_in, output_dir, role):
     with live.app_context():
         seed_members(random.Random(1))
         seed_platform_demo(random.Random(1), utcnow())
+        if "analytics.view" in BUILTIN_ROLES[role]["permissions"]:
+            _seed_analytics()
     sign_in(role)
     page.wait_for_selector(".widget .skeleton", state="detached", timeout=15000)
     shown, hidden, hidden_sections = DASHBOARDS[role]
