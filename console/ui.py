@@ -28,7 +28,7 @@ class Widget:
     endpoint: str
     permission: str
     order: int = 100
-    width: int = 1  # grid columns
+    width: int = 1  # grid columns; 3 takes the whole row (a role's first block)
 
 
 SECTIONS = ("Overview", "Engagement", "Communication", "Content", "Administration", "System")

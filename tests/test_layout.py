@@ -28,6 +28,8 @@ ALLOWED = {
                    f"{COMMUNICATION}.email_templates": {"find_template", "sendable_templates"},
                    f"{COMMUNICATION}.member_data": {"export_member", "erase_member"}},
     "platform": {COMMUNICATION: {"notify"}, f"{COMMUNICATION}.sending": {"create_batch"}},
+    "core": {"console.blueprints.engagement.retention": {"retention"},
+             "console.blueprints.engagement.campaigns": {"recent_campaign_reports"}},
     "hardening": {f"{COMMUNICATION}.sending": {"send_email"}, f"{COMMUNICATION}.email_templates": {"ensure_template"}},
 }
 # routes and what only routes use (forms, schemas, charts, rate-limit keys in limits.py)

@@ -125,3 +125,42 @@ def test_content_manager_edits_in_the_browser_and_a_stale_form_is_refused(login,
     browser.post(edit_url, data={**form, "version": "1", "action": "publish"})
     assert get_db().blogs.find_one({})["status"] == "published"
     assert b"Spring notes v2" in browser.get("/content/blogs?status=published").data
+
+
+def test_the_publishing_job_publishes_due_items_once(api, app, run_jobs):
+    """The worker's periodic job, not a list read, publishes what is due: versioned and audited exactly once."""
+    from console.audit import AuditLog
+    from console.blueprints.platform.jobs import enqueue_publish, publish_scheduled
+    from console.db import get_db
+
+    cm = api("content_manager")
+    due = cm.post(f"{API}/events", json={"title": "Book swap", "starts_at": "2027-03-01T10:00:00Z"}).get_json()
+    later = cm.post(f"{API}/blogs", json={"title": "Next week"}).get_json()
+    in_an_hour = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    for kind, item in (("events", due), ("blogs", later)):
+        assert cm.post(f"{API}/{kind}/{item['id']}/publish", json={"at": in_an_hour}).get_json()["status"] == \
+            "scheduled"
+    get_db().events.update_one({"_id": ObjectId(due["id"])}, {"$set": {"publish_at": datetime.now(UTC)
+                                                                        - timedelta(minutes=1),
+                                                                        "platform_only": {"keep": True}}})
+    enqueue_publish(app)
+    enqueue_publish(app)  # a second worker's tick within the interval enqueues nothing more
+    assert len(app.extensions["queues"]["default"]) == 1
+    run_jobs()
+    stored = get_db().events.find_one({"_id": ObjectId(due["id"])})
+    assert stored["status"] == "published" and stored["version"] == 2 and stored["published_at"]
+    assert stored["platform_only"] == {"keep": True} and stored["updated_by"] == "scheduler"
+    assert get_db().blogs.find_one({"_id": ObjectId(later["id"])})["status"] == "scheduled"
+    assert publish_scheduled() == {"blogs": 0, "events": 0}  # nothing due twice
+    cm.get(f"{API}/events")  # a list read after the job changes nothing either
+    entries = AuditLog.objects(action="event.published", target=f"event:{due['id']}")
+    assert entries.count() == 1 and entries.first().actor == "scheduler"
+    assert get_db().events.find_one({"_id": ObjectId(due["id"])})["version"] == 2
+
+
+def test_the_worker_schedules_the_publishing_job(make_app):
+    from console.blueprints.platform.jobs import start_publish_schedule
+
+    app = make_app()
+    assert start_publish_schedule in app.extensions["worker_startup"]
+    assert app.config["CONTENT_PUBLISH_INTERVAL"] == 60

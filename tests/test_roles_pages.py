@@ -139,7 +139,7 @@ def test_administration_pages_follow_roles_view(login, role, allowed):
 
 def test_platform_widgets_show_counts_or_an_empty_state(login, app):
     moderator = login("moderator")
-    assert "No submissions" in moderator.get("/widgets/platform/submissions").get_data(as_text=True)
+    assert "Nothing waits for review" in moderator.get("/widgets/platform/submissions").get_data(as_text=True)
     assert "No volunteers" in moderator.get("/widgets/platform/volunteers").get_data(as_text=True)
     first = seed_platform_demo(random.Random(1), utcnow())
     assert first.startswith("80 new documents")
@@ -148,7 +148,7 @@ def test_platform_widgets_show_counts_or_an_empty_state(login, app):
 
     pending = get_db().submissions.count_documents({"status": "pending"})
     html = moderator.get("/widgets/platform/submissions").get_data(as_text=True)
-    assert "Pending review" in html and f'<div class="stat-value">{pending}</div>' in html
+    assert "Submissions waiting" in html and f'<div class="stat-value">{pending}</div>' in html
     assert "Active volunteers" in moderator.get("/widgets/platform/volunteers").get_data(as_text=True)
     assert moderator.get("/widgets/platform/blogs").status_code == 403
 
@@ -159,10 +159,13 @@ def test_platform_widgets_show_counts_or_an_empty_state(login, app):
 
 
 @pytest.mark.parametrize("role, shown, hidden", [
-    ("moderator", ["Submissions", "Volunteers"], ["Blogs", "Events", "Security activity", "Roles &amp; permissions"]),
-    ("content_manager", ["Blogs", "Events"], ["Submissions", "Volunteers", "Audit log"]),
-    ("analyst", [], ["Submissions", "Blogs", "Admins", "Audit log"]),
-    ("admin", ["Submissions", "Blogs", "Security activity", "Roles &amp; permissions", "Audit log"], []),
+    ("moderator", ["Moderation queue", "Volunteers"],
+     ["Content pipeline", "Blogs", "Events", "Security activity", "Roles &amp; permissions", "Reports"]),
+    ("content_manager", ["Content pipeline", "Blogs", "Events"],
+     ["Moderation queue", "Volunteers", "Audit log", "Reports"]),
+    ("analyst", ["Reports"], ["Moderation queue", "Content pipeline", "Blogs", "Admins", "Audit log"]),
+    ("admin", ["Moderation queue", "Content pipeline", "Reports", "Blogs", "Security activity",
+               "Roles &amp; permissions", "Audit log"], []),
 ])
 def test_dashboard_is_shaped_by_role(login, role, shown, hidden):
     page = login(role).get("/").get_data(as_text=True)

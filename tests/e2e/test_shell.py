@@ -10,11 +10,12 @@ def test_login_and_dashboard(live, page, sign_in, output_dir):
     page.goto(f"{live.live_url}/login")
     page.screenshot(path=str(output_dir / "login.png"))
     sign_in("super_admin")
-    page.wait_for_selector(".widget .stat-value")
-    assert page.locator(".widget .stat-value").first.inner_text() == "500"
+    members = page.locator(".widget[aria-label=Members] .stat-value").first
+    members.wait_for()
+    assert members.inner_text() == "500"
     assert page.locator("h1").inner_text() == "Dashboard"
     assert page.locator(".sidebar").get_by_text("Dashboard").is_visible()
-    page.screenshot(path=str(output_dir / "dashboard-super_admin.png"), full_page=True)
+    page.screenshot(path=str(output_dir / "dashboard-first-sign-in.png"), full_page=True)
     assert not page.js_errors, page.js_errors
 
 

@@ -25,6 +25,15 @@ def widget_members():
     return render_template("core/_widget_members.html", summary=overview.member_summary())
 
 
+@bp.route("/widgets/reports")
+@permission_required("analytics.view")
+def widget_reports():
+    """Retention, campaign results and CSV exports, read-only: the analyst's way into the reports."""
+    from console.blueprints.core.reports import reports_summary
+
+    return render_template("core/_widget_reports.html", r=reports_summary())
+
+
 @bp.route("/widgets/admins")
 @permission_required("roles.view")
 def widget_admins():

@@ -12,7 +12,8 @@ Uses communication only through `sending.create_batch`, `sending.batch_status`, 
 (campaigns), `email_templates.find_template`, `email_templates.sendable_templates` (the campaign's template) and
 `member_data.export_member`, `member_data.erase_member` (privacy).
 For other features: `aggregates.forget_member(user_id)` takes an erased member out of every aggregate (and deletes
-their rollups); `lifecycle.member_lifecycle`, `metrics.metrics` are the read entry points.
+their rollups); `lifecycle.member_lifecycle`, `metrics.metrics`, `retention.retention` and
+`campaigns.recent_campaign_reports` (core's reports card) are the read entry points.
 """
 
 from flask import Blueprint

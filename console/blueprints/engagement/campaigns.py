@@ -261,6 +261,12 @@ def lift(treated_hits: int, treated_n: int, holdout_hits: int, holdout_n: int, f
             "significant": bool(final and holdout_n >= minimum and excludes_zero)}
 
 
+def recent_campaign_reports(limit: int = 3) -> list[dict]:
+    """The newest sent (not dry-run) campaigns' reports, newest first."""
+    sent = Campaign.objects(dry_run__ne=True, sent_at__ne=None).order_by("-sent_at").limit(limit)
+    return [campaign_report(campaign) for campaign in sent]
+
+
 def campaign_report(campaign: Campaign, now: datetime | None = None) -> dict:
     """Status and progress while sending, then reactivation of treated vs holdout with the lift."""
     from console.blueprints.communication.sending import batch_status

@@ -45,12 +45,27 @@ def _kind(kind: str) -> str:
     return kind
 
 
-def publish_due(kind: str) -> int:
-    """Scheduled items whose time has come become published (one write; run on every list)."""
+def publish_due(kind: str, actor: str = "scheduler") -> int:
+    """Publish the scheduled items whose time has come (the periodic job, and every list so it is never stale).
+
+    Each item is claimed by one conditional write (still scheduled, still due), so however many workers and lists
+    run at once, an item is published, versioned and audited exactly once."""
+    collection = get_db()[_kind(kind)]
     now = utcnow()
-    result = get_db()[kind].update_many({"status": "scheduled", "publish_at": {"$lte": now}},
-                                        {"$set": {"status": "published", "published_at": now}, "$inc": {"version": 1}})
-    return result.modified_count
+    due = {"status": "scheduled", "publish_at": {"$lte": now}}
+    published = 0
+    for doc in collection.find(due, {"_id": 1}).limit(500):
+        after = collection.find_one_and_update(
+            {"_id": doc["_id"], **due},
+            {"$set": {"status": "published", "published_at": now, "updated_at": now, "updated_by": actor},
+             "$inc": {"version": 1}}, return_document=True)
+        if after is None:
+            continue  # another worker (or a person) got there first
+        published += 1
+        record(f"{KINDS[kind]}.published", f"{KINDS[kind]}:{after['_id']}", {"status": "scheduled"},
+               {"status": "published", "publish_at": isoformat(after.get("publish_at")), "scheduled": True},
+               actor=actor)
+    return published
 
 
 def list_items(kind: str, *, status=None, q=None, limit=50, cursor=None) -> dict:

@@ -96,9 +96,11 @@ def content_edit(kind: str, item_id: str):
         action = request.form.get("action", "save")
         version = int(request.form["version"]) if request.form.get("version", "").isdigit() else None
         try:
+            message = "Saved."
             if action == "publish":
-                content.publish(kind, item_id, at=_when(request.form.get("publish_at")), version=version,
-                                actor=current_user.email)
+                item = content.publish(kind, item_id, at=_when(request.form.get("publish_at")), version=version,
+                                       actor=current_user.email)
+                message = f"“{item.get('title') or 'Untitled'}” is {item['status']}."
             elif action == "unpublish":
                 content.unpublish(kind, item_id, version=version, actor=current_user.email)
             else:
@@ -106,9 +108,11 @@ def content_edit(kind: str, item_id: str):
                 if action == "archive":
                     data["status"] = "archived"
                 content.update(kind, item_id, data, version, current_user.email)
-            flash("Saved.", "success")
+            flash(message, "success")
         except ApiError as error:
             flash(error.detail, "error")
+        if request.form.get("back") == "dashboard":  # the dashboard's Publish button returns there
+            return redirect(url_for("core.dashboard"))
         return redirect(url_for("moderation.content_edit", kind=kind, item_id=item_id))
     doc = content.get_item(kind, item_id)
     item = content.item_dict(kind, doc)

@@ -86,8 +86,9 @@ def counts(kind: str) -> dict[str, int]:
     spec = _kind(kind)
     rows = get_db()[kind].aggregate([{"$group": {"_id": {"$ifNull": ["$status", spec["default"]]}, "n": {"$sum": 1}}}])
     out = {str(row["_id"]): row["n"] for row in rows}
+    total = sum(out.values())  # before "pending" (a status of its own) becomes the sum of every waiting status
     out["pending"] = sum(out.get(s, 0) for s in PENDING)
-    out["total"] = sum(n for s, n in out.items() if s != "pending")
+    out["total"] = total
     return out
 
 

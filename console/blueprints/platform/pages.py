@@ -3,13 +3,25 @@
 from flask import current_app, render_template
 
 from console.blueprints.platform import bp, summaries
-from console.security import permission_required
+from console.security import has_permission, permission_required
 
 
 @bp.route("/submissions")
 @permission_required("submissions.review")
 def widget_submissions():
-    return render_template("platform/_widget_submissions.html", summary=summaries.moderation_summary())
+    """The moderator's first block: what waits, by type, the longest waiting, and volunteer applications."""
+    return render_template("platform/_widget_submissions.html", queue=summaries.moderation_queue(),
+                           volunteers=has_permission("volunteers.manage"))
+
+
+@bp.route("/content")
+@permission_required("content.manage")
+def widget_content():
+    """The content manager's first block: drafts, scheduled and recently published posts and events."""
+    kinds = tuple(kind for kind, permission in (("blogs", "blogs.edit"), ("events", "events.manage"))
+                  if has_permission(permission))
+    return render_template("platform/_widget_content.html", pipeline=summaries.content_pipeline(kinds),
+                           can_create={"blogs": has_permission("blogs.create"), "events": "events" in kinds})
 
 
 @bp.route("/volunteers")
