@@ -23,13 +23,20 @@ from functools import lru_cache
 from flask import current_app
 from flask_mail import Message, sanitize_address, sanitize_addresses
 from pymongo import UpdateMany
+from pymongo.errors import BulkWriteError
 from redis.exceptions import RedisError
 
 from console.blueprints.communication import sms
 from console.blueprints.communication.bounces import return_path
 from console.blueprints.communication.channels import EmailChannel
 from console.blueprints.communication.handover import Journal
-from console.blueprints.communication.models import EmailQueue, EmailTracking, NotificationHistory, Suppression
+from console.blueprints.communication.models import (
+    EmailClaim,
+    EmailQueue,
+    EmailTracking,
+    NotificationHistory,
+    Suppression,
+)
 from console.blueprints.communication.prefs import decide, suppress
 from console.blueprints.communication.queue import (
     HANDOVER_KEY,
@@ -40,7 +47,7 @@ from console.blueprints.communication.queue import (
 )
 from console.config import setting
 from console.queues import get_redis
-from console.timeutil import utcnow
+from console.timeutil import as_utc, utcnow
 
 log = logging.getLogger(__name__)
 UNCERTAIN = ("uncertain: the worker stopped within microseconds of handing this email to the SMTP server; "
@@ -157,22 +164,43 @@ def build_message(doc: dict) -> Message:
     return message
 
 
+CLAIMABLE = ("queued", "deferred", "sending")  # "sending": claimed in email_queue by the previous release
+
+
 def _claim(ids: list, lease: int, token: str) -> tuple[list[dict], set]:
-    """Claim what is claimable of `ids`; also returns the ids taken over from a claim whose worker died."""
-    coll = EmailQueue._get_collection()
+    """Claim what is claimable of `ids`; also returns the ids taken over from a claim whose worker died.
+
+    An email is held by the email_claims entry with its _id: inserting one succeeds for one worker only, and an
+    entry whose lease ran out is taken over by one worker only (the update's filter is its own lock)."""
+    claims, coll = EmailClaim._get_collection(), EmailQueue._get_collection()
     now = utcnow()
-    claim = {"$set": {"status": "sending", "claim": token, "lease_until": now + timedelta(seconds=lease),
-                      "updated_at": now}, "$inc": {"attempts": 1}}
-    # Two updates rather than one $or: SecantusDB scans the collection for `_id $in` combined with `$or`.
-    claimed = coll.update_many({"_id": {"$in": ids}, "status": {"$in": ["queued", "deferred"]}}, claim).modified_count
-    expired = []
-    if claimed < len(ids):  # take over claims whose worker died (their lease ran out)
-        lapsed = {"_id": {"$in": ids}, "status": "sending", "lease_until": {"$lt": now}}
-        expired = [doc["_id"] for doc in coll.find(lapsed, {"_id": 1})]
-        if expired:
-            coll.update_many({**lapsed, "_id": {"$in": expired}}, claim)
-    docs = list(coll.find({"_id": {"$in": ids}, "claim": token}))
-    return docs, {doc["_id"] for doc in docs} & set(expired)
+    until = now + timedelta(seconds=lease)
+    held: set = set()
+    try:
+        claims.insert_many([{"_id": i, "token": token, "lease_until": until} for i in ids], ordered=False)
+    except BulkWriteError as error:
+        problems = error.details.get("writeErrors", [])
+        if any(problem.get("code") != 11000 for problem in problems):
+            raise
+        held = {ids[problem["index"]] for problem in problems}
+    taken_over: set = set()
+    if held:  # someone claimed these: take over those whose lease ran out (their worker died)
+        lapsed = {"_id": {"$in": list(held)}, "lease_until": {"$lt": now}}
+        if claims.update_many(lapsed, {"$set": {"token": token, "lease_until": until}}).modified_count:
+            taken_over = {row["_id"] for row in claims.find({"_id": {"$in": list(held)}, "token": token}, {"_id": 1})}
+    mine = [i for i in ids if i not in held or i in taken_over]
+    docs = list(coll.find({"_id": {"$in": mine}, "status": {"$in": list(CLAIMABLE)}})) if mine else []
+    for doc in docs:
+        if doc["status"] == "sending":  # the previous release's claim: only once its lease ran out, and as a takeover
+            taken_over.add(doc["_id"])
+    docs = [doc for doc in docs if doc["status"] != "sending" or as_utc(doc.get("lease_until") or now) < now]
+    claimable = {doc["_id"] for doc in docs}
+    released = [i for i in mine if i not in claimable]  # sent or failed meanwhile, or never ours to send
+    if released:
+        claims.delete_many({"_id": {"$in": released}, "token": token})
+    for doc in docs:
+        doc["attempts"] = doc.get("attempts", 0) + 1  # this attempt; the outcome's write counts it
+    return docs, claimable & taken_over
 
 
 def _slices(ids: list, size: int) -> list[list]:
@@ -200,7 +228,7 @@ def deliver(email_ids: list[str]) -> Outcome:
     before returning."""
     from bson import ObjectId
 
-    ids = [ObjectId(i) for i in email_ids]
+    ids = list(dict.fromkeys(ObjectId(i) for i in email_ids))  # one claim each
     token = uuid.uuid4().hex  # this call's claim, renewed for every email it holds
     lease = setting("MAIL_CLAIM_LEASE")
     app = current_app._get_current_object()
@@ -336,8 +364,8 @@ def _send_all(items: list[tuple], outcome: Outcome, chunk_ids: list, token: str,
             _defer_or_fail(outcome, doc, connection_down, max_attempts, intervals)
             continue
         if time.monotonic() - renewed > lease / 3:  # the next slice is claimed already: renew it too
-            EmailQueue._get_collection().update_many(
-                {"_id": {"$in": chunk_ids}, "claim": token, "status": "sending"},
+            EmailClaim._get_collection().update_many(
+                {"_id": {"$in": chunk_ids}, "token": token},
                 {"$set": {"lease_until": utcnow() + timedelta(seconds=lease)}})
             renewed = time.monotonic()
         journal.begin(doc["_id"])
@@ -375,11 +403,11 @@ def _defer_or_fail(outcome: Outcome, doc: dict, reason: str, max_attempts: int, 
 
 
 def _record(outcome: Outcome, token: str) -> None:
-    """Write every outcome in a few bulk operations, guarded by the claim token; final outcomes also go to
-    notification_history (inserts: far cheaper than updating an entry per email). Then the journal entries,
-    which Mongo now supersedes, are dropped."""
+    """Write every outcome in a few bulk operations; final outcomes also go to notification_history (inserts:
+    far cheaper than updating an entry per email). Then the journal entries, which Mongo now supersedes, and
+    this call's claims are dropped."""
     now = utcnow()
-    ops = _grouped_updates(_changes(outcome), token, now)
+    ops = _grouped_updates(_changes(outcome), now)
     if ops:
         EmailQueue._get_collection().bulk_write(ops, ordered=False)
     history = [history_entry({**doc, "status": status, "reason": reason}) for doc, status, reason in _finals(outcome)]
@@ -390,6 +418,9 @@ def _record(outcome: Outcome, token: str) -> None:
         if not retry:  # quiet hours: a timed job of its own; retries ride on RQ's Retry
             enqueue_delivery([doc["_id"]], doc.get("priority") or "normal", f"mail-{doc['_id']}-quiet", at=until)
     _drop_journal([doc for doc, *_ in (*outcome.sent, *outcome.failed)])
+    settled = [doc["_id"] for doc, *_ in (*outcome.sent, *outcome.failed, *outcome.skipped, *outcome.deferred)]
+    if settled:  # last: until the outcome is in Mongo, a claim taken over after a crash reads the journal
+        EmailClaim._get_collection().delete_many({"_id": {"$in": settled}, "token": token})
 
 
 def _changes(outcome: Outcome):
@@ -409,13 +440,15 @@ def _changes(outcome: Outcome):
         yield doc, {"status": "failed", "reason": reason}
 
 
-def _grouped_updates(changes, token: str, now: datetime) -> list[UpdateMany]:
-    """One update per distinct set of fields, each only where this claim still holds the email."""
+def _grouped_updates(changes, now: datetime) -> list[UpdateMany]:
+    """One update per distinct set of fields, each only where no outcome is recorded yet: a worker whose claim was
+    taken over (it stalled past its lease) never overwrites a final outcome."""
     groups: dict[tuple, list] = {}
     for doc, fields in changes:
         groups.setdefault(tuple(fields.items()), []).append(doc["_id"])
-    return [UpdateMany({"_id": {"$in": ids}, "claim": token, "status": "sending"},
-                       {"$set": {**dict(fields), "updated_at": now}}) for fields, ids in groups.items()]
+    return [UpdateMany({"_id": {"$in": ids}, "status": {"$in": list(CLAIMABLE)}},
+                       {"$set": {**dict(fields), "updated_at": now}, "$inc": {"attempts": 1},
+                        "$unset": {"claim": "", "lease_until": ""}}) for fields, ids in groups.items()]
 
 
 def _finals(outcome: Outcome):

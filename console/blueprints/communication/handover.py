@@ -1,9 +1,10 @@
 """The exactly-once SMTP hand-over: the journal in Redis, the corked sockets, and sendmail split at the
 final dot of DATA. The sender (delivery.py) and the claim that settles a dead worker's emails both read it.
 
-Exactly once, whatever crashes. A document is claimed (`queued|deferred → sending`, or a `sending` one whose
-lease ran out) before it is sent, and each SMTP hand-over is journaled in Redis around the one moment that
-decides it, the final dot of DATA (a server discards a transaction whose dot never came):
+Exactly once, whatever crashes. A `queued` or `deferred` document is claimed (an email_claims entry with its
+_id, inserted only if none exists, or taken over once its lease ran out) before it is sent, and each SMTP
+hand-over is journaled in Redis around the one moment that decides it, the final dot of DATA (a server discards
+a transaction whose dot never came):
 
 1. "c" is written while the server holds the message without its dot;
 2. the dot is written to the SMTP socket;
