@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import smtplib
 import socket
 import sys
@@ -21,7 +22,7 @@ from email.utils import formatdate
 from functools import lru_cache
 
 from flask import current_app
-from flask_mail import Message, sanitize_address, sanitize_addresses
+from flask_mail import Message, sanitize_address
 from pymongo import UpdateMany
 from pymongo.errors import BulkWriteError
 from redis.exceptions import RedisError
@@ -123,16 +124,42 @@ def _sender(sender: str) -> str:
     return sanitize_address(sender)
 
 
+@lru_cache(maxsize=256)
+def _subject(subject: str) -> str:
+    return subject if subject.isascii() else Header(subject, "utf-8").encode()
+
+
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
+
+
+def _recipient(address) -> str:
+    """A plain ASCII address as it is (what sanitize_address would return for it, without parsing it)."""
+    return address if isinstance(address, str) and _PLAIN_ADDRESS.fullmatch(address) else sanitize_address(address)
+
+
+def _base64_lines(body: str) -> str:
+    encoded = base64.b64encode(body.encode("utf-8")).decode("ascii")
+    return "\r\n".join(encoded[start:start + 76] for start in range(0, len(encoded), 76))
+
+
 class MailMessage(Message):
     """Flask-Mail's message, serialised directly: multipart/alternative with base64 bodies (safe for any line
     length) and headers that are never folded into encoded words. Python's email generator costs a few
     milliseconds a message, as much as the SMTP round trips, so a batch would spend half its time in it."""
 
+    def __init__(self, *, subject: str, recipients: list[str], body: str, html: str | None, sender: str,
+                 extra_headers: dict[str, str], msg_id: str):
+        # Not Message.__init__: its make_msgid() looks the host name up (a DNS call) for an id replaced at once.
+        self.subject, self.recipients, self.sender, self.msgId = subject, recipients, sender, msg_id
+        self.alts, self.extra_headers = {}, extra_headers
+        self.body, self.html = body, html  # html is a property kept in alts
+        self.reply_to, self.cc, self.bcc, self.date, self.charset = None, [], [], None, None
+        self.mail_options, self.rcpt_options, self.attachments = [], [], []
+
     def as_bytes(self) -> bytes:
         boundary = f"=_{self.msgId.strip('<>').partition('@')[0]}_{uuid.uuid4().hex[:12]}"
-        subject = self.subject if self.subject.isascii() else Header(self.subject, "utf-8").encode()
-        headers = [("From", _sender(self.sender)), ("To", ", ".join(sanitize_addresses(self.recipients))),
-                   ("Subject", subject), ("Date", formatdate(self.date, localtime=True)),
+        headers = [("From", _sender(self.sender)), ("To", ", ".join(_recipient(r) for r in self.recipients)),
+                   ("Subject", _subject(self.subject)), ("Date", formatdate(self.date, localtime=True)),
                    ("Message-ID", self.msgId), ("MIME-Version", "1.0"),
                    ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
                    *(self.extra_headers or {}).items()]
@@ -140,9 +167,8 @@ class MailMessage(Message):
         for subtype, body in (("plain", self.body or ""), ("html", self.html)):
             if body is None:
                 continue
-            encoded = base64.encodebytes(body.encode("utf-8")).decode("ascii").replace("\n", "\r\n")
             lines += ["", f"--{boundary}", f'Content-Type: text/{subtype}; charset="utf-8"',
-                      "Content-Transfer-Encoding: base64", "", encoded.rstrip("\r\n")]
+                      "Content-Transfer-Encoding: base64", "", _base64_lines(body)]
         lines += ["", f"--{boundary}--", ""]
         return "\r\n".join(lines).encode("ascii")
 
@@ -154,14 +180,13 @@ def build_message(doc: dict) -> Message:
         from console.blueprints.communication.tracking import make_token, public_url
 
         unsubscribe = public_url("tracking.unsubscribe", token=make_token("unsubscribe", doc["_id"]))
-    message = MailMessage(subject=doc["subject"], recipients=[doc["to_email"]], body=doc.get("text_body") or "",
-                      html=doc.get("html_body") or None, sender=config["MAIL_DEFAULT_SENDER"],
-                      extra_headers={"List-Unsubscribe": f"<{unsubscribe}>",
-                                     "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-                                     "X-Console-Email-Id": str(doc["_id"]),
-                                     "X-Console-Category": doc.get("category") or ""})
-    message.msgId = message_id(doc["_id"])
-    return message
+    return MailMessage(subject=doc["subject"], recipients=[doc["to_email"]], body=doc.get("text_body") or "",
+                       html=doc.get("html_body") or None, sender=config["MAIL_DEFAULT_SENDER"],
+                       extra_headers={"List-Unsubscribe": f"<{unsubscribe}>",
+                                      "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                                      "X-Console-Email-Id": str(doc["_id"]),
+                                      "X-Console-Category": doc.get("category") or ""},
+                       msg_id=message_id(doc["_id"]))
 
 
 CLAIMABLE = ("queued", "deferred", "sending")  # "sending": claimed in email_queue by the previous release
