@@ -71,8 +71,10 @@ def sendmail_with_hand_over(smtp: smtplib.SMTP, sender: str, to: str, data: byte
         _abandon(smtp, code)
         raise smtplib.SMTPDataError(code, reply)
     body = _LEADING_DOT.sub(b"..", data)
+    # Corked from the body on: the dot stays in the kernel until the journal's writes are out (see cork), and
+    # the body's last segment leaves with it, so the server reads each message in one go, as from sendmail().
+    cork(smtp.sock, True)
     smtp.send(body if body.endswith(b"\r\n") else body + b"\r\n")
-    cork(smtp.sock, True)  # the dot stays in the kernel until the journal's writes are out (see cork)
     try:
         hand_over.before_dot()
     except Exception:
