@@ -206,6 +206,30 @@ def test_a_live_claim_is_not_taken_over_and_a_lapsed_one_only_once(app, run_jobs
     assert len(servers.messages()) == 3 and claims.count_documents({}) == 1
 
 
+def test_reconcile_drops_old_claims_of_finished_emails_only(app, run_jobs):
+    from datetime import timedelta
+
+    from console.blueprints.communication.delivery import reconcile
+    from console.blueprints.communication.models import EmailClaim
+    from console.blueprints.communication.sending import create_batch
+    from console.timeutil import utcnow
+
+    template, _ = make_template(), add_members(3)
+    batch_id = create_batch(str(template.id), [{"user_id": f"u{i}"} for i in range(3)])["batch_id"]
+    run_jobs()
+    ids = [d.id for d in EmailQueue.objects(batch_id=batch_id).order_by("to_email")]
+    EmailQueue.objects(id=ids[2]).update(set__status="queued")  # as if its worker died before recording it
+    old, recent = utcnow() - timedelta(hours=2), utcnow() - timedelta(minutes=5)
+    claims = EmailClaim._get_collection()
+    claims.insert_many([{"_id": ids[0], "token": "dead", "lease_until": old},
+                        {"_id": ids[1], "token": "dead", "lease_until": recent},
+                        {"_id": ids[2], "token": "dead", "lease_until": old}])
+    app.extensions["redis"].flushdb()
+    reconcile(10**6)  # a grace that re-enqueues nothing: only the claims are looked at
+    # the sent email's old claim is gone; a recent one stays, and so does the claim of an unfinished email
+    assert sorted(c["_id"] for c in claims.find()) == sorted(ids[1:])
+
+
 def _worker(servers, log_path, **settings) -> subprocess.Popen:
     env = {**os.environ, "MONGODB_URI": servers.mongo_uri, "REDIS_URL": servers.redis_url,
            "MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(servers.smtp_port), "MAILBOX_DIR": str(servers.maildir),

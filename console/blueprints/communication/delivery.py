@@ -41,6 +41,7 @@ from console.blueprints.communication.models import (
 from console.blueprints.communication.prefs import decide, suppress
 from console.blueprints.communication.queue import (
     HANDOVER_KEY,
+    TERMINAL,
     enqueue_delivery,
     history_entry,
     message_id,
@@ -515,6 +516,7 @@ def reconcile(min_age_seconds: int | None = None) -> dict:
     now = utcnow()
     cutoff = now - timedelta(seconds=grace)
     coll = EmailQueue._get_collection()
+    _drop_stale_claims(now - timedelta(hours=1))
     stuck = list(coll.find(
         {"$or": [{"status": "queued", "created_at": {"$lte": cutoff},
                   "$or": [{"send_at": None}, {"send_at": {"$lte": now}}]},
@@ -550,3 +552,18 @@ def reconcile(min_age_seconds: int | None = None) -> dict:
     if requeued:
         log.warning("mail reconcile: re-enqueued %d email(s) in %d job(s)", requeued, jobs)
     return {"checked": len(stuck), "requeued": requeued, "jobs": jobs}
+
+
+def _drop_stale_claims(before: datetime) -> int:
+    """Claims left by a worker that died after recording its outcomes and before releasing them. Only those of
+    emails with a final outcome go: a claim of an unfinished email tells the claim that takes it over to read
+    the journal."""
+    claims = EmailClaim._get_collection()
+    stale = [row["_id"] for row in claims.find({"lease_until": {"$lt": before}}, {"_id": 1}).limit(10_000)]
+    if not stale:
+        return 0
+    final = [doc["_id"] for doc in EmailQueue._get_collection().find(
+        {"_id": {"$in": stale}, "status": {"$in": list(TERMINAL)}}, {"_id": 1})]
+    if final:
+        claims.delete_many({"_id": {"$in": final}, "lease_until": {"$lt": before}})
+    return len(final)
