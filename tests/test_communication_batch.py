@@ -140,10 +140,12 @@ def test_reconcile_leaves_live_jobs_alone_and_respects_the_grace_period(app):
     assert reconcile(0)["requeued"] == 3
 
 
-def test_a_claim_whose_worker_died_is_settled_from_the_hand_over_journal(app, run_jobs, servers):
+@pytest.mark.parametrize("held_by", ["claim", "previous_release"])
+def test_a_claim_whose_worker_died_is_settled_from_the_hand_over_journal(app, run_jobs, servers, held_by):
     from datetime import timedelta
 
     from console.blueprints.communication.delivery import UNCERTAIN, UNCONFIRMED, reconcile
+    from console.blueprints.communication.models import EmailClaim
     from console.blueprints.communication.sending import HANDOVER_KEY, create_batch
     from console.timeutil import utcnow
 
@@ -154,8 +156,13 @@ def test_a_claim_whose_worker_died_is_settled_from_the_hand_over_journal(app, ru
     ids = [d.id for d in EmailQueue.objects(batch_id=batch_id).order_by("to_email")]
     # A worker claimed u0..u3 and died before writing to Mongo: u0 was accepted, u1 handed over (its dot
     # written, the reply never read), u2 was between its journal commit and its dot, u3 never reached DATA.
-    EmailQueue.objects(id__in=ids[:4]).update(set__status="sending", set__claim="dead-worker", inc__attempts=1,
-                                              set__lease_until=utcnow() - timedelta(seconds=1))
+    lapsed = utcnow() - timedelta(seconds=1)
+    if held_by == "claim":  # this release: an email_claims entry per email, the queue document still queued
+        EmailClaim._get_collection().insert_many([{"_id": i, "token": "dead-worker", "lease_until": lapsed}
+                                                  for i in ids[:4]])
+    else:  # the previous release claimed in the queue document itself
+        EmailQueue.objects(id__in=ids[:4]).update(set__status="sending", set__claim="dead-worker",
+                                                  inc__attempts=1, set__lease_until=lapsed)
     redis.set(HANDOVER_KEY.format(ids[0]), f"a{time.time()}")
     redis.set(HANDOVER_KEY.format(ids[1]), f"h{time.time()}")
     redis.set(HANDOVER_KEY.format(ids[2]), "c")
@@ -171,6 +178,56 @@ def test_a_claim_whose_worker_died_is_settled_from_the_hand_over_journal(app, ru
     assert (docs["u0"].reason, docs["u1"].reason, docs["u2"].reason) == (None, UNCONFIRMED, UNCERTAIN)
     assert sorted(m["To"] for m in servers.messages()) == [f"u{i}@members.example.com" for i in (3, 4, 5)]
     assert redis.keys("mail:handover:*") == []  # recorded in Mongo, the journal is dropped
+    assert EmailClaim.objects.count() == 0  # and every claim released
+
+
+def test_a_live_claim_is_not_taken_over_and_a_lapsed_one_only_once(app, run_jobs, servers):
+    from datetime import timedelta
+
+    from console.blueprints.communication.delivery import deliver
+    from console.blueprints.communication.models import EmailClaim
+    from console.blueprints.communication.sending import create_batch
+    from console.timeutil import utcnow
+
+    template, _ = make_template(), add_members(4)
+    batch_id = create_batch(str(template.id), [{"user_id": f"u{i}"} for i in range(4)])["batch_id"]
+    app.extensions["redis"].flushdb()
+    ids = [d.id for d in EmailQueue.objects(batch_id=batch_id).order_by("to_email")]
+    claims = EmailClaim._get_collection()
+    claims.insert_many([{"_id": ids[0], "token": "alive", "lease_until": utcnow() + timedelta(seconds=60)},
+                        {"_id": ids[1], "token": "dead", "lease_until": utcnow() - timedelta(seconds=1)}])
+    outcome = deliver([str(i) for i in ids])
+    assert outcome.as_dict() == {"claimed": 3, "sent": 3, "skipped": 0, "deferred": 0, "failed": 0}
+    assert sorted(m["To"] for m in servers.messages()) == [f"u{i}@members.example.com" for i in (1, 2, 3)]
+    assert [c["token"] for c in claims.find()] == ["alive"]  # the live claim is left alone
+    assert EmailQueue.objects(id=ids[0]).first().status == "queued"
+    assert [d.attempts for d in EmailQueue.objects(id__in=ids[1:])] == [1, 1, 1]
+    assert deliver([str(i) for i in ids[1:]]).as_dict()["claimed"] == 0  # sent already: nothing claimable
+    assert len(servers.messages()) == 3 and claims.count_documents({}) == 1
+
+
+def test_reconcile_drops_old_claims_of_finished_emails_only(app, run_jobs):
+    from datetime import timedelta
+
+    from console.blueprints.communication.delivery import reconcile
+    from console.blueprints.communication.models import EmailClaim
+    from console.blueprints.communication.sending import create_batch
+    from console.timeutil import utcnow
+
+    template, _ = make_template(), add_members(3)
+    batch_id = create_batch(str(template.id), [{"user_id": f"u{i}"} for i in range(3)])["batch_id"]
+    run_jobs()
+    ids = [d.id for d in EmailQueue.objects(batch_id=batch_id).order_by("to_email")]
+    EmailQueue.objects(id=ids[2]).update(set__status="queued")  # as if its worker died before recording it
+    old, recent = utcnow() - timedelta(hours=2), utcnow() - timedelta(minutes=5)
+    claims = EmailClaim._get_collection()
+    claims.insert_many([{"_id": ids[0], "token": "dead", "lease_until": old},
+                        {"_id": ids[1], "token": "dead", "lease_until": recent},
+                        {"_id": ids[2], "token": "dead", "lease_until": old}])
+    app.extensions["redis"].flushdb()
+    reconcile(10**6)  # a grace that re-enqueues nothing: only the claims are looked at
+    # the sent email's old claim is gone; a recent one stays, and so does the claim of an unfinished email
+    assert sorted(c["_id"] for c in claims.find()) == sorted(ids[1:])
 
 
 def _worker(servers, log_path, **settings) -> subprocess.Popen:

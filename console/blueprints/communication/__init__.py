@@ -17,8 +17,8 @@ delivery.py, with handover.py's exactly-once SMTP hand-over) sends it. What happ
 through hooks.py (provider webhooks) and bounces.py (the bounce mailbox), applied by delivery_status.py; opens
 and clicks through public.py and tracking.py; rates in stats.py. Preferences, bindings and suppressions hold their
 own rules (prefs.py, bindings.py, suppressions.py). Stored in email_templates (+ versions), email_layouts,
-notification_bindings, email_queue, email_batches, email_tracking, suppressions, notification_preferences,
-notification_history (models.py). Uses no other feature.
+notification_bindings, email_queue (+ email_claims, the worker's holds), email_batches, email_tracking,
+suppressions, notification_preferences, notification_history (models.py). Uses no other feature.
 """
 
 from flask import Blueprint

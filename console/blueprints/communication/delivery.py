@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 import smtplib
 import socket
 import sys
@@ -21,18 +22,26 @@ from email.utils import formatdate
 from functools import lru_cache
 
 from flask import current_app
-from flask_mail import Message, sanitize_address, sanitize_addresses
+from flask_mail import Message, sanitize_address
 from pymongo import UpdateMany
+from pymongo.errors import BulkWriteError
 from redis.exceptions import RedisError
 
 from console.blueprints.communication import sms
 from console.blueprints.communication.bounces import return_path
 from console.blueprints.communication.channels import EmailChannel
 from console.blueprints.communication.handover import Journal
-from console.blueprints.communication.models import EmailQueue, EmailTracking, NotificationHistory, Suppression
+from console.blueprints.communication.models import (
+    EmailClaim,
+    EmailQueue,
+    EmailTracking,
+    NotificationHistory,
+    Suppression,
+)
 from console.blueprints.communication.prefs import decide, suppress
 from console.blueprints.communication.queue import (
     HANDOVER_KEY,
+    TERMINAL,
     enqueue_delivery,
     history_entry,
     message_id,
@@ -40,7 +49,7 @@ from console.blueprints.communication.queue import (
 )
 from console.config import setting
 from console.queues import get_redis
-from console.timeutil import utcnow
+from console.timeutil import as_utc, utcnow
 
 log = logging.getLogger(__name__)
 UNCERTAIN = ("uncertain: the worker stopped within microseconds of handing this email to the SMTP server; "
@@ -116,16 +125,42 @@ def _sender(sender: str) -> str:
     return sanitize_address(sender)
 
 
+@lru_cache(maxsize=256)
+def _subject(subject: str) -> str:
+    return subject if subject.isascii() else Header(subject, "utf-8").encode()
+
+
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
+
+
+def _recipient(address) -> str:
+    """A plain ASCII address as it is (what sanitize_address would return for it, without parsing it)."""
+    return address if isinstance(address, str) and _PLAIN_ADDRESS.fullmatch(address) else sanitize_address(address)
+
+
+def _base64_lines(body: str) -> str:
+    encoded = base64.b64encode(body.encode("utf-8")).decode("ascii")
+    return "\r\n".join(encoded[start:start + 76] for start in range(0, len(encoded), 76))
+
+
 class MailMessage(Message):
     """Flask-Mail's message, serialised directly: multipart/alternative with base64 bodies (safe for any line
     length) and headers that are never folded into encoded words. Python's email generator costs a few
     milliseconds a message, as much as the SMTP round trips, so a batch would spend half its time in it."""
 
+    def __init__(self, *, subject: str, recipients: list[str], body: str, html: str | None, sender: str,
+                 extra_headers: dict[str, str], msg_id: str):
+        # Not Message.__init__: its make_msgid() looks the host name up (a DNS call) for an id replaced at once.
+        self.subject, self.recipients, self.sender, self.msgId = subject, recipients, sender, msg_id
+        self.alts, self.extra_headers = {}, extra_headers
+        self.body, self.html = body, html  # html is a property kept in alts
+        self.reply_to, self.cc, self.bcc, self.date, self.charset = None, [], [], None, None
+        self.mail_options, self.rcpt_options, self.attachments = [], [], []
+
     def as_bytes(self) -> bytes:
         boundary = f"=_{self.msgId.strip('<>').partition('@')[0]}_{uuid.uuid4().hex[:12]}"
-        subject = self.subject if self.subject.isascii() else Header(self.subject, "utf-8").encode()
-        headers = [("From", _sender(self.sender)), ("To", ", ".join(sanitize_addresses(self.recipients))),
-                   ("Subject", subject), ("Date", formatdate(self.date, localtime=True)),
+        headers = [("From", _sender(self.sender)), ("To", ", ".join(_recipient(r) for r in self.recipients)),
+                   ("Subject", _subject(self.subject)), ("Date", formatdate(self.date, localtime=True)),
                    ("Message-ID", self.msgId), ("MIME-Version", "1.0"),
                    ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
                    *(self.extra_headers or {}).items()]
@@ -133,9 +168,8 @@ class MailMessage(Message):
         for subtype, body in (("plain", self.body or ""), ("html", self.html)):
             if body is None:
                 continue
-            encoded = base64.encodebytes(body.encode("utf-8")).decode("ascii").replace("\n", "\r\n")
             lines += ["", f"--{boundary}", f'Content-Type: text/{subtype}; charset="utf-8"',
-                      "Content-Transfer-Encoding: base64", "", encoded.rstrip("\r\n")]
+                      "Content-Transfer-Encoding: base64", "", _base64_lines(body)]
         lines += ["", f"--{boundary}--", ""]
         return "\r\n".join(lines).encode("ascii")
 
@@ -147,32 +181,52 @@ def build_message(doc: dict) -> Message:
         from console.blueprints.communication.tracking import make_token, public_url
 
         unsubscribe = public_url("tracking.unsubscribe", token=make_token("unsubscribe", doc["_id"]))
-    message = MailMessage(subject=doc["subject"], recipients=[doc["to_email"]], body=doc.get("text_body") or "",
-                      html=doc.get("html_body") or None, sender=config["MAIL_DEFAULT_SENDER"],
-                      extra_headers={"List-Unsubscribe": f"<{unsubscribe}>",
-                                     "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-                                     "X-Console-Email-Id": str(doc["_id"]),
-                                     "X-Console-Category": doc.get("category") or ""})
-    message.msgId = message_id(doc["_id"])
-    return message
+    return MailMessage(subject=doc["subject"], recipients=[doc["to_email"]], body=doc.get("text_body") or "",
+                       html=doc.get("html_body") or None, sender=config["MAIL_DEFAULT_SENDER"],
+                       extra_headers={"List-Unsubscribe": f"<{unsubscribe}>",
+                                      "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                                      "X-Console-Email-Id": str(doc["_id"]),
+                                      "X-Console-Category": doc.get("category") or ""},
+                       msg_id=message_id(doc["_id"]))
+
+
+CLAIMABLE = ("queued", "deferred", "sending")  # "sending": claimed in email_queue by the previous release
 
 
 def _claim(ids: list, lease: int, token: str) -> tuple[list[dict], set]:
-    """Claim what is claimable of `ids`; also returns the ids taken over from a claim whose worker died."""
-    coll = EmailQueue._get_collection()
+    """Claim what is claimable of `ids`; also returns the ids taken over from a claim whose worker died.
+
+    An email is held by the email_claims entry with its _id: inserting one succeeds for one worker only, and an
+    entry whose lease ran out is taken over by one worker only (the update's filter is its own lock)."""
+    claims, coll = EmailClaim._get_collection(), EmailQueue._get_collection()
     now = utcnow()
-    claim = {"$set": {"status": "sending", "claim": token, "lease_until": now + timedelta(seconds=lease),
-                      "updated_at": now}, "$inc": {"attempts": 1}}
-    # Two updates rather than one $or: SecantusDB scans the collection for `_id $in` combined with `$or`.
-    claimed = coll.update_many({"_id": {"$in": ids}, "status": {"$in": ["queued", "deferred"]}}, claim).modified_count
-    expired = []
-    if claimed < len(ids):  # take over claims whose worker died (their lease ran out)
-        lapsed = {"_id": {"$in": ids}, "status": "sending", "lease_until": {"$lt": now}}
-        expired = [doc["_id"] for doc in coll.find(lapsed, {"_id": 1})]
-        if expired:
-            coll.update_many({**lapsed, "_id": {"$in": expired}}, claim)
-    docs = list(coll.find({"_id": {"$in": ids}, "claim": token}))
-    return docs, {doc["_id"] for doc in docs} & set(expired)
+    until = now + timedelta(seconds=lease)
+    held: set = set()
+    try:
+        claims.insert_many([{"_id": i, "token": token, "lease_until": until} for i in ids], ordered=False)
+    except BulkWriteError as error:
+        problems = error.details.get("writeErrors", [])
+        if any(problem.get("code") != 11000 for problem in problems):
+            raise
+        held = {ids[problem["index"]] for problem in problems}
+    taken_over: set = set()
+    if held:  # someone claimed these: take over those whose lease ran out (their worker died)
+        lapsed = {"_id": {"$in": list(held)}, "lease_until": {"$lt": now}}
+        if claims.update_many(lapsed, {"$set": {"token": token, "lease_until": until}}).modified_count:
+            taken_over = {row["_id"] for row in claims.find({"_id": {"$in": list(held)}, "token": token}, {"_id": 1})}
+    mine = [i for i in ids if i not in held or i in taken_over]
+    docs = list(coll.find({"_id": {"$in": mine}, "status": {"$in": list(CLAIMABLE)}})) if mine else []
+    for doc in docs:
+        if doc["status"] == "sending":  # the previous release's claim: only once its lease ran out, and as a takeover
+            taken_over.add(doc["_id"])
+    docs = [doc for doc in docs if doc["status"] != "sending" or as_utc(doc.get("lease_until") or now) < now]
+    claimable = {doc["_id"] for doc in docs}
+    released = [i for i in mine if i not in claimable]  # sent or failed meanwhile, or never ours to send
+    if released:
+        claims.delete_many({"_id": {"$in": released}, "token": token})
+    for doc in docs:
+        doc["attempts"] = doc.get("attempts", 0) + 1  # this attempt; the outcome's write counts it
+    return docs, claimable & taken_over
 
 
 def _slices(ids: list, size: int) -> list[list]:
@@ -200,7 +254,7 @@ def deliver(email_ids: list[str]) -> Outcome:
     before returning."""
     from bson import ObjectId
 
-    ids = [ObjectId(i) for i in email_ids]
+    ids = list(dict.fromkeys(ObjectId(i) for i in email_ids))  # one claim each
     token = uuid.uuid4().hex  # this call's claim, renewed for every email it holds
     lease = setting("MAIL_CLAIM_LEASE")
     app = current_app._get_current_object()
@@ -336,8 +390,8 @@ def _send_all(items: list[tuple], outcome: Outcome, chunk_ids: list, token: str,
             _defer_or_fail(outcome, doc, connection_down, max_attempts, intervals)
             continue
         if time.monotonic() - renewed > lease / 3:  # the next slice is claimed already: renew it too
-            EmailQueue._get_collection().update_many(
-                {"_id": {"$in": chunk_ids}, "claim": token, "status": "sending"},
+            EmailClaim._get_collection().update_many(
+                {"_id": {"$in": chunk_ids}, "token": token},
                 {"$set": {"lease_until": utcnow() + timedelta(seconds=lease)}})
             renewed = time.monotonic()
         journal.begin(doc["_id"])
@@ -375,11 +429,11 @@ def _defer_or_fail(outcome: Outcome, doc: dict, reason: str, max_attempts: int, 
 
 
 def _record(outcome: Outcome, token: str) -> None:
-    """Write every outcome in a few bulk operations, guarded by the claim token; final outcomes also go to
-    notification_history (inserts: far cheaper than updating an entry per email). Then the journal entries,
-    which Mongo now supersedes, are dropped."""
+    """Write every outcome in a few bulk operations; final outcomes also go to notification_history (inserts:
+    far cheaper than updating an entry per email). Then the journal entries, which Mongo now supersedes, and
+    this call's claims are dropped."""
     now = utcnow()
-    ops = _grouped_updates(_changes(outcome), token, now)
+    ops = _grouped_updates(_changes(outcome), now)
     if ops:
         EmailQueue._get_collection().bulk_write(ops, ordered=False)
     history = [history_entry({**doc, "status": status, "reason": reason}) for doc, status, reason in _finals(outcome)]
@@ -390,6 +444,9 @@ def _record(outcome: Outcome, token: str) -> None:
         if not retry:  # quiet hours: a timed job of its own; retries ride on RQ's Retry
             enqueue_delivery([doc["_id"]], doc.get("priority") or "normal", f"mail-{doc['_id']}-quiet", at=until)
     _drop_journal([doc for doc, *_ in (*outcome.sent, *outcome.failed)])
+    settled = [doc["_id"] for doc, *_ in (*outcome.sent, *outcome.failed, *outcome.skipped, *outcome.deferred)]
+    if settled:  # last: until the outcome is in Mongo, a claim taken over after a crash reads the journal
+        EmailClaim._get_collection().delete_many({"_id": {"$in": settled}, "token": token})
 
 
 def _changes(outcome: Outcome):
@@ -409,13 +466,15 @@ def _changes(outcome: Outcome):
         yield doc, {"status": "failed", "reason": reason}
 
 
-def _grouped_updates(changes, token: str, now: datetime) -> list[UpdateMany]:
-    """One update per distinct set of fields, each only where this claim still holds the email."""
+def _grouped_updates(changes, now: datetime) -> list[UpdateMany]:
+    """One update per distinct set of fields, each only where no outcome is recorded yet: a worker whose claim was
+    taken over (it stalled past its lease) never overwrites a final outcome."""
     groups: dict[tuple, list] = {}
     for doc, fields in changes:
         groups.setdefault(tuple(fields.items()), []).append(doc["_id"])
-    return [UpdateMany({"_id": {"$in": ids}, "claim": token, "status": "sending"},
-                       {"$set": {**dict(fields), "updated_at": now}}) for fields, ids in groups.items()]
+    return [UpdateMany({"_id": {"$in": ids}, "status": {"$in": list(CLAIMABLE)}},
+                       {"$set": {**dict(fields), "updated_at": now}, "$inc": {"attempts": 1},
+                        "$unset": {"claim": "", "lease_until": ""}}) for fields, ids in groups.items()]
 
 
 def _finals(outcome: Outcome):
@@ -457,6 +516,7 @@ def reconcile(min_age_seconds: int | None = None) -> dict:
     now = utcnow()
     cutoff = now - timedelta(seconds=grace)
     coll = EmailQueue._get_collection()
+    _drop_stale_claims(now - timedelta(hours=1))
     stuck = list(coll.find(
         {"$or": [{"status": "queued", "created_at": {"$lte": cutoff},
                   "$or": [{"send_at": None}, {"send_at": {"$lte": now}}]},
@@ -492,3 +552,18 @@ def reconcile(min_age_seconds: int | None = None) -> dict:
     if requeued:
         log.warning("mail reconcile: re-enqueued %d email(s) in %d job(s)", requeued, jobs)
     return {"checked": len(stuck), "requeued": requeued, "jobs": jobs}
+
+
+def _drop_stale_claims(before: datetime) -> int:
+    """Claims left by a worker that died after recording its outcomes and before releasing them. Only those of
+    emails with a final outcome go: a claim of an unfinished email tells the claim that takes it over to read
+    the journal."""
+    claims = EmailClaim._get_collection()
+    stale = [row["_id"] for row in claims.find({"lease_until": {"$lt": before}}, {"_id": 1}).limit(10_000)]
+    if not stale:
+        return 0
+    final = [doc["_id"] for doc in EmailQueue._get_collection().find(
+        {"_id": {"$in": stale}, "status": {"$in": list(TERMINAL)}}, {"_id": 1})]
+    if final:
+        claims.delete_many({"_id": {"$in": final}, "lease_until": {"$lt": before}})
+    return len(final)

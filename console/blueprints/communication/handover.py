@@ -1,9 +1,10 @@
 """The exactly-once SMTP hand-over: the journal in Redis, the corked sockets, and sendmail split at the
 final dot of DATA. The sender (delivery.py) and the claim that settles a dead worker's emails both read it.
 
-Exactly once, whatever crashes. A document is claimed (`queued|deferred → sending`, or a `sending` one whose
-lease ran out) before it is sent, and each SMTP hand-over is journaled in Redis around the one moment that
-decides it, the final dot of DATA (a server discards a transaction whose dot never came):
+Exactly once, whatever crashes. A `queued` or `deferred` document is claimed (an email_claims entry with its
+_id, inserted only if none exists, or taken over once its lease ran out) before it is sent, and each SMTP
+hand-over is journaled in Redis around the one moment that decides it, the final dot of DATA (a server discards
+a transaction whose dot never came):
 
 1. "c" is written while the server holds the message without its dot;
 2. the dot is written to the SMTP socket;
@@ -70,8 +71,10 @@ def sendmail_with_hand_over(smtp: smtplib.SMTP, sender: str, to: str, data: byte
         _abandon(smtp, code)
         raise smtplib.SMTPDataError(code, reply)
     body = _LEADING_DOT.sub(b"..", data)
+    # Corked from the body on: the dot stays in the kernel until the journal's writes are out (see cork), and
+    # the body's last segment leaves with it, so the server reads each message in one go, as from sendmail().
+    cork(smtp.sock, True)
     smtp.send(body if body.endswith(b"\r\n") else body + b"\r\n")
-    cork(smtp.sock, True)  # the dot stays in the kernel until the journal's writes are out (see cork)
     try:
         hand_over.before_dot()
     except Exception:

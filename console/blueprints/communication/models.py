@@ -129,6 +129,19 @@ class EmailQueue(Document):
     }
 
 
+class EmailClaim(Document):
+    """A worker's hold on one queue document while it sends it (delivery.py); its _id is the email's.
+
+    Apart from email_queue on purpose: SecantusDB rewrites every index of a document on any update, so a claim
+    written into email_queue (six indexes) cost as much as the outcome; here an insert and a delete on _id alone."""
+
+    id = ObjectIdField(primary_key=True)
+    token = StringField(required=True)
+    lease_until = DateTimeField(required=True)
+
+    meta = {"collection": "email_claims", "indexes": []}
+
+
 class EmailBatch(Document):
     template_id = ObjectIdField()
     template_name = StringField()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from email.utils import parseaddr
+from functools import lru_cache
 
 from flask import current_app
 from rq import Queue, Retry
@@ -44,8 +45,12 @@ def retry_policy() -> Retry:
 
 
 def message_id(email_id) -> str:
-    domain = parseaddr(current_app.config.get("MAIL_DEFAULT_SENDER") or "")[1].rpartition("@")[2] or "console.local"
-    return f"<{email_id}@{domain}>"
+    return f"<{email_id}@{_domain(current_app.config.get('MAIL_DEFAULT_SENDER') or '')}>"
+
+
+@lru_cache(maxsize=4)
+def _domain(sender: str) -> str:
+    return parseaddr(sender)[1].rpartition("@")[2] or "console.local"
 
 
 def history_entry(doc: dict) -> dict:
