@@ -199,7 +199,8 @@ def test_inactive_total_on_every_page_around_the_cutoff_and_before_the_aggregate
     track(client, [ev("just_before", isoformat(now - timedelta(days=30, minutes=2))),
                    ev("just_after", isoformat(now - timedelta(days=30) + timedelta(minutes=2)))])
     Member._get_collection().insert_one({"user_id": "o", "email": "o@example.org",
-                                         "created_at": now - timedelta(days=400), "last_seen": now - timedelta(days=300)})
+                                         "created_at": now - timedelta(days=400),
+                                         "last_seen": now - timedelta(days=300)})
     first = reader.get(f"{BASE}/inactive-users?days=30&limit=2").get_json()
     assert first["total"] == 5
     assert [(row["user_id"], row["days_inactive"]) for row in first["items"]] == [("o", 300), ("s", 60)]
