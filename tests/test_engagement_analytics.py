@@ -191,6 +191,28 @@ def test_inactive_users_csv(reader, idle):
     assert [(row["user_id"], row["days_inactive"]) for row in rows] == [("s", "60"), ("p", "40"), ("q", "31")]
 
 
+def test_inactive_total_on_every_page_around_the_cutoff_and_before_the_aggregates(reader, client, idle):
+    """The total is the same on a later page; a member last active just before the cutoff counts, one just after
+    does not (both usually on the cutoff's own day); a member last seen before any day the aggregates hold (old
+    events purged, aggregates rebuilt) is still listed, oldest first, and counted."""
+    now = utcnow()
+    track(client, [ev("just_before", isoformat(now - timedelta(days=30, minutes=2))),
+                   ev("just_after", isoformat(now - timedelta(days=30) + timedelta(minutes=2)))])
+    Member._get_collection().insert_one({"user_id": "o", "email": "o@example.org",
+                                         "created_at": now - timedelta(days=400),
+                                         "last_seen": now - timedelta(days=300)})
+    first = reader.get(f"{BASE}/inactive-users?days=30&limit=2").get_json()
+    assert first["total"] == 5
+    assert [(row["user_id"], row["days_inactive"]) for row in first["items"]] == [("o", 300), ("s", 60)]
+    rest = reader.get(f"{BASE}/inactive-users?days=30&limit=2&cursor={first['next_cursor']}").get_json()
+    assert rest["total"] == 5 and [row["user_id"] for row in rest["items"]] == ["p", "q"]
+    last = reader.get(f"{BASE}/inactive-users?days=30&limit=2&cursor={rest['next_cursor']}").get_json()
+    assert last["total"] == 5 and [row["user_id"] for row in last["items"]] == ["just_before"]
+    assert last["next_cursor"] is None
+    assert reader.get(f"{BASE}/inactive-users?days=400").get_json() == {
+        "days": 400, "total": 0, "items": [], "next_cursor": None}
+
+
 @pytest.mark.parametrize("query", ["days=-1", "days=abc", "format=xml", "limit=0", "limit=501", "cursor=garbage"])
 def test_inactive_bad_query(reader, query):
     assert reader.get(f"{BASE}/inactive-users?{query}").status_code == 422

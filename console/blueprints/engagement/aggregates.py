@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -63,24 +64,44 @@ class Delta:
 # --- ordinals ---------------------------------------------------------------------------------------------------
 
 
+# An ordinal never changes while its member exists, so each process remembers the ones it has seen. The memory is
+# good for one state of the counter (`epoch`, new whenever the counter is created, and `erased`, bumped by every
+# forget_member): one read of the counter per call tells whether it still is, instead of a read per 25 members.
+_known: dict = {"state": None, "ordinals": {}}
+KNOWN_MAX = 1_000_000
+
+
+def _counter_state() -> tuple | None:
+    row = get_db()[COUNTERS].find_one({"_id": "member_ordinal"}, {"epoch": 1, "erased": 1})
+    return (row.get("epoch"), row.get("erased", 0)) if row else None
+
+
 def ordinals(user_ids, *, create: bool = True) -> dict[str, int]:
     """The ordinal of each member, allocating dense new ones for members seen for the first time."""
     users = list(dict.fromkeys(user_ids))
     collection = get_db()[ORDINALS]
-    found = {row["_id"]: row["o"] for row in find_in(collection, "_id", users, {"o": 1})}
+    state = _counter_state()
+    if state is None or state != _known["state"] or len(_known["ordinals"]) > KNOWN_MAX:
+        _known.update(state=state, ordinals={})
+    known = _known["ordinals"]
+    found = {user: known[user] for user in users if user in known}
+    asked = [user for user in users if user not in found]
+    found.update({row["_id"]: row["o"] for row in find_in(collection, "_id", asked, {"o": 1})})
     missing = [user for user in users if user not in found]
-    if not missing or not create:
-        return found
-    top = _allocate(len(missing))
-    fresh = {user: top - len(missing) + index for index, user in enumerate(missing)}
-    try:
-        collection.insert_many([{"_id": user, "o": number} for user, number in fresh.items()], ordered=False)
-    except BulkWriteError as error:  # another request numbered some of them first: theirs stand
-        if any(item.get("code") != 11000 for item in error.details.get("writeErrors", [])):
-            raise
-        clashed = [missing[item["index"]] for item in error.details["writeErrors"]]
-        fresh.update({row["_id"]: row["o"] for row in find_in(collection, "_id", clashed, {"o": 1})})
-    return {**found, **fresh}
+    if missing and create:
+        top = _allocate(len(missing))
+        fresh = {user: top - len(missing) + index for index, user in enumerate(missing)}
+        try:
+            collection.insert_many([{"_id": user, "o": number} for user, number in fresh.items()], ordered=False)
+        except BulkWriteError as error:  # another request numbered some of them first: theirs stand
+            if any(item.get("code") != 11000 for item in error.details.get("writeErrors", [])):
+                raise
+            clashed = [missing[item["index"]] for item in error.details["writeErrors"]]
+            fresh.update({row["_id"]: row["o"] for row in find_in(collection, "_id", clashed, {"o": 1})})
+        found.update(fresh)
+    if state is not None:  # remembered only under a counter this process has read
+        known.update(found)
+    return found
 
 
 def _allocate(count: int) -> int:
@@ -93,7 +114,7 @@ def _allocate(count: int) -> int:
         if row is not None:
             return row["n"]
         with contextlib.suppress(DuplicateKeyError):  # another request created it first
-            counters.insert_one({"_id": "member_ordinal", "n": 0})
+            counters.insert_one({"_id": "member_ordinal", "n": 0, "epoch": uuid.uuid4().hex, "erased": 0})
     raise RuntimeError("the member ordinal counter could not be created")
 
 
@@ -222,7 +243,8 @@ def forget_member(user_id: str) -> int:
             _remove(doc, number, rows.get(day))
             changed += 1
     rollups.delete_many({"user_id": user_id})
-    get_db()[ORDINALS].delete_one({"_id": user_id})
+    if get_db()[ORDINALS].delete_one({"_id": user_id}).deleted_count:
+        get_db()[COUNTERS].update_one({"_id": "member_ordinal"}, {"$inc": {"erased": 1}})  # see _known
     return changed
 
 

@@ -1,12 +1,26 @@
-"""Inactive members: last activity at least N days ago (or none, and joined at least N days ago)."""
+"""Inactive members: last activity at least N days ago (or none, and joined at least N days ago).
+
+A page does not sort or count every member: the day aggregates say how many members were last active on each
+local day (a day's set minus every later day's), so the total is a sum over days plus two narrow index counts
+(last seen on the cutoff's own day before the cutoff; last seen before the first day the aggregates hold, e.g.
+after old events were purged and rebuilt), and the page reads only the days of last_seen it shows.
+Exports (`iter_inactive`, and `inactive_users(limit=None)`) read every matching member from one cursor.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
+from pyroaring import BitMap
+
+from console.blueprints.engagement.aggregates import read_days
+from console.blueprints.engagement.periods import as_day, local_midnight, zone
 from console.members import Member
 from console.timeutil import as_utc, utcnow
+
+DAY = timedelta(days=1)
+FIELDS = {"_id": 0, "user_id": 1, "email": 1, "name": 1, "last_seen": 1, "created_at": 1}
 
 
 def _pipeline(days: int, now: datetime) -> list[dict]:
@@ -22,6 +36,8 @@ def inactive_users(days: int, *, limit: int | None = 50, after: list | None = No
                    count: bool = True) -> dict:
     """Oldest first. `after` is the (reference time, user_id) of the previous page's last row."""
     now = now or utcnow()
+    if limit:
+        return _page(days, limit, after, now, count)
     collection = Member._get_collection()
     pipeline = _pipeline(days, now)
     total = None
@@ -59,3 +75,73 @@ def iter_inactive(days: int, *, now: datetime | None = None, batch_size: int = 1
     with Member._get_collection().aggregate(pipeline, batchSize=batch_size, allowDiskUse=True) as cursor:
         for row in cursor:
             yield _item(row, now)
+
+
+def _windows(cutoff: datetime, now: datetime) -> list[tuple[datetime | None, datetime, bool, int | None]]:
+    """Ranges of last_seen that hold the inactive members, oldest first: (low, high, high included, members in
+    it when the aggregates know). One per local day with members last active then, and the two ends."""
+    tz = zone()
+    cutoff_day = as_day(cutoff, tz)
+    days = read_days(None, as_day(now, tz) + 2 * DAY, counters=False)
+    later, last_active = BitMap(), {}
+    for label in sorted(days, reverse=True):
+        if label < cutoff_day:
+            last_active[label] = len(days[label].users - later)
+        later |= days[label].users
+    cutoff_start = local_midnight(cutoff_day, tz)
+    first = local_midnight(min(days), tz) if days else cutoff_start
+    if first >= cutoff_start:
+        return [(None, cutoff, True, None)]
+    windows = [(None, first, False, None)]
+    windows += [(local_midnight(label, tz), local_midnight(label + DAY, tz), False, members)
+                for label, members in sorted(last_active.items()) if members]
+    return [*windows, (cutoff_start, cutoff, True, None)]
+
+
+def _range(low, high, included) -> dict:
+    return {**({"$gte": low} if low else {}), ("$lte" if included else "$lt"): high}
+
+
+def _page(days: int, limit: int, after: list | None, now: datetime, count: bool) -> dict:
+    collection = Member._get_collection()
+    cutoff = now - timedelta(days=days)
+    windows = _windows(cutoff, now)
+    key = (as_utc(after[0]), after[1]) if after else None
+
+    def wanted(row) -> bool:
+        return key is None or (_ref(row), row["user_id"]) > key
+
+    never = [row for row in collection.find({"last_seen": None, "created_at": {"$lte": cutoff}}, FIELDS)
+             if wanted(row)]
+    total = None
+    if count:
+        total = len(never) if not key else collection.count_documents(  # `never` was cut by the cursor
+            {"last_seen": None, "created_at": {"$lte": cutoff}})
+        for low, high, included, members in windows:
+            total += members if members is not None else collection.count_documents(
+                {"last_seen": _range(low, high, included)})
+    found, index = [], 0
+    while index < len(windows) and len(found) <= limit:
+        low, high, included, members = windows[index]
+        if key and (high < key[0] or (high == key[0] and not included)):
+            index += 1
+            continue  # wholly before the cursor
+        # Neighbouring days are read together while they hold fewer members than the page needs.
+        expected = members or 0
+        while (members is not None and index + 1 < len(windows) and windows[index + 1][3] is not None
+               and expected + windows[index + 1][3] <= limit + 1 - len(found)):
+            index += 1
+            _low, high, included, members = windows[index]
+            expected += members
+        found += [row for row in collection.find({"last_seen": _range(low, high, included)}, FIELDS) if wanted(row)]
+        index += 1
+    rows = sorted([*found, *never], key=lambda row: (_ref(row), row["user_id"]))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    last = rows[-1] if more and rows else None
+    return {"days": days, "total": total, "items": [_item(row, now) for row in rows],
+            "after": [_ref(last), last["user_id"]] if last else None}
+
+
+def _ref(row: dict) -> datetime:
+    return as_utc(row.get("last_seen")) or as_utc(row.get("created_at"))

@@ -101,6 +101,8 @@ def lifecycle_chart(interval: str = "week", periods: int = 12, now: datetime | N
         series.append(item)
         ever |= active
         previous = active
-    members = Member._get_collection().estimated_document_count()
-    return {"interval": interval, "series": series, "never_active": max(members - len(ever), 0),
+    # Members with no last_seen have never been active (every stored event sets it): counted by the index on
+    # last_seen, not by counting every member.
+    never_active = Member._get_collection().count_documents({"last_seen": None})
+    return {"interval": interval, "series": series, "never_active": never_active,
             "timezone": zone_name()}

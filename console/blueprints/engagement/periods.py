@@ -11,6 +11,8 @@ from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from flask.globals import _cv_app
+
 INTERVALS = ("day", "week", "month")
 DAY = timedelta(days=1)
 
@@ -21,12 +23,11 @@ def _zone(name: str) -> ZoneInfo:
 
 
 def zone_name() -> str:
-    try:
-        from flask import current_app
-
-        return str(current_app.config.get("ANALYTICS_TIMEZONE") or "UTC")
-    except RuntimeError:  # outside an app (scripts, unit helpers): UTC
+    # The app context's contextvar, not the `current_app` proxy: ingestion asks thousands of times per batch.
+    context = _cv_app.get(None)
+    if context is None:  # outside an app (scripts, unit helpers): UTC
         return "UTC"
+    return str(context.app.config.get("ANALYTICS_TIMEZONE") or "UTC")
 
 
 def zone() -> ZoneInfo:
