@@ -16,7 +16,7 @@ from console.pagination import decode_cursor, encode_cursor
 from console.security import permission_required
 from console.timeutil import utcnow
 from console.validation import QueryModel
-from console.web import csv_response
+from console.web import csv_response, is_htmx
 
 PAGE_SIZE = 50
 MAX_CAMPAIGN_MEMBERS = 10000  # a campaign's explicit member list (Segment.user_ids) holds at most this many
@@ -100,7 +100,7 @@ def drilldown_members():
     next_url = (url_for("engagement.drilldown_members", **spec, cursor=encode_cursor([page["after"]]))
                 if page["after"] else None)
     context = {"page": page, "what": what, "spec": spec, "next_url": next_url}
-    if request.headers.get("HX-Request") and request.args.get("cursor"):
+    if is_htmx() and request.args.get("cursor"):
         return render_template("engagement/_drilldown_rows.html", **context)
     from console.blueprints.engagement.pages import _templates
 
