@@ -24,8 +24,12 @@ class AuditPageQuery(AuditQuery):
     end: date | None = Field(None, alias="to")
 
 
-def _page_query(query: PageQuery) -> PageQuery:
-    return PageQuery(limit=50, cursor=query.cursor)
+def _page(queryset, query: PageQuery, **order) -> dict:
+    """50 rows from the query's cursor; a stale or hand-edited cursor starts from the first page."""
+    try:
+        return paginate(queryset, PageQuery(limit=50, cursor=query.cursor), **order)
+    except ApiError:
+        return paginate(queryset, PageQuery(limit=50), **order)
 
 
 # --- roles and the matrix ------------------------------------------------------------------------------------
@@ -116,7 +120,7 @@ def delete_role_form(role: str):
 def admins():
     query = query_args(AdminsQuery)
     q, role = query.q or None, query.role or None
-    page = paginate(manage.admins_queryset(q, role), _page_query(query), sort_field="email", descending=False)
+    page = _page(manage.admins_queryset(q, role), query, sort_field="email", descending=False)
     next_url = url_for("roles.admins", q=q, role=role, cursor=page["next_cursor"]) if page["next_cursor"] else None
     first_url = url_for("roles.admins", q=q, role=role) if query.cursor else None
     return render_template("roles/admins.html", admins=page["items"], q=q or "", role=role or "",
@@ -175,7 +179,7 @@ def _audit_queryset(query: AuditPageQuery):
 def audit_log():
     query = query_args(AuditPageQuery)
     filters = _audit_filters(query)
-    page = paginate(_audit_queryset(query), _page_query(query), sort_field="at")
+    page = _page(_audit_queryset(query), query, sort_field="at")
     active = {key: value for key, value in filters.items() if value}
     next_url = url_for("roles.audit", **active, cursor=page["next_cursor"]) if page["next_cursor"] else None
     first_url = url_for("roles.audit", **active) if query.cursor else None
