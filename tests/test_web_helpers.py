@@ -105,9 +105,9 @@ LONG = "x" * 400
     (f"/engagement/members/u1/activity?event={LONG}&cursor=abc", []),
     (f"/audit?from=2026-13-01&to=yesterday&cursor=abc&actor={LONG}", ['name="from" value=""', 'name="actor" value=""']),
     (f"/admins?q={LONG}&role={LONG}&cursor={LONG}", []),
-    ("/moderation/submissions?status=Pending!&from=soon", ['<option value="pending" selected>']),
+    ("/moderation/submissions?status=Pending!&from=soon&cursor=abc", ['<option value="pending" selected>']),
     ("/moderation/volunteers.csv?status=%24ne&to=2026-02-31", []),
-    (f"/content/blogs?status=gone&q={LONG}", []),
+    (f"/content/blogs?status=gone&cursor=abc&q={LONG}", []),
     (f"/communication/templates?category={LONG}", []),
 ])
 def test_a_page_shows_its_default_for_a_query_value_the_api_refuses(login, path, shown):

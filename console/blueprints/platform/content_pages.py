@@ -40,7 +40,10 @@ def _form_data(kind: str) -> dict:
 def _list(kind: str):
     query = query_args(ContentQuery)
     status, q = query.status, query.q or None
-    page = content.list_items(kind, status=status, q=q, cursor=query.cursor)
+    try:
+        page = content.list_items(kind, status=status, q=q, cursor=query.cursor)
+    except ApiError:  # a stale or hand-edited cursor: start from the first page
+        page = content.list_items(kind, status=status, q=q)
     next_url = url_for(f"moderation.{kind}_list", status=status, q=q, cursor=page["next_cursor"]) \
         if page["next_cursor"] else None
     return render_template("platform/content_list.html", kind=kind, page=page, status=status or "", q=q or "",

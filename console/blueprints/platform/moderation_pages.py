@@ -43,7 +43,10 @@ def _items(kind: str, query: QueuePageQuery, limit: int, cursor: str | None) -> 
 def _render(kind: str):
     query = query_args(QueuePageQuery)
     cursor, filters = query.cursor, _filters(query)
-    page = _items(kind, query, 50, cursor)
+    try:
+        page = _items(kind, query, 50, cursor)
+    except ApiError:  # a stale or hand-edited cursor: start from the first page
+        page = _items(kind, query, 50, None)
     active = {k: v for k, v in filters.items() if v}
     next_url = url_for(f"moderation.{kind}_page", **active, cursor=page["next_cursor"]) if page["next_cursor"] else None
     events = list(get_db().events.find({}, {"title": 1, "starts_at": 1}).sort("starts_at", -1).limit(50)) \
