@@ -25,9 +25,6 @@ def isoformat(value: datetime | None) -> str | None:
     return text.replace("+00:00", "Z")
 
 
-def day_start(value: str | None) -> datetime | None:
-    """Midnight UTC of a YYYY-MM-DD (a date filter's start), or None for nothing or not a date."""
-    try:
-        return datetime.combine(date.fromisoformat(value), time(), tzinfo=UTC) if value else None
-    except ValueError:
-        return None
+def day_start(value: date | None) -> datetime | None:
+    """Midnight UTC of a day (a date filter's start), or None for none."""
+    return datetime.combine(value, time(), tzinfo=UTC) if value else None

@@ -31,13 +31,17 @@ def is_htmx() -> bool:
 
 def query_args(model: type[M]) -> M:
     """The page's query string read by the API's query model; a value the model refuses is left at its default
-    (a page shows something sensible where the API would answer 422)."""
+    (a page shows something sensible where the API would answer 422). A rule across fields (`from` after `to`)
+    that still fails leaves every field at its default."""
     data = {key: value for key, value in request.args.items() if value != ""}
     try:
         return model.model_validate(data)
     except ValidationError as error:
         refused = {str(item["loc"][0]) for item in error.errors() if item["loc"]}
+    try:
         return model.model_validate({key: value for key, value in data.items() if key not in refused})
+    except ValidationError:
+        return model()
 
 
 def or_404(value):

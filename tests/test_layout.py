@@ -8,6 +8,8 @@
 - No route module (`api.py`, `pages.py`, `*_pages.py`) writes an audit entry: the operation it calls does.
 - Topic modules (the logic) never import the HTTP layer (`console.http`, `flask.request`): only routes
   (`api.py`, `pages.py`, `public.py`, `hooks.py`), forms and schemas do.
+- A page (`pages.py`, `*_pages.py`) reads its query string through a model (`console.web.query_args` with the
+  API's query model, or a subclass of it in the page module), never `request.args` by hand.
 """
 
 from __future__ import annotations
@@ -169,3 +171,59 @@ def test_an_audit_call_in_a_view_is_caught(tmp_path):
         assert _audit_calls(probe), source
     probe.write_text("from console import audit\naudit.entries()\nrecords = []\nrecords.append(1)\n")
     assert not _audit_calls(probe)
+
+
+PAGE_MODULES = [p for p in ROUTE_MODULES if p.stem != "api"]
+# (module, query argument) a page may read by hand, and why
+HAND_READ_ARGS = {("console/blueprints/auth/pages.py", "next")}  # the login redirect target, checked by _safe_next
+
+
+def _hand_read_args(path: Path) -> list[str]:
+    """Uses of `request.args` outside a `model_validate(...)` call, other than HAND_READ_ARGS."""
+    tree = ast.parse(path.read_text())
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    in_model = {id(inner) for node in ast.walk(tree) if isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute) and node.func.attr == "model_validate"
+                for inner in ast.walk(node)}
+    name = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Attribute) and node.attr == "args" and isinstance(node.value, ast.Name)
+                and node.value.id == "request") or id(node) in in_model:
+            continue
+        use, call = parents.get(node), None
+        if isinstance(use, ast.Attribute) and use.attr == "get" and isinstance(parents.get(use), ast.Call):
+            call = parents[use]
+        key = call.args[0].value if call and call.args and isinstance(call.args[0], ast.Constant) else None
+        if (name, key) not in HAND_READ_ARGS or any(k.arg == "type" for k in call.keywords):
+            found.append(f"line {node.lineno}: {ast.unparse(call or use or node)}")
+    return found
+
+
+def test_page_modules_are_seen():
+    names = {str(p.relative_to(ROOT)) for p in PAGE_MODULES}
+    assert {"console/blueprints/engagement/pages.py", "console/blueprints/hardening/pages.py",
+            "console/blueprints/platform/content_pages.py", "console/blueprints/roles/pages.py"} <= names
+
+
+@pytest.mark.parametrize("path", PAGE_MODULES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_pages_read_query_strings_through_a_model(path):
+    """A page reads `?hours=` with the API's model (console.web.query_args): what the API refuses the page shows
+    at its default, instead of clamping, 500ing or drifting from the API's rules."""
+    found = _hand_read_args(path)
+    assert not found, "pages read request.args by hand; use console.web.query_args(Model):\n" + "\n".join(found)
+
+
+def test_a_query_string_read_by_hand_is_caught(tmp_path):
+    probe = tmp_path / "pages.py"
+    for source in ("from flask import request\nhours = int(request.args.get('hours', 24))\n",
+                   "from flask import request\ncursor = request.args.get('cursor') or None\n",
+                   "from flask import request\nnew = request.args.get('new', type=int)\n",
+                   "from flask import request\nday = date.fromisoformat(request.args['from'])\n",
+                   "from flask import request\nwanted = 'q' in request.args\n",
+                   "from htmx_flask import request\nnext_ = request.args.get('next', type=str)\n"):
+        probe.write_text(source)
+        assert _hand_read_args(probe), source
+    probe.write_text("from flask import request\nquery = query_args(HoursQuery)\n"
+                     "drill = DrillQuery.model_validate({k: v for k, v in request.args.items() if v})\n")
+    assert not _hand_read_args(probe)

@@ -78,3 +78,48 @@ def test_a_page_reads_its_query_string_by_the_api_model_and_keeps_what_it_can(ap
     with app.test_request_context("/communication/queue?status=&limit=9999"):
         query = query_args(QueueQuery)
     assert (query.status, query.limit) == (None, 50)
+
+
+def test_a_rule_across_fields_that_still_fails_leaves_every_field_at_its_default(app):
+    from console.blueprints.engagement.schemas import MetricsQuery
+
+    with app.test_request_context("/engagement?from=2000-01-01&to=2026-01-01&interval=week"):  # > 10 years
+        query = query_args(MetricsQuery)
+    assert (query.start, query.end, query.interval) == (None, None, "day")
+
+
+LONG = "x" * 400
+
+
+@pytest.mark.parametrize("path, shown", [
+    ("/system/errors?hours=abc&state=everything", ['chip chip-on" data-hours="24"', 'chip-on" data-state="active"']),
+    ("/system/errors?hours=100000", ['chip chip-on" data-hours="24"']),
+    ("/system/performance?hours=0", []),
+    ("/engagement/fragments/overview?interval=year&from=2026-02-30&to=nope", ['data-interval="day"']),
+    ("/engagement/fragments/retention?period=year&cohorts=0&mode=x", ['data-period="week" data-mode="first_time"',
+                                                                       ">8 weekly cohorts"]),
+    ("/engagement/lifecycle?interval=hour&periods=abc", ['<option value="week" selected>']),
+    ("/engagement/inactive?days=-3&cursor=" + LONG, ['name="days" min="1" max="3650" value="30"']),
+    ("/engagement/at-risk?tier=extreme&min_risk=7", ['<option value="high" selected>']),
+    (f"/engagement/members?q={LONG}", []),
+    (f"/engagement/members/u1/activity?event={LONG}&cursor=abc", []),
+    (f"/audit?from=2026-13-01&to=yesterday&cursor=abc&actor={LONG}", ['name="from" value=""', 'name="actor" value=""']),
+    (f"/admins?q={LONG}&role={LONG}&cursor={LONG}", []),
+    ("/moderation/submissions?status=Pending!&from=soon&cursor=abc", ['<option value="pending" selected>']),
+    ("/moderation/volunteers.csv?status=%24ne&to=2026-02-31", []),
+    (f"/content/blogs?status=gone&cursor=abc&q={LONG}", []),
+    (f"/communication/templates?category={LONG}", []),
+])
+def test_a_page_shows_its_default_for_a_query_value_the_api_refuses(login, path, shown):
+    """Where the API answers 422, a page (a person's typo, an old bookmark) shows its default: never a 4xx/500."""
+    response = login("super_admin").get(path)
+    assert response.status_code == 200, (path, response.status_code)
+    html = response.get_data(as_text=True)
+    for text in shown:
+        assert text in html, (path, text)
+
+
+def test_the_overview_reads_a_from_after_to_the_other_way_round(login):
+    response = login("super_admin").get("/engagement/overview.csv?from=2026-03-15&to=2026-03-04&interval=week")
+    assert response.status_code == 200
+    assert "engagement-week-2026-03-04-2026-03-15.csv" in response.headers["Content-Disposition"]

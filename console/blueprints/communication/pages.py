@@ -7,23 +7,38 @@ import json
 
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from pydantic import Field
 
 from console.blueprints.communication import bp, email_templates, mailbox, prefs, sending, stats
-from console.blueprints.communication.schemas import QueueQuery, SuppressionQuery
+from console.blueprints.communication.schemas import QueueQuery, StatsQuery, SuppressionQuery, TemplateQuery
 from console.errors import ApiError
 from console.http import MAX_JSON_DEPTH, depth_over
 from console.pagination import PageQuery
 from console.security import has_permission, permission_required
-from console.validation import unstorable
+from console.validation import QueryModel, unstorable
 from console.web import csv_response, is_htmx, query_args, toast
+
+
+class VersionsQuery(QueryModel):
+    """Which two versions the versions page compares (a page only; default: the current one and the one before)."""
+
+    new: int | None = Field(None, ge=1)
+    old: int | None = Field(None, ge=1)
+
+
+class MailboxQuery(QueryModel):
+    """The development Mailbox's search and the message shown (a page only)."""
+
+    q: str | None = Field(None, max_length=254)
+    key: str | None = Field(None, max_length=300)
 
 # --- templates ---------------------------------------------------------------------------------------------
 
 @bp.route("/communication/templates")
 @permission_required("templates.view")
 def templates_page():
-    category = request.args.get("category") or None
-    q = (request.args.get("q") or "").strip() or None
+    query = query_args(TemplateQuery)
+    category, q = query.category, query.q or None
     templates = list(email_templates.list_templates(category, q).order_by("category", "name").limit(500))
     categories = sorted(set(email_templates.list_templates().distinct("category")))
     return render_template("communication/templates.html", templates=templates, categories=categories,
@@ -226,7 +241,7 @@ def suppressions_page():
     if query.format == "csv":
         return csv_response("suppressions.csv", suppressions.CSV_COLUMNS, suppressions.csv_rows(q, reason))
     try:
-        page = suppressions.list_page(PageQuery(limit=50, cursor=request.args.get("cursor")), q, reason)
+        page = suppressions.list_page(PageQuery(limit=50, cursor=query.cursor), q, reason)
     except ApiError:
         page = {"items": [], "next_cursor": None}
     return render_template("communication/suppressions.html", **page, q=q or "", reason=reason,
@@ -251,7 +266,7 @@ def suppressions_change():
                   f"{result['email']} was already suppressed.", "success")
     except ApiError as error:
         flash(f"{error.detail} {' '.join(e['message'] for e in error.errors)}".strip(), "error")
-    return redirect(url_for("communication.suppressions_page", q=request.args.get("q") or None))
+    return redirect(url_for("communication.suppressions_page", q=query_args(SuppressionQuery).q or None))
 
 
 @bp.route("/communication/templates/<template_id>/versions")
@@ -259,8 +274,9 @@ def suppressions_change():
 def template_versions(template_id: str):
     template = _page_template(template_id)
     versions = email_templates.versions(template)
-    new = request.args.get("new", type=int) or template.version
-    old = request.args.get("old", type=int) or (new - 1 if new > 1 else new)
+    query = query_args(VersionsQuery)
+    new = query.new or template.version
+    old = query.old or (new - 1 if new > 1 else new)
     try:
         diff = email_templates.diff_versions(template, old, new)
         content = email_templates.version_content(template, new)
@@ -296,8 +312,7 @@ def template_send_test(template_id: str):
 
 # --- queue, emails, batches --------------------------------------------------------------------------------
 
-def _queue_args() -> dict:
-    query = query_args(QueueQuery)
+def _queue_args(query: QueueQuery) -> dict:
     return {key: getattr(query, key) or None for key in ("status", "priority", "q", "batch_id")}
 
 
@@ -311,8 +326,9 @@ def _queue_rows(args: dict, cursor: str | None) -> tuple[list[dict], str | None]
 
 def _queue_context() -> dict:
     """What the queue page and its auto-refreshing table share."""
-    args = _queue_args()
-    rows, next_cursor = _queue_rows(args, request.args.get("cursor"))
+    query = query_args(QueueQuery)
+    args = _queue_args(query)
+    rows, next_cursor = _queue_rows(args, query.cursor)
     return {"args": args, "rows": rows, "next_cursor": next_cursor, "counts": sending.queue_counts(),
             "statuses": sending.STATUSES, "can_send": has_permission("communication.send")}
 
@@ -392,11 +408,12 @@ def _mailbox_dir() -> str:
 @bp.route("/communication/mailbox")
 @permission_required("communication.view")
 def mailbox_page():
-    messages = mailbox.list_messages(_mailbox_dir(), limit=200, q=request.args.get("q"))
-    selected = request.args.get("key") or (messages[0]["key"] if messages else None)
+    query = query_args(MailboxQuery)
+    messages = mailbox.list_messages(_mailbox_dir(), limit=200, q=query.q)
+    selected = query.key or (messages[0]["key"] if messages else None)
     message = mailbox.get_message(_mailbox_dir(), selected) if selected else None
     return render_template("communication/mailbox.html", messages=messages, message=message,
-                           q=request.args.get("q") or "")
+                           q=query.q or "")
 
 
 @bp.route("/communication/mailbox/<key>")
@@ -424,7 +441,7 @@ def member_history_panel(user_id: str):
 
     try:
         page = paginate(sending.history_query(user_id, with_preference_changes=True),
-                        PageQuery(limit=10, cursor=request.args.get("cursor")), sort_field="created_at",
+                        PageQuery(limit=10, cursor=query_args(PageQuery).cursor), sort_field="created_at",
                         transform=sending.history_item)
     except ApiError:
         page = {"items": [], "next_cursor": None}
@@ -457,7 +474,7 @@ def _stats_figure(series: list[dict]) -> dict:
 @permission_required("communication.view")
 def stats_panel():
     """The stats card's content for ?template_id | batch_id | campaign_id."""
-    scope = {key: request.args.get(key) for key in ("template_id", "batch_id", "campaign_id") if request.args.get(key)}
+    scope = query_args(StatsQuery).model_dump(include={"template_id", "batch_id", "campaign_id"}, exclude_none=True)
     try:
         result = stats.communication_stats(**scope)
     except ApiError:

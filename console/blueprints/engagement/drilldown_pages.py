@@ -12,11 +12,11 @@ from pydantic import Field, ValidationError
 from console.blueprints.engagement import bp, drilldown
 from console.blueprints.engagement.schemas import Interval
 from console.errors import ApiError
-from console.pagination import decode_cursor, encode_cursor
+from console.pagination import PageQuery, decode_cursor, encode_cursor
 from console.security import permission_required
 from console.timeutil import utcnow
 from console.validation import QueryModel
-from console.web import csv_response
+from console.web import csv_response, is_htmx, query_args
 
 PAGE_SIZE = 50
 MAX_CAMPAIGN_MEMBERS = 10000  # a campaign's explicit member list (Segment.user_ids) holds at most this many
@@ -91,8 +91,9 @@ def drilldown_members():
     """The members behind a number; htmx asks for the next page's rows only."""
     query = _query()
     ids, what = member_ids(query)
+    cursor = query_args(PageQuery).cursor
     try:
-        after = decode_cursor(request.args.get("cursor"))
+        after = decode_cursor(cursor)
     except ApiError:
         after = None
     page = drilldown.page(ids, PAGE_SIZE, after[0] if after and isinstance(after[0], str) else None)
@@ -100,7 +101,7 @@ def drilldown_members():
     next_url = (url_for("engagement.drilldown_members", **spec, cursor=encode_cursor([page["after"]]))
                 if page["after"] else None)
     context = {"page": page, "what": what, "spec": spec, "next_url": next_url}
-    if request.headers.get("HX-Request") and request.args.get("cursor"):
+    if is_htmx() and cursor:
         return render_template("engagement/_drilldown_rows.html", **context)
     from console.blueprints.engagement.pages import _templates
 

@@ -4,55 +4,72 @@ from __future__ import annotations
 
 import json
 from datetime import date, datetime
+from typing import Literal
 
 from flask import Response, abort, make_response, render_template, request, url_for
 from flask_login import current_user
-from pydantic import ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from console.blueprints.engagement import bp, charts, churn, jobs, lifecycle, metrics, retention
 from console.blueprints.engagement import campaigns as campaigns_service
 from console.blueprints.engagement import inactive as inactive_service
 from console.blueprints.engagement import members as members_service
 from console.blueprints.engagement.periods import zone_name
-from console.blueprints.engagement.schemas import CampaignTrigger
+from console.blueprints.engagement.schemas import (
+    ActivityQuery,
+    CampaignTrigger,
+    ChurnQuery,
+    InactiveQuery,
+    LifecycleChartQuery,
+    MetricsQuery,
+    RetentionQuery,
+)
 from console.errors import ApiError
 from console.pagination import PageQuery, cursor_for, cursor_or_none
 from console.security import has_permission, permission_required
 from console.timeutil import utcnow
 from console.ui import visible_member_panels
-from console.web import csv_response, is_htmx, toast
+from console.validation import QueryModel
+from console.web import csv_response, is_htmx, query_args, toast
 
-INTERVALS = ("day", "week", "month")
-
-
-def _choice(name: str, options, default):
-    value = request.args.get(name, default)
-    return value if value in options else default
+# A page reads its query string with the API's model (console.web.query_args): a value the API would refuse
+# is left at its default. The models below differ from the API's only where the page shows something else.
 
 
-def _int(name: str, default: int, low: int, high: int) -> int:
-    try:
-        return max(low, min(high, int(request.args.get(name, default))))
-    except (TypeError, ValueError):
-        return default
+class OverviewQuery(MetricsQuery):
+    """The API's metrics range, with a `from` after `to` read the other way round."""
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.start and self.end and _day(self.start) > _day(self.end):
+            self.start, self.end = self.end, self.start
+        return MetricsQuery._ordered(self)
 
 
-def _date(name: str) -> date | None:
-    try:
-        return date.fromisoformat(request.args.get(name, ""))
-    except ValueError:
-        return None
+class AtRiskQuery(ChurnQuery):
+    """The page lists the high tier by default; `all` is every tier."""
+
+    tier: Literal["high", "medium", "low", "all"] = "high"
+
+
+class MemberSearchQuery(QueryModel):
+    """The member search (a page only): part of a user_id or email."""
+
+    q: str = Field("", max_length=100)
+    after: str | None = Field(None, max_length=2000)
+    fragment: str | None = None
+
+
+def _day(value: date | datetime) -> date:
+    return value.date() if isinstance(value, datetime) else value
 
 
 # --- overview ----------------------------------------------------------------------------------------------
 
 def _overview_context() -> dict:
-    start, end = _date("from"), _date("to")
-    if start and end and start > end:
-        start, end = end, start
-    interval = _choice("interval", INTERVALS, "day")
-    data = metrics.metrics(start, end, interval)
-    return {"m": data, "interval": interval, "activity_chart": charts.activity_figure(data),
+    query = query_args(OverviewQuery)
+    data = metrics.metrics(query.start, query.end, query.interval)
+    return {"m": data, "interval": query.interval, "activity_chart": charts.activity_figure(data),
             "sessions_chart": charts.sessions_figure(data), "feature_chart": charts.feature_figure(data),
             "stickiness_chart": charts.stickiness_figure(data), "adoption_chart": charts.adoption_figure(data)}
 
@@ -98,10 +115,7 @@ def widget():
 # --- retention ---------------------------------------------------------------------------------------------
 
 def _retention_args() -> dict:
-    return {"period": _choice("period", INTERVALS, "week"), "cohorts": _int("cohorts", 8, 1, 52),
-            "mode": _choice("mode", ("first_time", "recurring"), "first_time"),
-            "start_event": request.args.get("start_event") or None,
-            "return_event": request.args.get("return_event") or None}
+    return query_args(RetentionQuery).model_dump(include={"period", "cohorts", "mode", "start_event", "return_event"})
 
 
 @bp.route("/engagement/retention")
@@ -135,9 +149,9 @@ def retention_csv():
 # --- lifecycle ---------------------------------------------------------------------------------------------
 
 def _lifecycle_context() -> dict:
-    interval = _choice("interval", INTERVALS, "week")
-    chart = lifecycle.lifecycle_chart(interval, _int("periods", 12, 2, 52))
-    return {"chart": chart, "figure": charts.lifecycle_figure(chart), "interval": interval}
+    query = query_args(LifecycleChartQuery)
+    chart = lifecycle.lifecycle_chart(query.interval, query.periods)
+    return {"chart": chart, "figure": charts.lifecycle_figure(chart), "interval": query.interval}
 
 
 @bp.route("/engagement/lifecycle")
@@ -157,11 +171,10 @@ def lifecycle_fragment():
 @bp.route("/engagement/members")
 @permission_required("analytics.view")
 def members():
-    q = (request.args.get("q") or "").strip()[:100]
-    page = members_service.search_members(q, after=request.args.get("after") or None)
-    template = "engagement/_members.html" if is_htmx() and request.args.get(
-        "fragment") else "engagement/members.html"
-    return render_template(template, page=page, q=q)
+    query = query_args(MemberSearchQuery)
+    page = members_service.search_members(query.q, after=query.after)
+    template = "engagement/_members.html" if is_htmx() and query.fragment else "engagement/members.html"
+    return render_template(template, page=page, q=query.q)
 
 
 @bp.route("/engagement/members/<user_id>")
@@ -179,28 +192,22 @@ def member(user_id: str):
 @bp.route("/engagement/members/<user_id>/activity")
 @permission_required("analytics.view")
 def member_activity(user_id: str):
-    after = cursor_or_none(request.args.get("cursor"), datetime, str)
-    page = members_service.activity(user_id, limit=20, after=after,
-                                       event=request.args.get("event") or None)
+    query = query_args(ActivityQuery)
+    page = members_service.activity(user_id, limit=20, after=cursor_or_none(query.cursor, datetime, str),
+                                    event=query.event)
     return render_template("engagement/_activity.html", user_id=user_id, page=page,
                            next_cursor=cursor_for(page["after"]))
 
 
 # --- at risk and inactive ----------------------------------------------------------------------------------
 
-def _at_risk_filters() -> dict:
-    tier = _choice("tier", ("high", "medium", "low", "all"), "high")
-    min_risk = request.args.get("min_risk", type=float)
-    return {"tier": tier, "min_risk": min_risk}
-
-
 @bp.route("/engagement/at-risk")
 @permission_required("analytics.view")
 def at_risk():
-    filters = _at_risk_filters()
+    query = query_args(AtRiskQuery)
+    filters = query.model_dump(include={"tier", "min_risk"})
     page = churn.stored_scores(tier=None if filters["tier"] == "all" else filters["tier"],
-                               min_risk=filters["min_risk"], limit=50,
-                               after=cursor_or_none(request.args.get("cursor"), float, str))
+                               min_risk=filters["min_risk"], limit=50, after=cursor_or_none(query.cursor, float, str))
     return render_template("engagement/at_risk.html", rows=page["items"], total=page["total"],
                            next_cursor=cursor_for(page["after"]),
                            run=churn.latest_run(), model=churn.MODEL, templates=_templates(), **filters)
@@ -209,7 +216,7 @@ def at_risk():
 @bp.route("/engagement/at-risk.csv")
 @permission_required("analytics.view")
 def at_risk_csv():
-    filters = _at_risk_filters()
+    filters = query_args(AtRiskQuery).model_dump(include={"tier", "min_risk"})
     scores = churn.iter_scores(tier=None if filters["tier"] == "all" else filters["tier"],
                                min_risk=filters["min_risk"])
     rows = ([row["user_id"], row["risk"], row["tier"], row["last_seen"], row["days_inactive"],
@@ -241,11 +248,10 @@ def at_risk_rescore_status(job_id: str):
 @bp.route("/engagement/inactive")
 @permission_required("analytics.view")
 def inactive():
-    days = _int("days", 30, 1, 3650)
-    after = cursor_or_none(request.args.get("cursor"), datetime, str)
-    page = inactive_service.inactive_users(days, limit=50, after=after)
-    return render_template("engagement/inactive.html", page=page, days=days, next_cursor=cursor_for(page["after"]),
-                           templates=_templates())
+    query = query_args(InactiveQuery)
+    page = inactive_service.inactive_users(query.days, limit=50, after=cursor_or_none(query.cursor, datetime, str))
+    return render_template("engagement/inactive.html", page=page, days=query.days,
+                           next_cursor=cursor_for(page["after"]), templates=_templates())
 
 
 # --- campaigns ---------------------------------------------------------------------------------------------
@@ -318,7 +324,7 @@ def campaign_start():
 @permission_required("analytics.view")
 def campaigns():
     try:
-        page = campaigns_service.list_campaigns(PageQuery(limit=50, cursor=request.args.get("cursor") or None))
+        page = campaigns_service.list_campaigns(PageQuery(limit=50, cursor=query_args(PageQuery).cursor))
     except ApiError:  # a stale or hand-edited cursor: start from the newest
         page = campaigns_service.list_campaigns(PageQuery(limit=50))
     return render_template("engagement/campaigns.html", page=page)

@@ -18,9 +18,11 @@ from console.blueprints.hardening import (
     security_audit,
     slow_queries,
 )
+from console.blueprints.hardening.schemas import ErrorAnalysisQuery, HoursQuery
 from console.errors import ApiError
 from console.security import has_permission, permission_required, public
 from console.ui import plot_text
+from console.web import query_args
 
 CHART_ENDPOINTS = 15
 
@@ -135,19 +137,16 @@ def error_group_action(fingerprint: str):
 
 
 def _errors_fragment():
-    hours = _hours()
-    state = request.args.get("state", "active")
-    if state not in errors.STATE_FILTERS:
-        state = "active"
-    return render_template("hardening/_errors.html", analysis=errors.error_analysis(hours, state=state),
-                           trend_figure=trend_figure(errors.error_trend(hours)["series"]),
+    query = query_args(ErrorAnalysisQuery)
+    return render_template("hardening/_errors.html", analysis=errors.error_analysis(query.hours, state=query.state),
+                           trend_figure=trend_figure(errors.error_trend(query.hours)["series"]),
                            can_optimize=has_permission("hardening.optimize"))
 
 
 @bp.route("/system/performance")
 @permission_required("hardening.view")
 def performance_fragment():
-    review = performance.performance_review(_hours())
+    review = performance.performance_review(query_args(HoursQuery).hours)
     return render_template("hardening/_performance.html", review=review, figure=p95_figure(review["endpoints"]))
 
 
@@ -183,13 +182,6 @@ def optimize_job_fragment(job_id: str):
         raise ApiError(404, "This job is unknown or has expired.")
     tasks = status["tasks"]
     return render_template("hardening/_job.html", job=status, task=maintenance.tasks().get(tasks[0]) if tasks else None)
-
-
-def _hours() -> int:
-    try:
-        return min(max(int(request.args.get("hours", 24)), 1), 720)
-    except ValueError:
-        return 24
 
 
 def p95_figure(endpoints: list[dict]) -> dict:

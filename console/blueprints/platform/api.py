@@ -11,24 +11,15 @@ from pydantic import Field
 
 from console.blueprints.platform import moderation
 from console.blueprints.platform import moderation_bp as bp
+from console.blueprints.platform.schemas import ContentQuery, QueueQuery
 from console.errors import ApiError, problem
 from console.http import endpoint, parse_body, read_json
-from console.pagination import PageQuery
 from console.timeutil import as_utc
 from console.validation import RequestModel
 
 PREFIX = "/api/phase14/moderation"
 TAGS = ["moderation"]
 PERMISSION = {"submissions": "submissions.review", "volunteers": "volunteers.manage"}
-
-
-class QueueQuery(PageQuery):
-    status: str | None = Field(None, max_length=40, pattern=r"^[a-z_]+$")
-    q: str | None = Field(None, max_length=200)
-    type: str | None = Field(None, max_length=60)
-    from_: datetime | None = Field(None, alias="from")
-    to: datetime | None = None
-    event_id: str | None = Field(None, max_length=200)
 
 
 class Decision(RequestModel):
@@ -142,11 +133,6 @@ def volunteer_attendance(item_id: str, body: Attendance):
 
 CONTENT = "/api/phase14/content"
 CONTENT_TAGS = ["content"]
-
-
-class ContentQuery(PageQuery):
-    status: Literal["draft", "scheduled", "published", "archived"] | None = None
-    q: str | None = Field(None, max_length=200)
 
 
 class BlogIn(RequestModel):

@@ -9,8 +9,10 @@ from flask_login import current_user
 
 from console.blueprints.platform import content
 from console.blueprints.platform import moderation_bp as bp
+from console.blueprints.platform.schemas import ContentQuery
 from console.errors import ApiError
 from console.security import has_permission, permission_required
+from console.web import query_args
 
 EDIT = {"blogs": "blogs.edit", "events": "events.manage"}
 CREATE = {"blogs": "blogs.create", "events": "events.manage"}
@@ -36,10 +38,12 @@ def _form_data(kind: str) -> dict:
 
 
 def _list(kind: str):
-    status = request.args.get("status") if request.args.get("status") in content.STATUSES else None
-    q = request.args.get("q", "").strip()[:200] or None
-    cursor = (request.args.get("cursor") or "")[:2000] or None
-    page = content.list_items(kind, status=status, q=q, cursor=cursor)
+    query = query_args(ContentQuery)
+    status, q = query.status, query.q or None
+    try:
+        page = content.list_items(kind, status=status, q=q, cursor=query.cursor)
+    except ApiError:  # a stale or hand-edited cursor: start from the first page
+        page = content.list_items(kind, status=status, q=q)
     next_url = url_for(f"moderation.{kind}_list", status=status, q=q, cursor=page["next_cursor"]) \
         if page["next_cursor"] else None
     return render_template("platform/content_list.html", kind=kind, page=page, status=status or "", q=q or "",

@@ -2,37 +2,51 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from pydantic import Field
 
 from console.blueprints.platform import moderation
 from console.blueprints.platform import moderation_bp as bp
+from console.blueprints.platform.schemas import QueueQuery
 from console.db import get_db
 from console.errors import ApiError
 from console.security import permission_required
 from console.timeutil import day_start
-from console.web import csv_response
+from console.web import csv_response, query_args
 
 PERMISSION = {"submissions": "submissions.review", "volunteers": "volunteers.manage"}
 
 
-def _filters() -> dict:
-    args = request.args
-    return {"status": args.get("status", "pending")[:40], "q": args.get("q", "").strip()[:200],
-            "type": args.get("type", "").strip()[:60], "from": args.get("from", "")[:10],
-            "to": args.get("to", "")[:10]}
+class QueuePageQuery(QueueQuery):
+    """The page shows pending items by default (`all` for every status) and filters by whole days."""
+
+    status: str = Field("pending", max_length=40, pattern=r"^[a-z_]+$")
+    from_: date | None = Field(None, alias="from")
+    to: date | None = None
 
 
-def _page(kind: str, limit: int = 50, cursor: str | None = None):
-    f = _filters()
-    status = None if f["status"] == "all" else (f["status"] if f["status"].replace("_", "").isalpha() else None)
-    return f, moderation.list_items(kind, status=status, q=f["q"] or None, type_=f["type"] or None,
-                                    since=day_start(f["from"]), until=day_start(f["to"]), limit=limit, cursor=cursor)
+def _filters(query: QueuePageQuery) -> dict:
+    """The filters as the form shows them (text; empty for none)."""
+    return {"status": query.status, "q": query.q or "", "type": query.type or "",
+            "from": query.from_.isoformat() if query.from_ else "", "to": query.to.isoformat() if query.to else ""}
+
+
+def _items(kind: str, query: QueuePageQuery, limit: int, cursor: str | None) -> dict:
+    return moderation.list_items(kind, status=None if query.status == "all" else query.status, q=query.q or None,
+                                 type_=query.type or None, since=day_start(query.from_), until=day_start(query.to),
+                                 limit=limit, cursor=cursor)
 
 
 def _render(kind: str):
-    cursor = (request.args.get("cursor") or "")[:2000] or None
-    filters, page = _page(kind, cursor=cursor)
+    query = query_args(QueuePageQuery)
+    cursor, filters = query.cursor, _filters(query)
+    try:
+        page = _items(kind, query, 50, cursor)
+    except ApiError:  # a stale or hand-edited cursor: start from the first page
+        page = _items(kind, query, 50, None)
     active = {k: v for k, v in filters.items() if v}
     next_url = url_for(f"moderation.{kind}_page", **active, cursor=page["next_cursor"]) if page["next_cursor"] else None
     events = list(get_db().events.find({}, {"title": 1, "starts_at": 1}).sort("starts_at", -1).limit(50)) \
@@ -55,7 +69,7 @@ def volunteers_page():
 
 
 def _csv(kind: str):
-    page = _page(kind, limit=500)[1]
+    page = _items(kind, query_args(QueuePageQuery), 500, None)
     rows = ([item["id"], item["status"], item.get("title") or item.get("name") or "", item.get("user_id"),
              (item.get("member") or {}).get("email") or item.get("email") or "", item.get("reviewed_by") or "",
              item.get("reviewed_at") or "", item.get("review_reason") or ""] for item in page["items"])

@@ -1,23 +1,35 @@
 """Console pages: the permission matrix, admins and their roles, the audit log."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from pydantic import Field
 
 from console import audit
 from console.authz import CATALOG, PERMISSION_GROUPS, SUPER_ADMIN
 from console.blueprints.roles import bp, manage
+from console.blueprints.roles.schemas import AdminsQuery, AuditQuery
 from console.errors import ApiError
 from console.pagination import PageQuery, paginate
 from console.security import current_permissions, has_permission, permission_required
 from console.timeutil import day_start, utcnow
-from console.web import csv_response, toast
+from console.web import csv_response, query_args, toast
 
 
-def _page_query() -> PageQuery:
-    cursor = request.args.get("cursor") or None
-    return PageQuery(limit=50, cursor=cursor[:2000] if cursor else None)
+class AuditPageQuery(AuditQuery):
+    """The audit page filters by whole days (`from`, `to`, both included) where the API takes since/until."""
+
+    start: date | None = Field(None, alias="from")
+    end: date | None = Field(None, alias="to")
+
+
+def _page(queryset, query: PageQuery, **order) -> dict:
+    """50 rows from the query's cursor; a stale or hand-edited cursor starts from the first page."""
+    try:
+        return paginate(queryset, PageQuery(limit=50, cursor=query.cursor), **order)
+    except ApiError:
+        return paginate(queryset, PageQuery(limit=50), **order)
 
 
 # --- roles and the matrix ------------------------------------------------------------------------------------
@@ -106,11 +118,11 @@ def delete_role_form(role: str):
 @bp.route("/admins")
 @permission_required("roles.view")
 def admins():
-    q = request.args.get("q", "").strip()[:200] or None
-    role = request.args.get("role", "").strip()[:64] or None
-    page = paginate(manage.admins_queryset(q, role), _page_query(), sort_field="email", descending=False)
+    query = query_args(AdminsQuery)
+    q, role = query.q or None, query.role or None
+    page = _page(manage.admins_queryset(q, role), query, sort_field="email", descending=False)
     next_url = url_for("roles.admins", q=q, role=role, cursor=page["next_cursor"]) if page["next_cursor"] else None
-    first_url = url_for("roles.admins", q=q, role=role) if request.args.get("cursor") else None
+    first_url = url_for("roles.admins", q=q, role=role) if query.cursor else None
     return render_template("roles/admins.html", admins=page["items"], q=q or "", role=role or "",
                            grantable=manage.grantable_roles(current_permissions())
                            if has_permission("roles.assign") else [],
@@ -150,27 +162,27 @@ def assign_roles(admin_id: str):
 
 # --- audit log -----------------------------------------------------------------------------------------------
 
-def _audit_filters() -> dict:
-    args = request.args
-    return {"actor": args.get("actor", "").strip()[:254], "target": args.get("target", "").strip()[:300],
-            "action": args.get("action", "").strip()[:100], "from": args.get("from", "")[:10],
-            "to": args.get("to", "")[:10]}
+def _audit_filters(query: AuditPageQuery) -> dict:
+    """The filters as the form shows them (text; empty for none)."""
+    return {"actor": query.actor or "", "target": query.target or "", "action": query.action or "",
+            "from": query.start.isoformat() if query.start else "", "to": query.end.isoformat() if query.end else ""}
 
 
-def _audit_queryset(filters: dict):
-    until = day_start(filters["to"])
-    return audit.entries(filters["actor"] or None, filters["target"] or None, filters["action"] or None,
-                         day_start(filters["from"]), until + timedelta(days=1) if until else None)
+def _audit_queryset(query: AuditPageQuery):
+    until = day_start(query.end)
+    return audit.entries(query.actor or None, query.target or None, query.action or None, day_start(query.start),
+                         until + timedelta(days=1) if until else None)
 
 
 @bp.route("/audit", endpoint="audit")
 @permission_required("roles.view")
 def audit_log():
-    filters = _audit_filters()
-    page = paginate(_audit_queryset(filters), _page_query(), sort_field="at")
+    query = query_args(AuditPageQuery)
+    filters = _audit_filters(query)
+    page = _page(_audit_queryset(query), query, sort_field="at")
     active = {key: value for key, value in filters.items() if value}
     next_url = url_for("roles.audit", **active, cursor=page["next_cursor"]) if page["next_cursor"] else None
-    first_url = url_for("roles.audit", **active) if request.args.get("cursor") else None
+    first_url = url_for("roles.audit", **active) if query.cursor else None
     return render_template("roles/audit.html", entries=page["items"], filters=filters, actions=audit.known_actions(),
                            next_url=next_url, first_url=first_url, csv_url=url_for("roles.audit_csv", **active))
 
@@ -178,7 +190,7 @@ def audit_log():
 @bp.route("/audit.csv")
 @permission_required("roles.view")
 def audit_csv():
-    queryset = _audit_queryset(_audit_filters())
+    queryset = _audit_queryset(query_args(AuditPageQuery))
     filename = f"audit-log-{utcnow():%Y%m%d-%H%M}.csv"
     return csv_response(filename, audit.CSV_COLUMNS, audit.csv_rows(queryset))
 
