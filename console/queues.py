@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Callable
+
 import redis
 from flask import current_app
 from rq import Queue, SimpleWorker
 
+log = logging.getLogger(__name__)
 QUEUE_NAMES = ("high", "default", "low")
 PRIORITY_QUEUES = {"high": "high", "normal": "default", "low": "low"}
 
@@ -24,6 +30,28 @@ def get_redis() -> redis.Redis:
 
 def get_queue(name: str = "default") -> Queue:
     return current_app.extensions["queues"][name]
+
+
+def claim_period(key: str, seconds: int) -> bool:
+    """True for the first process to ask within `seconds` (several workers tick; one run per period)."""
+    return bool(get_redis().set(key, 1, nx=True, ex=max(1, int(seconds))))
+
+
+def run_every(app, seconds: int, name: str, call: Callable[[], object]) -> None:
+    """Worker startup: call `call` in an app context every `seconds` on a daemon thread (0 or less: never)."""
+    if seconds <= 0:
+        return
+
+    def tick():
+        while True:
+            try:
+                with app.app_context():
+                    call()
+            except Exception:  # keep the schedule alive through a Redis outage
+                log.warning("%s: could not enqueue", name, exc_info=True)
+            time.sleep(seconds)
+
+    threading.Thread(target=tick, name=name, daemon=True).start()
 
 
 class ConsoleWorker(SimpleWorker):

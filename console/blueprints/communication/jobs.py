@@ -4,13 +4,12 @@ the truth; transient failures are retried by RQ with backoff, permanent ones are
 from __future__ import annotations
 
 import logging
-import threading
-import time
 
 from rq import get_current_job
 
 from console.blueprints.communication import delivery
 from console.config import setting
+from console.queues import claim_period, get_queue, run_every
 
 log = logging.getLogger(__name__)
 RECONCILE_JOB = "console.blueprints.communication.jobs.reconcile"
@@ -57,19 +56,17 @@ def enqueue_bounce_check(app) -> None:
         if not app.config.get("BOUNCE_IMAP_HOST"):
             return
         interval = setting("BOUNCE_IMAP_INTERVAL")
-        if app.extensions["redis"].set(BOUNCES_TICK_KEY, 1, nx=True, ex=max(1, interval - 1)):
-            app.extensions["queues"]["default"].enqueue(BOUNCES_JOB, job_timeout=300, result_ttl=3600,
-                                                        description="read the bounce mailbox")
+        if claim_period(BOUNCES_TICK_KEY, interval - 1):
+            get_queue("default").enqueue(BOUNCES_JOB, job_timeout=300, result_ttl=3600,
+                                         description="read the bounce mailbox")
 
 
 def enqueue_reconcile(app) -> None:
     """Enqueue one reconcile job unless another worker did so within the interval."""
     with app.app_context():
-        interval = setting("MAIL_RECONCILE_INTERVAL")
-        redis = app.extensions["redis"]
-        if redis.set(TICK_KEY, 1, nx=True, ex=max(1, interval - 1)):
-            app.extensions["queues"]["default"].enqueue(RECONCILE_JOB, job_timeout=300, result_ttl=600,
-                                                        description="mail reconcile")
+        if claim_period(TICK_KEY, setting("MAIL_RECONCILE_INTERVAL") - 1):
+            get_queue("default").enqueue(RECONCILE_JOB, job_timeout=300, result_ttl=600,
+                                         description="mail reconcile")
 
 
 def start_reconcile_schedule(app) -> None:
@@ -78,15 +75,12 @@ def start_reconcile_schedule(app) -> None:
 
     A daemon thread enqueues the job, so the schedule survives a Redis flush that would lose a self-scheduling
     job; the Redis key keeps several workers from enqueuing it more than once per interval."""
-    interval = setting("MAIL_RECONCILE_INTERVAL")
 
-    def tick():
-        while True:
-            for enqueue in (enqueue_reconcile, enqueue_bounce_check):
-                try:
-                    enqueue(app)
-                except Exception:  # keep the schedule alive through a Redis outage; the worker logs its own
-                    log.warning("mail schedule: could not enqueue %s", enqueue.__name__, exc_info=True)
-            time.sleep(interval)
+    def reconcile_and_read_bounces():
+        for enqueue in (enqueue_reconcile, enqueue_bounce_check):
+            try:
+                enqueue(app)
+            except Exception:  # one failing enqueue (Redis outage) does not skip the other; the worker logs its own
+                log.warning("mail schedule: could not enqueue %s", enqueue.__name__, exc_info=True)
 
-    threading.Thread(target=tick, name="mail-reconcile", daemon=True).start()
+    run_every(app, setting("MAIL_RECONCILE_INTERVAL"), "mail-reconcile", reconcile_and_read_bounces)

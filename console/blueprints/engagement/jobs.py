@@ -4,8 +4,6 @@ They raise on failure."""
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from datetime import date, datetime, timedelta
 
 from flask import current_app
@@ -95,15 +93,7 @@ def churn_job_status(job_id: str) -> dict | None:
 
 def start_daily_scoring(app) -> None:
     """Worker startup hook: score churn once a day (a Redis key keeps several workers to one run a day)."""
+    from console.queues import claim_period, run_every
 
-    def tick():
-        while True:
-            try:
-                with app.app_context():
-                    if app.extensions["redis"].set(DAILY_KEY, 1, nx=True, ex=24 * 3600):
-                        enqueue_churn_scoring("daily schedule")
-            except Exception:  # keep the schedule alive through a Redis outage
-                log.warning("churn scoring: could not enqueue", exc_info=True)
-            time.sleep(600)
-
-    threading.Thread(target=tick, name="churn-daily", daemon=True).start()
+    run_every(app, 600, "churn-daily",
+              lambda: claim_period(DAILY_KEY, 24 * 3600) and enqueue_churn_scoring("daily schedule"))

@@ -149,25 +149,14 @@ PURGE_TICK = "engagement:raw-event-retention:tick"
 
 def start_retention_schedule(app) -> None:
     """Worker startup hook: once a day (across every worker), purge raw events past RAW_EVENT_TTL_DAYS."""
-    import logging
-    import threading
-    import time
+    from console.queues import claim_period, get_queue, run_every
 
-    if int(app.config.get("RAW_EVENT_TTL_DAYS") or 0) <= 0:
-        return
+    def purge_once_a_day():
+        if claim_period(PURGE_TICK, 24 * 3600):
+            get_queue("low").enqueue(PURGE_JOB, job_timeout=3600, description="raw event retention")
 
-    def tick():
-        while True:
-            try:
-                with app.app_context():
-                    if app.extensions["redis"].set(PURGE_TICK, 1, nx=True, ex=24 * 3600):
-                        app.extensions["queues"]["low"].enqueue(PURGE_JOB, job_timeout=3600,
-                                                                description="raw event retention")
-            except Exception:  # keep the schedule through a Redis outage
-                logging.getLogger(__name__).warning("raw event retention: could not enqueue", exc_info=True)
-            time.sleep(3600)
-
-    threading.Thread(target=tick, name="raw-event-retention", daemon=True).start()
+    run_every(app, 3600 if int(app.config.get("RAW_EVENT_TTL_DAYS") or 0) > 0 else 0, "raw-event-retention",
+              purge_once_a_day)
 
 
 def grant_erase_to_admins() -> str | None:

@@ -27,6 +27,7 @@ from console.accounts import Admin
 from console.audit import record
 from console.blueprints.hardening.models import AlertEvent, AlertRule
 from console.errors import ApiError
+from console.queues import claim_period, run_every
 from console.telemetry.models import RequestMetric, SlowQuery
 from console.timeutil import as_utc, utcnow
 
@@ -414,9 +415,8 @@ def run_locked() -> dict:
 
 def enqueue_evaluation(force: bool = False):
     """Enqueue the evaluation job unless one was enqueued within the interval (several workers tick)."""
-    conn = current_app.extensions["redis"]
     interval = int(current_app.config.get("ALERT_INTERVAL", 60))
-    if force or conn.set(TICK_KEY, 1, nx=True, ex=max(1, interval - 1)):
+    if force or claim_period(TICK_KEY, interval - 1):
         return current_app.extensions["queues"]["high"].enqueue(JOB_FUNC, job_timeout=120, result_ttl=600,
                                                                 description="alert evaluation")
     return None
@@ -424,20 +424,5 @@ def enqueue_evaluation(force: bool = False):
 
 def start_schedule(app) -> None:
     """Worker startup hook: evaluate the alert rules every ALERT_INTERVAL seconds (0 turns it off)."""
-    import threading
-
-    interval = int(app.config.get("ALERT_INTERVAL", 60))
-    if interval <= 0:
-        return
-
-    def tick():
-        while True:
-            try:
-                with app.app_context():
-                    enqueue_evaluation()
-            except Exception:  # keep ticking through a Redis outage
-                log.warning("alerts: could not enqueue the evaluation", exc_info=True)
-            time.sleep(interval)
-
-    threading.Thread(target=tick, name="alert-schedule", daemon=True).start()
+    run_every(app, int(app.config.get("ALERT_INTERVAL", 60)), "alert-schedule", enqueue_evaluation)
 

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-import threading
-import time
-
 from console.blueprints.platform import content
+from console.queues import claim_period, get_queue, run_every
 
-log = logging.getLogger(__name__)
 PUBLISH_JOB = "console.blueprints.platform.jobs.publish_scheduled"
 TICK_KEY = "platform:publish:tick"
 
@@ -21,24 +17,12 @@ def publish_scheduled() -> dict:
 def enqueue_publish(app) -> None:
     """Enqueue one publishing run unless another worker did so within the interval."""
     with app.app_context():
-        interval = int(app.config["CONTENT_PUBLISH_INTERVAL"])
-        if app.extensions["redis"].set(TICK_KEY, 1, nx=True, ex=max(1, interval - 1)):
-            app.extensions["queues"]["default"].enqueue(PUBLISH_JOB, job_timeout=300, result_ttl=600,
-                                                        description="publish scheduled content")
+        if claim_period(TICK_KEY, int(app.config["CONTENT_PUBLISH_INTERVAL"]) - 1):
+            get_queue("default").enqueue(PUBLISH_JOB, job_timeout=300, result_ttl=600,
+                                         description="publish scheduled content")
 
 
 def start_publish_schedule(app) -> None:
     """Worker startup hook: publish due content every CONTENT_PUBLISH_INTERVAL seconds (0 turns it off)."""
-    interval = int(app.config.get("CONTENT_PUBLISH_INTERVAL") or 0)
-    if interval <= 0:
-        return
-
-    def tick():
-        while True:
-            try:
-                enqueue_publish(app)
-            except Exception:  # keep the schedule alive through a Redis outage
-                log.warning("content publishing: could not enqueue", exc_info=True)
-            time.sleep(interval)
-
-    threading.Thread(target=tick, name="content-publish", daemon=True).start()
+    run_every(app, int(app.config.get("CONTENT_PUBLISH_INTERVAL") or 0), "content-publish",
+              lambda: enqueue_publish(app))
