@@ -81,6 +81,16 @@ def test_member_search_and_unknown_member(login, some_activity):
     assert browser.get("/engagement/members/nobody-at-all").status_code == 404
 
 
+def test_only_those_who_may_start_a_campaign_get_the_at_risk_selection_boxes(app, login, some_activity):
+    from console.blueprints.engagement import churn
+
+    with app.app_context():
+        churn.rescore()
+        assert churn.stored_scores(tier=None)["items"], "the fixture's members should be scored"
+    assert 'name="user_ids"' not in login("analyst").get("/engagement/at-risk?tier=all").get_data(as_text=True)
+    assert 'name="user_ids"' in login("admin").get("/engagement/at-risk?tier=all").get_data(as_text=True)
+
+
 def test_at_risk_csv(login, some_activity):
     response = login("analyst").get("/engagement/at-risk.csv?tier=all")
     assert response.status_code == 200 and response.is_streamed  # read from the cursor, not held in memory
