@@ -115,6 +115,7 @@ def test_drilldown_csv_and_campaign_from_exactly_these_members(login, weeks, api
                                      "c,,2026-01-13T10:00:00Z"]
     html = browser.get(COHORT_PAGE).get_data(as_text=True)
     assert 'id="campaign-form"' in html and html.count('type="hidden" name="user_ids"') == 2
+    assert "Exactly the members listed above." in html and "tick some rows" not in html
     form = {"name": "Drill", "template_id": template, "holdout_percent": "0", "user_ids": ["a", "c"]}
     preview = browser.post("/engagement/campaigns/preview", data=form).get_data(as_text=True)
     assert "<strong>2</strong> members match" in preview
