@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import TypeVar
+from urllib.parse import unquote, urlsplit
 
 from flask import Response, abort, stream_with_context
 from htmx_flask import request
@@ -84,3 +85,20 @@ def csv_response(filename: str, header: list[str], rows: Iterable[Iterable]) -> 
     """A streamed CSV download: rows are read (e.g. from a database cursor) while the response is sent."""
     return Response(stream_with_context(csv_lines(header, rows)), mimetype="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+def same_origin_path(target: str) -> bool:
+    """A path on this site however a browser reads it: backslashes count as slashes, tabs and newlines are
+    dropped, percent-escapes are decoded; anything that could name another host (`//`, `/\\`, a scheme) fails."""
+    if len(target) > 2048 or any(ord(ch) < 0x21 or ord(ch) == 0x7F or ch == "\\" for ch in target):
+        return False
+    decoded = target
+    for _ in range(3):
+        decoded = unquote(decoded)
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in decoded):
+        return False
+    decoded = decoded.replace("\\", "/")
+    if not decoded.startswith("/") or decoded.startswith("//"):
+        return False
+    parts = urlsplit(decoded)
+    return not parts.scheme and not parts.netloc

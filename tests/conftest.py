@@ -206,17 +206,21 @@ def login(app, create_admin):
     """A test client signed in through the login form, sending the CSRF header like htmx does."""
 
     def sign_in(*roles: str, email: str | None = None):
-        admin = create_admin(*roles, email=email)
-        browser = app.test_client()
-        token = csrf_token_from(browser.get("/login").data)
-        response = browser.post("/login", data={"email": admin.email, "password": TEST_PASSWORD,
-                                                "csrf_token": token})
-        assert response.status_code == 302, response.data[-400:]
-        browser.environ_base["HTTP_X_CSRFTOKEN"] = csrf_token_from(browser.get("/").data)
-        browser.admin = admin
-        return browser
+        return signed_in_client(app, create_admin(*roles, email=email))
 
     return sign_in
+
+
+def signed_in_client(application, admin):
+    """A test client of `application` signed in as `admin` through the login form, with the CSRF header htmx
+    sends; `.admin` is the account."""
+    browser = application.test_client()
+    token = csrf_token_from(browser.get("/login").data)
+    response = browser.post("/login", data={"email": admin.email, "password": TEST_PASSWORD, "csrf_token": token})
+    assert response.status_code == 302, response.data[-400:]
+    browser.environ_base["HTTP_X_CSRFTOKEN"] = csrf_token_from(browser.get("/").data)
+    browser.admin = admin
+    return browser
 
 
 @pytest.fixture

@@ -126,16 +126,13 @@ def test_pages_name_their_time_zone_and_mark_partial_periods(make_app, servers, 
     import re
 
     from console.cli import prepare_database
-    from tests.conftest import TEST_PASSWORD, clean_state, csrf_token_from
+    from tests.conftest import clean_state, signed_in_client
 
     clean_state(servers)
     application = make_app(ANALYTICS_TIMEZONE="Europe/Berlin")
     with application.app_context():
         prepare_database()
-        admin = create_admin("analyst")
-        browser = application.test_client()
-        token = csrf_token_from(browser.get("/login").data)
-        browser.post("/login", data={"email": admin.email, "password": TEST_PASSWORD, "csrf_token": token})
+        browser = signed_in_client(application, create_admin("analyst"))
         track(browser, [ev("b1", "2026-03-04T23:30:00Z", feature="chat"),  # 00:30 on 5 March in Berlin
                         ev("b2", "2026-03-10T10:00:00Z")])
         for path in ("/engagement", "/engagement/retention", "/engagement/lifecycle", "/engagement/members",

@@ -29,7 +29,7 @@ def test_admin_sees_the_two_lines_with_key_and_console_origin(make_app, app, log
 
 
 def test_page_lists_the_allowed_origins_and_the_chosen_tracking_key(make_app, servers, create_admin):
-    from tests.conftest import TEST_PASSWORD, clean_state, csrf_token_from
+    from tests.conftest import clean_state, signed_in_client
 
     clean_state(servers)
     configured = make_app(INGEST_KEYS="server-key-0123456789abcdef,browser-key-0123456789abcdef",
@@ -40,10 +40,7 @@ def test_page_lists_the_allowed_origins_and_the_chosen_tracking_key(make_app, se
         from console.cli import prepare_database
 
         prepare_database()
-        admin = create_admin("super_admin")
-        browser = configured.test_client()
-        token = csrf_token_from(browser.get("/login").data)
-        browser.post("/login", data={"email": admin.email, "password": TEST_PASSWORD, "csrf_token": token})
+        browser = signed_in_client(configured, create_admin("super_admin"))
         body = browser.get(PAGE).get_data(as_text=True)
     first, _ = _lines(body)
     assert first == ('<script src="https://console.example.org/static/track.js" '

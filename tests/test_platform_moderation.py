@@ -172,3 +172,18 @@ def test_the_queue_page_decides_from_the_browser(login, platform):
     assert b"Garden photos" not in browser.get("/moderation/submissions").data
     csv = browser.get("/moderation/submissions.csv?status=approved")
     assert csv.mimetype == "text/csv" and b"Garden photos" in csv.data
+
+
+QUEUE = "/moderation/submissions"
+
+
+@pytest.mark.parametrize("back, lands_on", [(f"{QUEUE}?type=photo", f"{QUEUE}?type=photo"),
+                                            ("https://evil.example/", QUEUE), ("//evil.example/", QUEUE),
+                                            ("/\\evil.example", QUEUE)])
+def test_after_a_decision_the_page_returns_only_to_this_site(login, platform, back, lands_on):
+    browser = login("moderator")
+    token = csrf_token_from(browser.get("/moderation/submissions").data)
+    response = browser.post("/moderation/submissions/decide",
+                            data={"csrf_token": token, "ids": platform["subs"][0], "version": "0",
+                                  "decision": "approve", "reason": "ok", "back": back})
+    assert response.status_code == 302 and response.headers["Location"] == lands_on

@@ -1,7 +1,6 @@
 """Console login and logout, and the two-factor pages (the second step, enrolment, the account page, a reset
 by a super admin that returns to the roles feature's `roles.admin_detail` page); their logic is in twofactor.py."""
 
-from urllib.parse import unquote, urlsplit
 
 from flask import flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -19,28 +18,12 @@ from console.security import (
     permission_required,
     public,
 )
+from console.web import same_origin_path
 
 
 def _safe_next(target: str | None) -> str:
     """Only a same-origin path: never an open redirect."""
     return target if target and same_origin_path(target) else url_for("core.dashboard")
-
-
-def same_origin_path(target: str) -> bool:
-    """A path on this site however a browser reads it: backslashes count as slashes, tabs and newlines are
-    dropped, percent-escapes are decoded; anything that could name another host (`//`, `/\\`, a scheme) fails."""
-    if len(target) > 2048 or any(ord(ch) < 0x21 or ord(ch) == 0x7F or ch == "\\" for ch in target):
-        return False
-    decoded = target
-    for _ in range(3):
-        decoded = unquote(decoded)
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in decoded):
-        return False
-    decoded = decoded.replace("\\", "/")
-    if not decoded.startswith("/") or decoded.startswith("//"):
-        return False
-    parts = urlsplit(decoded)
-    return not parts.scheme and not parts.netloc
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -15,7 +15,7 @@ from console.db import get_db
 from console.errors import ApiError
 from console.security import permission_required
 from console.timeutil import day_start
-from console.web import csv_response, query_args
+from console.web import csv_response, query_args, same_origin_path
 
 PERMISSION = {"submissions": "submissions.review", "volunteers": "volunteers.manage"}
 
@@ -90,7 +90,8 @@ def volunteers_csv():
 
 
 def _back(kind: str):
-    return redirect(request.form.get("back") or url_for(f"moderation.{kind}_page"))
+    back = request.form.get("back") or ""
+    return redirect(back if same_origin_path(back) else url_for(f"moderation.{kind}_page"))  # never off-site
 
 
 def _decide_form(kind: str):
