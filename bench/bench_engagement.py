@@ -6,7 +6,8 @@ Starts its own SecantusDB and Redis. HTTP figures go through a threaded werkzeug
 `make run` serves); endpoint timings use the in-process client. Nothing is cached between calls: the dashboards
 read the day aggregates (and the churn report's cache is emptied before each call).
 Environment: BENCH_ENGAGEMENT_MEMBERS ("2000,20000"), BENCH_ENGAGEMENT_DAYS (90), BENCH_ENGAGEMENT_REPEATS (5),
-BENCH_ENGAGEMENT_RAW_REPEATS (1). `python -m bench engagement` runs only this module.
+BENCH_ENGAGEMENT_RAW_REPEATS (1), BENCH_ENGAGEMENT_PARTS ("ingestion,scaling,live": which parts run).
+`python -m bench engagement` runs only this module.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ EVENTS_PER_DAY = 5  # per active member-day
 ACTIVE_SHARE = 200_000 / (2000 * 90 * EVENTS_PER_DAY)  # the same activity per member at every size
 FEATURES = ["blog_read", "event_rsvp", "volunteer_signup", "comment", "search", "profile_update"]
 ROUNDS = 9  # ingestion rounds; the median is reported
+PARTS = set(os.environ.get("BENCH_ENGAGEMENT_PARTS", "ingestion,scaling,live").split(","))
 
 
 def _config(mongo_uri: str, redis_url: str) -> dict:
@@ -381,11 +383,15 @@ def main() -> list[Row]:
         app = create_app(_config(env.mongo_uri, env.redis_url))
         with app.app_context():
             prepare_database()
-        with app.app_context():
-            rows = ingestion_rows(app)
-        print("   ingestion done", flush=True)
-        with app.app_context():
-            rows += scaling_rows(app)
-        print("   scaling done", flush=True)
-        rows += live_rows(app)
+        rows = []
+        if "ingestion" in PARTS:
+            with app.app_context():
+                rows += ingestion_rows(app)
+            print("   ingestion done", flush=True)
+        if "scaling" in PARTS:
+            with app.app_context():
+                rows += scaling_rows(app)
+            print("   scaling done", flush=True)
+        if "live" in PARTS:
+            rows += live_rows(app)
         return rows
