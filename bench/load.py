@@ -1,6 +1,7 @@
 """`make load`: 32 concurrent clients drive ingestion for 60 s while admins load dashboards.
 
-Starts its own SecantusDB and Redis (devtools.services) and the app under gunicorn, all on loopback.
+Starts its own SecantusDB and Redis (devtools.services), the app under gunicorn and one worker (it folds what is
+ingested: ENGAGEMENT_FOLD=worker), all on loopback; the checks run once the worker has folded everything.
 Pass means: no 5xx, no timeouts beyond the client's limit, the stored event count equals the accepted count
 the responses reported (nothing lost, nothing doubled), and the rollups, day aggregates and members written under
 all that concurrency agree with the stored events (events per member-day, first and last seen per member; per day
@@ -119,7 +120,7 @@ def run(clients: int, seconds: float, timeout: float) -> int:
            "TOKEN_RATE_LIMIT": "1000 per minute", "LOG_LEVEL": "WARNING"}
     bin_dir = Path(sys.executable).parent
     flask = [sys.executable, "-m", "flask", "--app", "wsgi"]
-    web = None
+    web = worker = None
     try:
         subprocess.run([*flask, "init-db"], env=env, cwd=ROOT, check=True, capture_output=True)
         subprocess.run([*flask, "create-admin", "load@example.com", "--role", "analyst", "--password", PASSWORD],
@@ -127,6 +128,7 @@ def run(clients: int, seconds: float, timeout: float) -> int:
         web = subprocess.Popen([str(bin_dir / "gunicorn"), "-w", "2", "-k", "gthread", "--threads", "16",
                                 "-b", f"127.0.0.1:{web_port}", "--log-level", "warning", "wsgi:app"],
                                env=env, cwd=ROOT)
+        worker = subprocess.Popen([sys.executable, "worker.py"], env=env, cwd=ROOT)  # folds what is ingested
         services.wait_for_port(web_port, timeout=60, proc=web)
         conn = http.client.HTTPConnection("127.0.0.1", web_port, timeout=10)
         conn.request("POST", "/api/auth/token", json.dumps({"email": "load@example.com", "password": PASSWORD}),
@@ -147,6 +149,7 @@ def run(clients: int, seconds: float, timeout: float) -> int:
         import pymongo
 
         database = pymongo.MongoClient(env["MONGODB_URI"]).get_default_database()
+        waited = _wait_for_folding(database)
         stored = database.user_activities.count_documents({})
         wrong_days, wrong_members = _disagreements(database)
         wrong_aggregates = _aggregate_disagreements(database)
@@ -154,6 +157,9 @@ def run(clients: int, seconds: float, timeout: float) -> int:
         recorded = [f"{row.get('message')} at {row.get('endpoint')} ({' < '.join((row.get('frames') or [])[-3:])})"
                     for row in database.error_events.find().limit(5)]
     finally:
+        if worker:
+            worker.terminate()
+            worker.wait(20)
         if web:
             web.terminate()
             try:
@@ -175,6 +181,7 @@ def run(clients: int, seconds: float, timeout: float) -> int:
           f"p95 {_percentile(dashboards, 95):.0f} ms, mean {mean:.0f} ms")
     print(f"accepted {stats.accepted}, duplicates {stats.duplicates}, rejected items {stats.rejected}, "
           f"stored {stored}; 5xx {server_errors}; timeouts {stats.timeouts}; transport errors {len(stats.errors)}")
+    print(f"the worker's fold caught up {waited:.1f} s after the last request")
     print(f"rollups disagreeing with the stored events: {wrong_days} member-days, {wrong_members} members")
     print(f"day aggregates disagreeing with the stored events and rollups: {wrong_aggregates or 'none'}")
     ok = (server_errors == 0 and stats.timeouts == 0 and stored == stats.accepted and not stats.errors
@@ -183,6 +190,14 @@ def run(clients: int, seconds: float, timeout: float) -> int:
         print(f"errors the app recorded: {recorded}")
     print("PASS" if ok else f"FAIL {stats.errors[:5]}")
     return 0 if ok else 1
+
+
+def _wait_for_folding(database, limit: float = 300) -> float:
+    """Seconds until the worker has folded everything the requests stored (ENGAGEMENT_FOLD=worker)."""
+    started = time.monotonic()
+    while database.activity_pending.count_documents({}) and time.monotonic() - started < limit:
+        time.sleep(0.2)
+    return time.monotonic() - started
 
 
 def _disagreements(database) -> tuple[int, int]:

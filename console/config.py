@@ -88,6 +88,10 @@ DEFAULTS = {
     "TELEMETRY_RESERVOIR": 1000,
     "CHURN_AFTER_DAYS": 30,
     "ANALYTICS_TIMEZONE": "UTC",  # IANA name: the day, week and month boundaries of every analytics answer
+    # who folds stored events into rollups and day aggregates: "worker" (track-activity stores and answers; the
+    # worker folds every ENGAGEMENT_FOLD_INTERVAL seconds) or "request" (each request folds its own batch)
+    "ENGAGEMENT_FOLD": "worker",
+    "ENGAGEMENT_FOLD_INTERVAL": 1.0,
     "REACTIVATION_WINDOW_DAYS": 14,
     "CAMPAIGN_FREQUENCY_CAP_DAYS": 7,
     "MAIL_MAX_ATTEMPTS": 5,
@@ -129,7 +133,8 @@ _INTS = {"MAIL_PORT", "MAX_CONTENT_LENGTH", "INGEST_MAX_CONTENT_LENGTH", "API_TO
          "MAIL_CHUNK_SIZE", "MAIL_SLICE_SIZE", "CORS_MAX_AGE", "ALERT_INTERVAL", "BACKUP_MAX_AGE_HOURS",
          "RAW_EVENT_TTL_DAYS", "TRACKING_TOKEN_MAX_AGE_DAYS", "TRACKING_DEDUP_SECONDS", "BOUNCE_IMAP_PORT",
          "BOUNCE_IMAP_INTERVAL", "PREFERENCES_LINK_DAYS", "TWOFA_PENDING_SECONDS"}
-_FLOATS = {"TELEMETRY_SAMPLE_RATE", "TELEMETRY_FLUSH_SECONDS", "METRICS_CACHE_SECONDS", "DNS_TIMEOUT"}
+_FLOATS = {"ENGAGEMENT_FOLD_INTERVAL", "TELEMETRY_SAMPLE_RATE", "TELEMETRY_FLUSH_SECONDS", "METRICS_CACHE_SECONDS",
+           "DNS_TIMEOUT"}
 
 
 class ConfigError(RuntimeError):
@@ -193,6 +198,8 @@ def load_config(app, test_config: dict | None = None) -> None:
     except (ZoneInfoNotFoundError, ValueError) as error:
         raise ConfigError(f"ANALYTICS_TIMEZONE {app.config['ANALYTICS_TIMEZONE']!r} is not an IANA time zone") \
             from error
+    if app.config["ENGAGEMENT_FOLD"] not in ("worker", "request"):
+        raise ConfigError(f"ENGAGEMENT_FOLD must be 'worker' or 'request', not {app.config['ENGAGEMENT_FOLD']!r}")
     parse_intervals(app.config["MAIL_RETRY_INTERVALS"])  # a malformed value stops the start, not the first retry
 
 

@@ -1,6 +1,7 @@
 """Maintenance tasks and caches that features register; the hardening feature's optimize job runs them.
 
-A feature calls `add_task` / `add_cache` in its `init_app`, as it registers nav entries and widgets.
+A feature calls `add_task` / `add_cache` / `add_health_probe` in its `init_app`, as it registers nav entries and
+widgets.
 """
 
 from __future__ import annotations
@@ -26,6 +27,15 @@ class Cache:
 
     name: str
     clear: Callable[[], int]
+
+
+def add_health_probe(app, name: str, probe: Callable[[], dict]) -> None:
+    """A check of the comprehensive health answer: `probe()` → {"status": "UP" | "DEGRADED" | "DOWN", ...}."""
+    app.extensions.setdefault("health_probes", {})[name] = probe
+
+
+def health_probes() -> dict[str, Callable[[], dict]]:
+    return dict(current_app.extensions.get("health_probes", {}))
 
 
 def add_task(app, task: Task) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 
 import redis
@@ -37,21 +36,24 @@ def claim_period(key: str, seconds: int) -> bool:
     return bool(get_redis().set(key, 1, nx=True, ex=max(1, int(seconds))))
 
 
-def run_every(app, seconds: int, name: str, call: Callable[[], object]) -> None:
-    """Worker startup: call `call` in an app context every `seconds` on a daemon thread (0 or less: never)."""
+def run_every(app, seconds: float, name: str, call: Callable[[], object]) -> threading.Event:
+    """Worker startup: call `call` in an app context every `seconds` on a daemon thread (0 or less: never).
+    Setting the returned event stops it."""
+    stop = threading.Event()
     if seconds <= 0:
-        return
+        return stop
 
     def tick():
-        while True:
+        while not stop.is_set():
             try:
                 with app.app_context():
                     call()
-            except Exception:  # keep the schedule alive through a Redis outage
-                log.warning("%s: could not enqueue", name, exc_info=True)
-            time.sleep(seconds)
+            except Exception:  # keep the schedule alive through a Redis or MongoDB outage
+                log.warning("%s: failed; trying again in %s s", name, seconds, exc_info=True)
+            stop.wait(seconds)
 
     threading.Thread(target=tick, name=name, daemon=True).start()
+    return stop
 
 
 class ConsoleWorker(SimpleWorker):

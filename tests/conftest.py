@@ -112,6 +112,7 @@ def base_config(servers: Servers, **overrides) -> dict:
         "PUBLIC_BASE_URL": "http://localhost",
         "MAIL_RETRY_INTERVALS": "1,1,1,1",
         "SERVER_NAME": None,
+        "ENGAGEMENT_FOLD": "request",  # tests read what they posted at once; tests of the worker's fold say "worker"
     }
     config.update(overrides)
     return config

@@ -4,7 +4,7 @@ import pytest
 
 from tests.hardening_helpers import API, live_worker
 
-DEPENDENCIES = {"mongodb", "redis", "workers", "queues", "smtp", "disk"}
+DEPENDENCIES = {"mongodb", "redis", "workers", "queues", "smtp", "disk", "activity_folding"}
 
 
 def test_all_dependencies_up_without_secrets(app, api):

@@ -1,12 +1,13 @@
 """Engagement & retention: activity tracking, metrics, cohorts, lifecycle, churn risk and campaigns.
 
 Enters at api.py (/api/phase14/engagement…: track-activity with the ingest key, the reports, campaigns) and
-pages.py (the Engagement pages and fragments). Events → `ingest` (dedupe, members) → `rollups` (one document per
-member per local day) → `aggregates` (per day: exact member sets as Roaring bitmaps and counters) → `metrics`,
-`retention`, `lifecycle` read O(days shown); `churn`, `campaigns`, `privacy` hold their own rules. Day, week and
-month boundaries follow ANALYTICS_TIMEZONE (`periods`); `flask rebuild-analytics` rebuilds it all. Stored in
-`user_activities`, `activity_rollups`, `activity_days`, `engagement_metrics`, `member_ordinals`, `campaigns`,
-`churn_scores`, `churn_runs` (models.py) and the platform's `users` (console.members).
+pages.py (the Engagement pages and fragments). Events → `ingest` (dedupe, members; with ENGAGEMENT_FOLD=worker the
+worker's `fold` does the rest) → `rollups` (one document per member per local day) → `aggregates` (per day: exact
+member sets as Roaring bitmaps and counters) → `metrics`, `retention`, `lifecycle` read O(days shown); `churn`,
+`campaigns`, `privacy` hold their own rules. Day, week and month boundaries follow ANALYTICS_TIMEZONE (`periods`);
+`flask rebuild-analytics` rebuilds it all. Stored in
+`user_activities`, `activity_pending`, `activity_rollups`, `activity_days`, `engagement_metrics`, `member_ordinals`,
+`campaigns`, `churn_scores`, `churn_runs` (models.py) and the platform's `users` (console.members).
 
 Uses communication only through `sending.create_batch`, `sending.batch_status`, `sending.deliverability`
 (campaigns), `email_templates.find_template`, `email_templates.sendable_templates` (the campaign's template) and
@@ -19,7 +20,7 @@ their rollups); `lifecycle.member_lifecycle`, `metrics.metrics`, `retention.rete
 from flask import Blueprint
 
 from console.cli import add_demo_seeder, add_migration
-from console.maintenance import add_cache, add_task
+from console.maintenance import add_cache, add_health_probe, add_task
 from console.ui import MemberPanel, NavItem, Widget, add_member_panel, add_nav, add_widget
 
 bp = Blueprint("engagement", __name__)
@@ -28,6 +29,7 @@ bp = Blueprint("engagement", __name__)
 def init_app(app) -> None:
     from console.blueprints.engagement import api, drilldown_pages, pages  # noqa: F401  (routes)
     from console.blueprints.engagement.demo import seed_activity, seed_churn_scores
+    from console.blueprints.engagement.fold import check_backlog, start_folding
     from console.blueprints.engagement.ingest import migrate_day_aggregates, migrate_rollup_ids
     from console.blueprints.engagement.jobs import start_daily_scoring
     from console.blueprints.engagement.maintenance import CACHES, TASKS, rebuild_command
@@ -45,6 +47,8 @@ def init_app(app) -> None:
     add_demo_seeder(app, "activity", seed_activity, order=10)
     add_demo_seeder(app, "churn scores", seed_churn_scores, order=11)
     app.extensions.setdefault("worker_startup", []).append(start_daily_scoring)
+    app.extensions.setdefault("worker_startup", []).append(start_folding)
+    add_health_probe(app, "activity_folding", check_backlog)
     add_migration(app, "rollup ids", migrate_rollup_ids)
     add_migration(app, "members.erase for admins", grant_erase_to_admins)
     add_migration(app, "day aggregates", migrate_day_aggregates)

@@ -13,6 +13,7 @@ from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError
 
 from console import audit
+from console.blueprints.engagement import fold
 from console.blueprints.engagement.models import ActivityRollup, UserActivity
 from console.blueprints.engagement.rollups import (  # noqa: F401  (the rollup helpers' old home)
     RETRY_WINDOW,
@@ -147,6 +148,7 @@ def ingest(items: list[Any], *, now: datetime | None = None, may_change_email: b
 
     A retried batch whose first attempt stored its events but failed before rolling them up (the database
     went away between the two) has its duplicates rolled up now: rollup writes name the batches they applied.
+    With ENGAGEMENT_FOLD=worker the rolling up is the worker's (fold.py): the request stores and answers.
     """
     now = now or utcnow()
     docs, traits, rejected = prepare(items, now)
@@ -154,9 +156,15 @@ def ingest(items: list[Any], *, now: datetime | None = None, may_change_email: b
     stored = inserted
     if len(inserted) < len(docs):
         stored = inserted + earlier_attempts(docs, inserted, now)
-    if stored:
-        apply_rollups(stored, now=now)
-    touch_members(stored, traits, now, may_change_email=may_change_email)
+    if fold.deferred():  # the worker folds it (fold.py); an identify call still lands at once
+        identified = [doc for doc in stored if doc["user_id"] in traits]
+        touch_members(identified, traits, now, may_change_email=may_change_email)
+        if stored:
+            fold.defer(stored, now)
+    else:
+        if stored:
+            apply_rollups(stored, now=now)
+        touch_members(stored, traits, now, may_change_email=may_change_email)
     prom.count_ingest(len(inserted), len(docs) - len(inserted), len(rejected))
     return {
         "accepted": len(inserted),
@@ -170,7 +178,7 @@ def earlier_attempts(docs: list[dict], inserted: list[dict], now: datetime) -> l
     """The stored events behind this batch's duplicates, from other batches recent enough to be retries;
     apply_rollups skips those whose batch its member-day already names."""
     duplicates = {doc["event_id"] for doc in docs} - {doc["event_id"] for doc in inserted}
-    fields = {"_id": 0, "batch": 1, "user_id": 1, "event": 1, "feature": 1, "session_id": 1, "timestamp": 1}
+    fields = {"batch": 1, "user_id": 1, "event": 1, "feature": 1, "session_id": 1, "timestamp": 1}
     found = find_in(UserActivity._get_collection(), "event_id", sorted(duplicates), fields,
                     {"received_at": {"$gte": now - RETRY_WINDOW}, "batch": {"$exists": True}})
     return [{**doc, "timestamp": as_utc(doc["timestamp"])} for doc in found]

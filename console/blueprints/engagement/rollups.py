@@ -20,7 +20,7 @@ from functools import lru_cache
 from pymongo import InsertOne, ReplaceOne, UpdateOne
 from pymongo.errors import BulkWriteError, OperationFailure
 
-from console.blueprints.engagement import aggregates
+from console.blueprints.engagement import aggregates, fold
 from console.blueprints.engagement.models import ActivityRollup, UserActivity
 from console.blueprints.engagement.periods import as_day, day_length, local_midnight, period_fields, zone
 from console.db import find_in
@@ -452,8 +452,11 @@ def rebuild_rollups(start: datetime | None = None, end: datetime | None = None, 
     targets = user_ids or sorted(events.distinct("user_id"))
     fields = {"user_id": 1, "event": 1, "feature": 1, "session_id": 1, "timestamp": 1, "batch": 1, "received_at": 1}
     everything = not (user_ids or first or last)
-    if everything:
+    if everything:  # waiting batches' events are all stored, so replayed below; folding them after would add twice
+        fold.forget_before(utcnow())
         rollups.delete_many({})
+    else:  # a partial replay leaves the other days as they are: fold what waits into them first
+        fold.drain()
     total = 0
     for offset in range(0, len(targets), chunk):
         members = {"$in": targets[offset: offset + chunk]}

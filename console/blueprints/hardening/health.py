@@ -13,6 +13,7 @@ from flask import current_app
 from rq import Worker
 from rq.job import Job
 
+from console.maintenance import health_probes
 from console.queues import QUEUE_NAMES
 from console.timeutil import as_utc, utcnow
 
@@ -106,6 +107,11 @@ def check_disk(path: str) -> dict:
     return {"status": status, "free_gb": round(usage.free / 1024 ** 3, 2), "free_percent": round(free_ratio * 100, 1)}
 
 
+def _in_app(app, probe):
+    with app.app_context():
+        return probe()
+
+
 def health_comprehensive() -> dict:
     """Probe every dependency at once (so a dead one costs its timeout once, not per check)."""
     from console.db import get_db
@@ -120,6 +126,7 @@ def health_comprehensive() -> dict:
         "queues": lambda: check_queues(app.extensions["queues"], conn),
         "smtp": lambda: check_smtp(config["MAIL_SERVER"], int(config["MAIL_PORT"]), bool(config.get("MAIL_USE_SSL"))),
         "disk": lambda: check_disk(app.instance_path if os.path.isdir(app.instance_path) else app.root_path),
+        **{name: (lambda probe=probe: _in_app(app, probe)) for name, probe in health_probes().items()},
     }
     with ThreadPoolExecutor(max_workers=len(probes), thread_name_prefix="health") as pool:
         futures = {name: pool.submit(_timed, probe) for name, probe in probes.items()}

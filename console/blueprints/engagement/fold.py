@@ -1,0 +1,149 @@
+"""Folding stored events into rollups, day aggregates and members, off the request (ENGAGEMENT_FOLD=worker).
+
+track-activity stores a batch's events and one small `activity_pending` entry naming them (their `_id`s, packed),
+and answers 202. The worker folds waiting entries every ENGAGEMENT_FOLD_INTERVAL seconds, many batches at once:
+the events are read back by `_id` and go through the same `apply_rollups` and `touch_members` as a request that
+folds its own batch (ENGAGEMENT_FOLD=request). A batch costs the request what storing its events costs, however
+many member-days it spans, and busy members' days are written once per fold instead of once per batch.
+
+Exactly once: an entry is claimed with a lease (one worker folds it; a worker that dies lets it go when the
+lease ends) and deleted after its fold. A fold that is repeated (the worker died between the writes and the
+delete) adds nothing twice: rollup writes name the batches they applied (see rollups.apply_rollups).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from bson import Binary, ObjectId
+from flask import current_app
+
+from console.db import find_in, get_db
+from console.timeutil import as_utc, utcnow
+
+log = logging.getLogger(__name__)
+PENDING = "activity_pending"
+LEASE = timedelta(minutes=2)
+MAX_EVENTS = 20_000  # per fold: the entries claimed together
+FIELDS = {"batch": 1, "user_id": 1, "event": 1, "feature": 1, "session_id": 1, "timestamp": 1}
+
+
+def _pending():
+    return get_db()[PENDING]
+
+
+def deferred() -> bool:
+    return deferred_in(current_app)
+
+
+def defer(stored: list[dict], now: datetime) -> None:
+    """Record that these stored events (each with its `_id`) wait to be folded: one small insert."""
+    ids = b"".join(doc["_id"].binary for doc in stored)
+    _pending().insert_one({"ids": Binary(ids), "n": len(stored), "created_at": now, "lease_until": None})
+
+
+def fold_pending(max_events: int = MAX_EVENTS, now: datetime | None = None) -> dict:
+    """Claim waiting entries (up to about `max_events` events), fold them, delete them. Returns what it did."""
+    now = now or utcnow()
+    entries = _claim(max_events, now)
+    if not entries:
+        return {"batches": 0, "events": 0}
+    events = _fold(entries, now)
+    _pending().delete_many({"_id": {"$in": [entry["_id"] for entry in entries]}, "token": entries[0]["token"]})
+    return {"batches": len(entries), "events": events}
+
+
+def _fold(entries: list[dict], now: datetime) -> int:
+    """Read the entries' events back and fold them; returns how many there were (erased ones are gone)."""
+    from console.blueprints.engagement.ingest import touch_members
+    from console.blueprints.engagement.models import UserActivity
+    from console.blueprints.engagement.rollups import apply_rollups
+
+    ids = [ObjectId(raw[start:start + 12]) for raw in (bytes(entry["ids"]) for entry in entries)
+           for start in range(0, len(raw), 12)]
+    docs = list(find_in(UserActivity._get_collection(), "_id", ids, FIELDS))
+    for doc in docs:
+        doc["timestamp"] = as_utc(doc["timestamp"])
+    if docs:
+        apply_rollups(docs, now=now)
+        touch_members(docs, {}, now)
+    return len(docs)
+
+
+def _claim(max_events: int, now: datetime) -> list[dict]:
+    """Entries this call holds: the oldest unclaimed ones (or ones whose lease ran out), one conditional write
+    each, so two workers never fold the same entry at once."""
+    token, held, events = uuid.uuid4().hex, [], 0
+    claimable = {"$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}]}
+    for row in _pending().find(claimable, {"_id": 1, "n": 1}).sort("_id", 1).limit(500):
+        if held and events + row.get("n", 0) > max_events:
+            break
+        won = _pending().update_one({"_id": row["_id"], **claimable},
+                                    {"$set": {"lease_until": now + LEASE, "token": token}}).modified_count
+        if won:
+            held.append(row["_id"])
+            events += row.get("n", 0)
+    if not held:
+        return []
+    return list(_pending().find({"_id": {"$in": held}, "token": token}, {"ids": 1, "token": 1}))
+
+
+def drain(now: datetime | None = None) -> dict:
+    """Fold until nothing waits (tests, `make load`'s check, the worker's tick)."""
+    total = {"batches": 0, "events": 0}
+    while True:
+        done = fold_pending(now=now)
+        if not done["batches"]:
+            return total
+        total = {key: total[key] + done[key] for key in total}
+
+
+def backlog(now: datetime | None = None) -> dict:
+    """What waits to be folded: entries, events, and the age of the oldest (seconds; 0 when none)."""
+    now = now or utcnow()
+    rows = list(_pending().aggregate([{"$group": {"_id": None, "batches": {"$sum": 1}, "events": {"$sum": "$n"},
+                                                  "oldest": {"$min": "$created_at"}}}]))
+    if not rows:
+        return {"batches": 0, "events": 0, "oldest_seconds": 0.0}
+    row = rows[0]
+    return {"batches": row["batches"], "events": row["events"],
+            "oldest_seconds": max(0.0, (now - as_utc(row["oldest"])).total_seconds())}
+
+
+STALE_BACKLOG_SECONDS = 120
+
+
+def check_backlog() -> dict:
+    """The health answer's view of folding: DEGRADED while batches wait longer than two minutes (no worker
+    folds, or it cannot keep up); the dashboards then trail the stored events."""
+    waiting = backlog()
+    late = deferred() and waiting["oldest_seconds"] > STALE_BACKLOG_SECONDS
+    summary = (f"{waiting['events']:,} events in {waiting['batches']:,} batches waiting, oldest "
+               f"{waiting['oldest_seconds']:,.1f} s" if waiting["batches"] else "nothing waiting")
+    if not deferred():
+        summary += " · each request folds its own batch"
+    return {"status": "DEGRADED" if late else "UP", "label": "Activity folding", "summary": summary,
+            "mode": current_app.config["ENGAGEMENT_FOLD"],
+            "waiting_batches": waiting["batches"], "waiting_events": waiting["events"],
+            "oldest_waiting_s": round(waiting["oldest_seconds"], 1),
+            "detail": "activity waits to be counted: is a worker running?" if late else None}
+
+
+def forget_before(moment: datetime) -> int:
+    """Drop entries created before `moment` (a full rebuild replays their events from the stored events)."""
+    return _pending().delete_many({"created_at": {"$lt": moment}}).deleted_count
+
+
+def start_folding(app):
+    """Worker startup hook: fold waiting batches every ENGAGEMENT_FOLD_INTERVAL seconds (the returned event, set,
+    stops it)."""
+    from console.queues import run_every
+
+    seconds = float(app.config.get("ENGAGEMENT_FOLD_INTERVAL") or 0) if deferred_in(app) else 0
+    return run_every(app, seconds, "engagement-fold", drain)
+
+
+def deferred_in(app) -> bool:
+    return app.config.get("ENGAGEMENT_FOLD") == "worker"
