@@ -44,10 +44,15 @@ def defer(stored: list[dict], now: datetime) -> None:
     _pending().insert_one({"ids": Binary(ids), "n": len(stored), "created_at": now, "lease_until": None})
 
 
-def fold_pending(max_events: int = MAX_EVENTS, now: datetime | None = None) -> dict:
-    """Claim waiting entries (up to about `max_events` events), fold them, delete them. Returns what it did."""
+def fold_pending(max_events: int = MAX_EVENTS, now: datetime | None = None, before: datetime | None = None) -> dict:
+    """Claim waiting entries (up to about `max_events` events), fold them, delete them. Returns what it did.
+
+    Nothing is folded while a rebuild runs (see pause), except by the rebuild itself: it folds the entries
+    created `before` it started."""
     now = now or utcnow()
-    entries = _claim(max_events, now)
+    if before is None and paused(now):
+        return {"batches": 0, "events": 0}
+    entries = _claim(max_events, now, before)
     if not entries:
         return {"batches": 0, "events": 0}
     events = _fold(entries, now)
@@ -72,12 +77,13 @@ def _fold(entries: list[dict], now: datetime) -> int:
     return len(docs)
 
 
-def _claim(max_events: int, now: datetime) -> list[dict]:
+def _claim(max_events: int, now: datetime, before: datetime | None = None) -> list[dict]:
     """Entries this call holds: the oldest unclaimed ones (or ones whose lease ran out), one conditional write
     each, so two workers never fold the same entry at once."""
     token, held, events = uuid.uuid4().hex, [], 0
     claimable = {"$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}]}
-    for row in _pending().find(claimable, {"_id": 1, "n": 1}).sort("_id", 1).limit(500):
+    created = {"created_at": {"$lt": before}} if before else {}
+    for row in _pending().find({**claimable, **created}, {"_id": 1, "n": 1}).sort("_id", 1).limit(500):
         if held and events + row.get("n", 0) > max_events:
             break
         won = _pending().update_one({"_id": row["_id"], **claimable},
@@ -90,11 +96,11 @@ def _claim(max_events: int, now: datetime) -> list[dict]:
     return list(_pending().find({"_id": {"$in": held}, "token": token}, {"ids": 1, "token": 1}))
 
 
-def drain(now: datetime | None = None) -> dict:
-    """Fold until nothing waits (tests, `make load`'s check, the worker's tick)."""
+def drain(now: datetime | None = None, before: datetime | None = None) -> dict:
+    """Fold until nothing waits (the worker's tick, a rebuild, tests)."""
     total = {"batches": 0, "events": 0}
     while True:
-        done = fold_pending(now=now)
+        done = fold_pending(now=now, before=before)
         if not done["batches"]:
             return total
         total = {key: total[key] + done[key] for key in total}
@@ -134,6 +140,31 @@ def check_backlog() -> dict:
 def forget_before(moment: datetime) -> int:
     """Drop entries created before `moment` (a full rebuild replays their events from the stored events)."""
     return _pending().delete_many({"created_at": {"$lt": moment}}).deleted_count
+
+
+# --- while a rebuild runs -----------------------------------------------------------------------------------------
+# A rebuild replays the events received before it started (T0) into fresh rollups. Meanwhile nobody folds (the
+# rollups are being rewritten) and requests of ENGAGEMENT_FOLD=request defer their batches too; the entries created
+# since T0 hold exactly the events received since T0 (an entry and its events share the request's clock), so
+# folding them after the rebuild counts each event once. A rebuild that dies lets folding resume when its pause
+# runs out.
+
+PAUSE = "analytics_rebuild"
+PAUSE_FOR = timedelta(minutes=10)
+
+
+def pause(now: datetime | None = None) -> None:
+    """Hold folding for PAUSE_FOR from now (a running rebuild renews it as it goes)."""
+    get_db()["counters"].update_one({"_id": PAUSE}, {"$set": {"until": (now or utcnow()) + PAUSE_FOR}}, upsert=True)
+
+
+def resume() -> None:
+    get_db()["counters"].delete_one({"_id": PAUSE})
+
+
+def paused(now: datetime | None = None) -> bool:
+    row = get_db()["counters"].find_one({"_id": PAUSE}, {"until": 1})
+    return bool(row) and as_utc(row["until"]) > (now or utcnow())
 
 
 def start_folding(app):

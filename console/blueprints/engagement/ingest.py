@@ -156,7 +156,7 @@ def ingest(items: list[Any], *, now: datetime | None = None, may_change_email: b
     stored = inserted
     if len(inserted) < len(docs):
         stored = inserted + earlier_attempts(docs, inserted, now)
-    if fold.deferred():  # the worker folds it (fold.py); an identify call still lands at once
+    if fold.deferred() or fold.paused(now):  # the worker folds it (fold.py); an identify call still lands at once
         identified = [doc for doc in stored if doc["user_id"] in traits]
         touch_members(identified, traits, now, may_change_email=may_change_email)
         if stored:

@@ -444,7 +444,31 @@ def rebuild_rollups(start: datetime | None = None, end: datetime | None = None, 
     """Rebuild the rollups of days [start, end] (default: all) from raw events, a few members at a time, then the
     day aggregates of those days from the rollups. `progress(percent)` is told how far it got.
 
-    For repairs, a changed ANALYTICS_TIMEZONE and the optimize task. Returns the number of events replayed."""
+    Live ingestion goes on: the events received before the rebuild started are replayed, folding pauses
+    meanwhile, and what arrived since is folded after (see fold.pause). For repairs, a changed
+    ANALYTICS_TIMEZONE and the optimize task. Returns the number of events replayed."""
+    began = utcnow()
+    fold.pause(began)
+    try:
+        if not (user_ids or start or end):  # waiting batches' events are replayed: folding them too would add twice
+            fold.forget_before(began)
+        else:  # a partial replay leaves the other days as they are: what waits from before goes into them first
+            fold.drain(before=began)
+
+        def told(percent: float) -> None:
+            fold.pause()  # still running
+            if progress:
+                progress(percent)
+
+        total = _replay(start, end, user_ids, chunk, began, told)
+    finally:
+        fold.resume()
+    fold.drain()  # what arrived meanwhile (the worker would fold it too; with ENGAGEMENT_FOLD=request nobody else does)
+    return total
+
+
+def _replay(start, end, user_ids, chunk: int, began: datetime, progress) -> int:
+    """rebuild_rollups' replay of the events received before `began`."""
     events = UserActivity._get_collection()
     rollups = ActivityRollup._get_collection()
     first = day_start(start) if start else None
@@ -452,11 +476,9 @@ def rebuild_rollups(start: datetime | None = None, end: datetime | None = None, 
     targets = user_ids or sorted(events.distinct("user_id"))
     fields = {"user_id": 1, "event": 1, "feature": 1, "session_id": 1, "timestamp": 1, "batch": 1, "received_at": 1}
     everything = not (user_ids or first or last)
-    if everything:  # waiting batches' events are all stored, so replayed below; folding them after would add twice
-        fold.forget_before(utcnow())
+    if everything:
         rollups.delete_many({})
-    else:  # a partial replay leaves the other days as they are: fold what waits into them first
-        fold.drain()
+    received = {"received_at": {"$not": {"$gte": began}}}  # events stored without the field count as old
     total = 0
     for offset in range(0, len(targets), chunk):
         members = {"$in": targets[offset: offset + chunk]}
@@ -465,7 +487,8 @@ def rebuild_rollups(start: datetime | None = None, end: datetime | None = None, 
             stamps["$gte"], days["$gte"] = local_midnight(first), first
         if last:
             stamps["$lt"], days["$lte"] = local_midnight(last + DAY), last
-        docs = list(events.find({"user_id": members, **({"timestamp": stamps} if stamps else {})}, fields))
+        docs = list(events.find({"user_id": members, **received, **({"timestamp": stamps} if stamps else {})},
+                                fields))
         for doc in docs:
             doc["timestamp"] = as_utc(doc["timestamp"])
         previous = {}
@@ -478,8 +501,6 @@ def rebuild_rollups(start: datetime | None = None, end: datetime | None = None, 
         if docs:
             rollups.insert_many(rollup_documents(docs, previous), ordered=False)
         total += len(docs)
-        if progress:
-            progress(70 * min(offset + chunk, len(targets)) / max(len(targets), 1))
-    aggregates.rebuild(first, last, everything=everything,
-                       progress=(lambda pct: progress(70 + 0.3 * pct)) if progress else None)
+        progress(70 * min(offset + chunk, len(targets)) / max(len(targets), 1))
+    aggregates.rebuild(first, last, everything=everything, progress=lambda pct: progress(70 + 0.3 * pct))
     return total
