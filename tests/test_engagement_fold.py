@@ -238,3 +238,18 @@ def test_events_posted_during_a_rebuild_are_counted_once(make_app, app, mode):
         database = get_db()
         assert _rolled_per_member_day(database) == _stored_per_member_day(database)
         assert sum(row["events"] for row in database.activity_days.find()) == 150
+
+
+def test_the_overview_says_when_its_numbers_trail_what_was_received(app, login):
+    from console.blueprints.engagement import fold
+    from console.blueprints.engagement.ingest import TrackEvent, build_document, store_events
+
+    page = login("analyst")
+    track(app.test_client(), [ev("fay", isoformat(utcnow()))])
+    assert 'id="eng-waiting"' not in page.get("/engagement").get_data(as_text=True)  # just arrived: no notice
+    old = utcnow() - timedelta(seconds=40)
+    fold.defer(store_events([build_document(TrackEvent(user_id="gil", event="page_view"), old)]), old)
+    html = page.get("/engagement").get_data(as_text=True)
+    assert 'id="eng-waiting"' in html and "2 events received in the last 40 s are still being counted" in html
+    fold.drain()
+    assert 'id="eng-waiting"' not in page.get("/engagement").get_data(as_text=True)

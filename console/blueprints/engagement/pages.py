@@ -10,7 +10,7 @@ from flask import Response, abort, make_response, render_template, request, url_
 from flask_login import current_user
 from pydantic import Field, ValidationError, model_validator
 
-from console.blueprints.engagement import bp, charts, churn, jobs, lifecycle, metrics, retention
+from console.blueprints.engagement import bp, charts, churn, fold, jobs, lifecycle, metrics, retention
 from console.blueprints.engagement import campaigns as campaigns_service
 from console.blueprints.engagement import inactive as inactive_service
 from console.blueprints.engagement import members as members_service
@@ -69,7 +69,9 @@ def _day(value: date | datetime) -> date:
 def _overview_context() -> dict:
     query = query_args(OverviewQuery)
     data = metrics.metrics(query.start, query.end, query.interval)
-    return {"m": data, "interval": query.interval, "activity_chart": charts.activity_figure(data),
+    waiting = fold.backlog()  # say so when the numbers trail what was received (the worker is behind or away)
+    return {"m": data, "interval": query.interval, "waiting": waiting if waiting["oldest_seconds"] > 10 else None,
+            "activity_chart": charts.activity_figure(data),
             "sessions_chart": charts.sessions_figure(data), "feature_chart": charts.feature_figure(data),
             "stickiness_chart": charts.stickiness_figure(data), "adoption_chart": charts.adoption_figure(data)}
 
