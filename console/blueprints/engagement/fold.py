@@ -13,7 +13,6 @@ delete) adds nothing twice: rollup writes name the batches they applied (see rol
 
 from __future__ import annotations
 
-import logging
 import uuid
 from datetime import datetime, timedelta
 
@@ -23,7 +22,6 @@ from flask import current_app
 from console.db import find_in, get_db
 from console.timeutil import as_utc, utcnow
 
-log = logging.getLogger(__name__)
 PENDING = "activity_pending"
 LEASE = timedelta(minutes=2)
 MAX_EVENTS = 20_000  # per fold: the entries claimed together
