@@ -17,7 +17,9 @@ def test_system_page_end_to_end(live, page, sign_in, output_dir):
 
     page.goto(f"{live.live_url}/system")
     page.wait_for_selector("#health .sys-dep[data-dependency=smtp]")
-    assert page.locator("#health .sys-dep").count() == 6
+    assert page.locator("#health .sys-dep").count() == 7
+    folding = page.locator("#health .sys-dep[data-dependency=activity_folding]")
+    assert "Activity folding" in folding.inner_text() and "nothing waiting" in folding.inner_text()
     assert page.locator("#health .sys-dep[data-dependency=mongodb]").get_attribute("data-status") == "UP"
     page.wait_for_selector("#checklist .sys-item")
     page.wait_for_selector("#audit .sys-score")
