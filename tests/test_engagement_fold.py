@@ -3,6 +3,7 @@ aggregates and members, exactly once, however many workers fold at the same time
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from datetime import timedelta
@@ -250,6 +251,7 @@ def test_the_overview_says_when_its_numbers_trail_what_was_received(app, login):
     old = utcnow() - timedelta(seconds=40)
     fold.defer(store_events([build_document(TrackEvent(user_id="gil", event="page_view"), old)]), old)
     html = page.get("/engagement").get_data(as_text=True)
-    assert 'id="eng-waiting"' in html and "2 events received in the last 40 s are still being counted" in html
+    assert 'id="eng-waiting"' in html
+    assert re.search(r"2 events received in the last (4\d) s are still being counted", html)  # 40 s and the test's own
     fold.drain()
     assert 'id="eng-waiting"' not in page.get("/engagement").get_data(as_text=True)
