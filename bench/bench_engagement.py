@@ -173,37 +173,36 @@ def _events(rng: random.Random, user_id: str, day: datetime, count: int) -> list
     return out
 
 
-def load_dataset(members: int, store_events: bool) -> int:
-    """Rollups, day aggregates and members (and, if asked, the raw events) in the app's database."""
+def _dataset(members: int):
+    """The dataset's events in chunks of about 20,000 that hold whole members (sessions cross days); the same
+    events every time (fixed seeds), so the raw anchor can store exactly what the rollups were built from."""
+    rng, event_rng = random.Random(2026), random.Random(99)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    chunk, current = [], None
+    for user_id, day in _member_days(rng, today, members):
+        if user_id != current and len(chunk) >= 20_000:
+            yield chunk
+            chunk = []
+        current = user_id
+        chunk.extend(_events(event_rng, user_id, day, EVENTS_PER_DAY))
+    if chunk:
+        yield chunk
+
+
+def load_dataset(members: int) -> int:
+    """Rollups, day aggregates and members in the app's database (no raw events: see raw_rows)."""
     from console.blueprints.engagement import aggregates
-    from console.blueprints.engagement.models import ActivityRollup, UserActivity
+    from console.blueprints.engagement.models import ActivityRollup
     from console.blueprints.engagement.rollups import rollup_documents
     from console.members import Member
 
-    rng = random.Random(2026)
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    chunk, total, seen = [], 0, {}
-
-    def flush():
-        nonlocal chunk, total
-        if store_events:
-            UserActivity._get_collection().insert_many(chunk, ordered=False)
+    total, seen = 0, {}
+    for chunk in _dataset(members):
         ActivityRollup._get_collection().insert_many(rollup_documents(chunk), ordered=False)
         total += len(chunk)
-        chunk = []
-
-    event_rng = random.Random(99)
-    current = None
-    for user_id, day in _member_days(rng, today, members):
-        if user_id != current and len(chunk) >= 20_000:  # chunks hold whole members (sessions cross days)
-            flush()
-        current = user_id
-        events = _events(event_rng, user_id, day, EVENTS_PER_DAY)
-        chunk.extend(events)
-        first, last = seen.get(user_id, (events[0]["timestamp"], events[0]["timestamp"]))
-        seen[user_id] = (min(first, *(e["timestamp"] for e in events)), max(last, *(e["timestamp"] for e in events)))
-    if chunk:
-        flush()
+        for event in chunk:
+            first, last = seen.get(event["user_id"], (event["timestamp"], event["timestamp"]))
+            seen[event["user_id"]] = (min(first, event["timestamp"]), max(last, event["timestamp"]))
     Member._get_collection().insert_many([
         {"user_id": uid, "email": f"{uid}@example.org", "created_at": first - timedelta(hours=1),
          "first_seen": first, "last_seen": last} for uid, (first, last) in seen.items()])
@@ -306,7 +305,7 @@ def scaling_rows(app, large_medians: dict) -> list[Row]:
             database[name].delete_many({})
         database["users"].delete_many({})
         started = time.perf_counter()
-        totals[size] = load_dataset(members, store_events=False)
+        totals[size] = load_dataset(members)
         print(f"   {size}: {members:,} members, {totals[size]:,} events of rollups and aggregates loaded in "
               f"{time.perf_counter() - started:.0f}s", flush=True)
         for _repeat in range(REPEATS):
@@ -332,15 +331,9 @@ def raw_rows(app, large_medians: dict) -> list[Row]:
     database = get_db()
     database.user_activities.drop_indexes()
     database.user_activities.delete_many({})
-    rng, event_rng = random.Random(2026), random.Random(99)
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    started, chunk, stored = time.perf_counter(), [], 0
-    for user_id, day in _member_days(rng, today, LARGE):
-        chunk.extend(_events(event_rng, user_id, day, EVENTS_PER_DAY))
-        if len(chunk) >= 20_000:
-            UserActivity._get_collection().insert_many(chunk, ordered=False)
-            stored, chunk = stored + len(chunk), []
-    if chunk:
+    started, stored = time.perf_counter(), 0
+    for chunk in _dataset(LARGE):
         UserActivity._get_collection().insert_many(chunk, ordered=False)
         stored += len(chunk)
     assert stored == large_medians["events"], (stored, large_medians["events"])
@@ -459,7 +452,7 @@ def main() -> list[Row]:
         if "live" in PARTS:
             if "scaling" not in PARTS:  # the viewers look at the large community
                 with app.app_context():
-                    events = load_dataset(LARGE, store_events=False)
+                    events = load_dataset(LARGE)
                     print(f"   large: {LARGE:,} members, {events:,} events loaded", flush=True)
             rows += live_rows(app)
         if "raw" in PARTS and large:  # last: it takes longest, and the embedded server may not hold 2M raw events

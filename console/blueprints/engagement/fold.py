@@ -78,20 +78,20 @@ def _fold(entries: list[dict], now: datetime) -> int:
 def _claim(max_events: int, now: datetime, before: datetime | None = None) -> list[dict]:
     """Entries this call holds: the oldest unclaimed ones (or ones whose lease ran out), one conditional write
     each, so two workers never fold the same entry at once."""
-    token, held, events = uuid.uuid4().hex, [], 0
+    token, wanted, events = uuid.uuid4().hex, [], 0
     claimable = {"$or": [{"lease_until": None}, {"lease_until": {"$lt": now}}]}
     created = {"created_at": {"$lt": before}} if before else {}
     for row in _pending().find({**claimable, **created}, {"_id": 1, "n": 1}).sort("_id", 1).limit(500):
-        if held and events + row.get("n", 0) > max_events:
+        if wanted and events + row.get("n", 0) > max_events:
             break
-        won = _pending().update_one({"_id": row["_id"], **claimable},
-                                    {"$set": {"lease_until": now + LEASE, "token": token}}).modified_count
-        if won:
-            held.append(row["_id"])
-            events += row.get("n", 0)
-    if not held:
+        wanted.append(row["_id"])
+        events += row.get("n", 0)
+    if not wanted:
         return []
-    return list(_pending().find({"_id": {"$in": held}, "token": token}, {"ids": 1, "token": 1}))
+    # Each entry's update is atomic and re-checks that it is claimable: of two workers, one takes it.
+    lease = {"$set": {"lease_until": now + LEASE, "token": token}}
+    _pending().update_many({"_id": {"$in": wanted}, **claimable}, lease)
+    return list(_pending().find({"_id": {"$in": wanted}, "token": token}, {"ids": 1, "token": 1}))
 
 
 def drain(now: datetime | None = None, before: datetime | None = None) -> dict:
@@ -102,6 +102,12 @@ def drain(now: datetime | None = None, before: datetime | None = None) -> dict:
         if not done["batches"]:
             return total
         total = {key: total[key] + done[key] for key in total}
+
+
+def waiting_since(now: datetime | None = None) -> float:
+    """Seconds the oldest waiting entry has waited (0 when none): one indexed read, for hot pages."""
+    oldest = _pending().find_one({}, {"created_at": 1}, sort=[("created_at", 1)])
+    return max(0.0, ((now or utcnow()) - as_utc(oldest["created_at"])).total_seconds()) if oldest else 0.0
 
 
 def backlog(now: datetime | None = None) -> dict:

@@ -99,6 +99,14 @@ class ActivityDay(Document):
     meta = {"collection": "activity_days", "indexes": ["day"], "strict": False}
 
 
+class ActivityPending(Document):
+    """A stored batch that waits for the worker to fold it (fold.py writes these directly: `ids` packed, `n`,
+    `created_at`, `lease_until`, `token`); declared for its index, oldest first."""
+
+    created_at = DateTimeField(required=True)
+    meta = {"collection": "activity_pending", "indexes": ["created_at"], "strict": False}
+
+
 class MemberOrdinal(Document):
     """A member's dense number in the aggregates' bitmaps."""
 

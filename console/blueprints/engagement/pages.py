@@ -69,8 +69,10 @@ def _day(value: date | datetime) -> date:
 def _overview_context() -> dict:
     query = query_args(OverviewQuery)
     data = metrics.metrics(query.start, query.end, query.interval)
-    waiting = fold.backlog()  # say so when the numbers trail what was received (the worker is behind or away)
-    return {"m": data, "interval": query.interval, "waiting": waiting if waiting["oldest_seconds"] > 10 else None,
+    # say so when the numbers trail what was received (the worker is behind or away); the whole backlog is
+    # only added up then
+    waiting = fold.backlog() if fold.waiting_since() > 10 else None
+    return {"m": data, "interval": query.interval, "waiting": waiting,
             "activity_chart": charts.activity_figure(data),
             "sessions_chart": charts.sessions_figure(data), "feature_chart": charts.feature_figure(data),
             "stickiness_chart": charts.stickiness_figure(data), "adoption_chart": charts.adoption_figure(data)}
