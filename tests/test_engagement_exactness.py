@@ -21,7 +21,7 @@ ZONE = "America/New_York"
 TZ = ZoneInfo(ZONE)
 EXAMPLES = int(os.environ.get("ENGAGEMENT_PROPERTY_EXAMPLES", "30"))
 ENGAGEMENT_COLLECTIONS = ("user_activities", "activity_rollups", "activity_days", "member_ordinals", "counters",
-                          "users", "engagement_metrics")
+                          "users", "engagement_metrics", "activity_frozen")
 
 
 def last_switch(now: datetime) -> date:
@@ -178,9 +178,10 @@ plan = st.tuples(st.lists(event, min_size=1, max_size=40), st.lists(st.integers(
                  st.lists(st.sampled_from(["send", "replay", "half"]), min_size=6, max_size=6), st.randoms())
 
 
-def _post_plan(application, plan, after_batch=lambda: None):
+def _post_plan(application, plan, after_batch=lambda: None, ask=None):
     """Post the plan's events in its batches (shuffled; some replayed, some half-written first), calling
-    `after_batch()` after each; returns the test client, the metrics window and the cohort count to ask for."""
+    `after_batch()` after each (and `ask(client, window, cohorts)`, which freezes answers about past days that
+    later late batches must invalidate); returns the test client, the metrics window and the cohort count."""
     from console.blueprints.engagement import ingest
     from console.db import get_db
 
@@ -215,6 +216,9 @@ def _post_plan(application, plan, after_batch=lambda: None):
             offset += size
     if offset < len(payloads):
         batches.append(payloads[offset:])
+    today = now.astimezone(TZ).date()
+    window = (first_day + timedelta(days=2), min(first_day + timedelta(days=23), today))
+    cohorts = min((today - first_day).days // 7 + 2, 104)
     for batch, fate in zip(batches, fates + ["send"] * len(batches), strict=False):
         if fate == "half":  # the first attempt stored its events and died before its rollups: the retry rolls up
             docs, _traits, _rejected = ingest.prepare(batch, utcnow())
@@ -224,9 +228,8 @@ def _post_plan(application, plan, after_batch=lambda: None):
         if fate == "replay":  # the client did not hear the answer and sends the same batch again
             assert client.post(TRACK, json={"events": batch}, headers={"X-Ingest-Key": INGEST_KEY}).status_code == 202
         after_batch()
-    today = now.astimezone(TZ).date()
-    window = (first_day + timedelta(days=2), min(first_day + timedelta(days=23), today))
-    cohorts = min((today - first_day).days // 7 + 2, 104)
+        if ask:
+            ask(client, window, cohorts)
     return client, window, cohorts, today
 
 
@@ -254,7 +257,8 @@ def _assert_exact_and_rebuilt(client, headers, window, cohorts, today) -> None:
 @given(plan=plan)
 def test_incremental_equals_rebuild_equals_brute_force(zoned, plan):
     application, headers = zoned
-    client, window, cohorts, today = _post_plan(application, plan)
+    client, window, cohorts, today = _post_plan(
+        application, plan, ask=lambda client, window, cohorts: _answers(client, headers, window, cohorts))
     _assert_exact_and_rebuilt(client, headers, window, cohorts, today)
 
 

@@ -3,10 +3,12 @@
 Enters at api.py (/api/phase14/engagement…: track-activity with the ingest key, the reports, campaigns) and
 pages.py (the Engagement pages and fragments). Events → `ingest` (dedupe, members; with ENGAGEMENT_FOLD=worker the
 worker's `fold` does the rest) → `rollups` (one document per member per local day) → `aggregates` (per day: exact
-member sets as Roaring bitmaps and counters) → `metrics`, `retention`, `lifecycle` read O(days shown); `churn`,
+member sets as Roaring bitmaps and counters) → `frozen` (answers about past days, kept until a late event) →
+`metrics`, `retention`, `lifecycle`, `inactive` read a few documents per period shown plus today's; `churn`,
 `campaigns`, `privacy` hold their own rules. Day, week and month boundaries follow ANALYTICS_TIMEZONE (`periods`);
 `flask rebuild-analytics` rebuilds it all. Stored in
-`user_activities`, `activity_pending`, `activity_rollups`, `activity_days`, `engagement_metrics`, `member_ordinals`,
+`user_activities`, `activity_pending`, `activity_rollups`, `activity_days`, `activity_frozen`, `engagement_metrics`,
+`member_ordinals`,
 `campaigns`, `churn_scores`, `churn_runs` (models.py) and the platform's `users` (console.members).
 
 Uses communication only through `sending.create_batch`, `sending.batch_status`, `sending.deliverability`
@@ -31,7 +33,7 @@ def init_app(app) -> None:
     from console.blueprints.engagement.demo import seed_activity, seed_churn_scores
     from console.blueprints.engagement.fold import check_backlog, start_folding
     from console.blueprints.engagement.ingest import migrate_day_aggregates, migrate_rollup_ids
-    from console.blueprints.engagement.jobs import start_daily_scoring
+    from console.blueprints.engagement.jobs import start_daily_scoring, start_warming
     from console.blueprints.engagement.maintenance import CACHES, TASKS, rebuild_command
     from console.blueprints.engagement.privacy import PURGE_TASK, grant_erase_to_admins, start_retention_schedule
 
@@ -48,6 +50,7 @@ def init_app(app) -> None:
     add_demo_seeder(app, "churn scores", seed_churn_scores, order=11)
     app.extensions.setdefault("worker_startup", []).append(start_daily_scoring)
     app.extensions.setdefault("worker_startup", []).append(start_folding)
+    app.extensions.setdefault("worker_startup", []).append(start_warming)
     add_health_probe(app, "activity_folding", check_backlog)
     add_migration(app, "rollup ids", migrate_rollup_ids)
     add_migration(app, "members.erase for admins", grant_erase_to_admins)

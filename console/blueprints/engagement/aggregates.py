@@ -137,6 +137,7 @@ def _update_for(ords: dict, counts: dict) -> dict:
 
 def apply(docs: list[dict], deltas: list[Delta]) -> None:
     """Add stored events (their members, to the sets) and landed rollup deltas (to the counters) to their days."""
+    from console.blueprints.engagement import frozen
     from console.blueprints.engagement.rollups import day_start, escape_key
 
     numbers = ordinals(doc["user_id"] for doc in docs) if docs else {}
@@ -161,6 +162,9 @@ def apply(docs: list[dict], deltas: list[Delta]) -> None:
                                              "$set": {"day": day}}, upsert=True)
            for day in sorted(set(sets) | set(counts))]
     _write(ops)
+    late = [day for day in set(sets) | set(counts) if frozen.is_late(day)]
+    if late:  # answers kept about past days that this write changed no longer hold
+        frozen.invalidate(min(late))
     for day in sets:  # now and then a writer folds too, so a day nobody reads stays a small document
         if random.random() < FOLD_BY_WRITERS:
             fold(day_key(day))
@@ -185,6 +189,7 @@ def _write(ops: list) -> None:
 def rebuild(first: datetime | None = None, last: datetime | None = None, *, everything: bool = False,
             progress=None) -> int:
     """Recompute the aggregates of days [first, last] (default: every day) from the rollups; returns days built."""
+    from console.blueprints.engagement import frozen
     from console.blueprints.engagement.models import ActivityRollup
 
     rollups = ActivityRollup._get_collection()
@@ -219,12 +224,14 @@ def rebuild(first: datetime | None = None, last: datetime | None = None, *, ever
         _days().replace_one({"_id": doc["_id"]}, doc, upsert=True)
         if progress:
             progress(100 * (index + 1) / len(days))
+    frozen.clear()
     return len(days)
 
 
 def forget_member(user_id: str) -> int:
     """Remove one member from every aggregate (and delete their rollups and ordinal), so dashboards stay exact
     after an erase. Returns the number of days changed. Safe to call twice or for an unknown member."""
+    from console.blueprints.engagement import frozen
     from console.blueprints.engagement.models import ActivityRollup
 
     number = ordinals([user_id], create=False).get(user_id)
@@ -245,6 +252,8 @@ def forget_member(user_id: str) -> int:
     rollups.delete_many({"user_id": user_id})
     if get_db()[ORDINALS].delete_one({"_id": user_id}).deleted_count:
         get_db()[COUNTERS].update_one({"_id": "member_ordinal"}, {"$inc": {"erased": 1}})  # see _known
+    if changed:
+        frozen.clear()
     return changed
 
 
@@ -310,16 +319,19 @@ def _day_of(doc: dict) -> Day:
 
 
 def read_days(first: datetime | None, last: datetime, *, features: bool = False, names: list[str] | None = None,
-              counters: bool = True) -> dict[datetime, Day]:
+              counters: bool = True, all_names: bool = False) -> dict[datetime, Day]:
     """The days in [first, last] (all days up to `last` when `first` is None) that have any activity.
 
-    `names` are escaped event names whose sets are wanted; features and counters only when asked for."""
+    `names` are escaped event names whose sets are wanted (every one with all_names); features and counters only
+    when asked for."""
     projection: dict = {"day": 1, "b": 1, "p": 1, "bv": 1}
     if counters:
         projection.update(events=1, sessions=1, seconds=1)
     if features:
         projection["f"] = 1
-    for name in names or ():
+    if all_names:
+        projection["n"] = 1
+    for name in () if all_names else names or ():
         projection[f"n.{name}"] = 1
     span = {"$lte": last, **({"$gte": first} if first else {})}
     out = {}

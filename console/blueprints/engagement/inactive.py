@@ -12,9 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from pyroaring import BitMap
-
-from console.blueprints.engagement.aggregates import read_days
+from console.blueprints.engagement.frozen import Reader
 from console.blueprints.engagement.periods import as_day, local_midnight, zone
 from console.members import Member
 from console.timeutil import as_utc, utcnow
@@ -79,22 +77,22 @@ def iter_inactive(days: int, *, now: datetime | None = None, batch_size: int = 1
 
 def _windows(cutoff: datetime, now: datetime) -> list[tuple[datetime | None, datetime, bool, int | None]]:
     """Ranges of last_seen that hold the inactive members, oldest first: (low, high, high included, members in
-    it when the aggregates know). One per local day with members last active then, and the two ends."""
+    it when the aggregates know). One per local day with members last active then, and the two ends.
+
+    Who was last active on which past day is frozen (frozen.Reader.last_active); today's members are taken out."""
     tz = zone()
     cutoff_day = as_day(cutoff, tz)
-    days = read_days(None, as_day(now, tz) + 2 * DAY, counters=False)
-    later, last_active = BitMap(), {}
-    for label in sorted(days, reverse=True):
-        if label < cutoff_day:
-            last_active[label] = len(days[label].users - later)
-        later |= days[label].users
+    reader = Reader(now)
+    first_day, last_active = reader.last_active()
+    since = reader.span(reader.today, as_day(now, tz) + 2 * DAY).users  # active today (or a clock ahead)
     cutoff_start = local_midnight(cutoff_day, tz)
-    first = local_midnight(min(days), tz) if days else cutoff_start
-    if first >= cutoff_start:
+    if first_day is None or local_midnight(first_day, tz) >= cutoff_start:
         return [(None, cutoff, True, None)]
-    windows = [(None, first, False, None)]
-    windows += [(local_midnight(label, tz), local_midnight(label + DAY, tz), False, members)
-                for label, members in sorted(last_active.items()) if members]
+    windows = [(None, local_midnight(first_day, tz), False, None)]
+    for label, members in sorted(last_active.items()):
+        count = len(members) - members.intersection_cardinality(since) if label < cutoff_day else 0
+        if count:
+            windows.append((local_midnight(label, tz), local_midnight(label + DAY, tz), False, count))
     return [*windows, (cutoff_start, cutoff, True, None)]
 
 

@@ -9,13 +9,14 @@ from datetime import date, datetime, timedelta
 from flask import current_app
 from rq import get_current_job
 
-from console.blueprints.engagement import aggregates, churn, metrics, rollups
+from console.blueprints.engagement import aggregates, churn, frozen, inactive, lifecycle, metrics, retention, rollups
 from console.blueprints.engagement.periods import as_day
 from console.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 SCORE_CHURN_JOB = "console.blueprints.engagement.jobs.score_churn"
 DAILY_KEY = "engagement:churn:daily"
+PRUNE_KEY = "engagement:frozen:prune"
 JOB_STATUS = {"queued": "queued", "deferred": "queued", "scheduled": "queued", "started": "started",
               "finished": "finished", "failed": "failed", "stopped": "failed", "canceled": "failed"}
 
@@ -34,20 +35,46 @@ def rebuild_rollups(start: str | None = None, end: str | None = None) -> dict:
     last = as_day(date.fromisoformat(end)) if end else None
     _progress(0)
     replayed = rollups.rebuild_rollups(first, last, progress=_progress)
+    warm_answers()  # the rebuild dropped every frozen answer: the dashboards' own come back now
     _progress(100, events_replayed=replayed)
     return {"events_replayed": replayed, "start": start, "end": end}
 
 
 def warm_caches(day: str | None = None) -> dict:
-    """Settle yesterday's aggregates (fold its pending members into the bitmaps) and compute the churn report, so
-    the first admin of the day does not wait."""
+    """Settle yesterday's aggregates (fold its pending members into the bitmaps) and compute the default
+    dashboards' frozen answers, so the first admin of the day (or after a rebuild) does not wait."""
     end = datetime.fromisoformat(day) if day else None
     yesterday = as_day(end or utcnow()) - timedelta(days=1)
     aggregates.fold(aggregates.day_key(yesterday))
-    overview = metrics.metrics(None, end, "day")
-    _progress(50)
+    _progress(20)
+    overview = warm_answers(end)
     _progress(100)
     return {"mau": overview["mau"]}
+
+
+def warm_answers(now: datetime | None = None) -> dict:
+    """What the dashboards ask by default, asked once: the answers about past days get frozen (cheap when they
+    already are). Returns the overview."""
+    overview = metrics.metrics(None, now, "day")
+    for interval in ("week", "month"):
+        metrics.metrics(None, now, interval)
+        lifecycle.lifecycle_chart(interval, now=now)
+    retention.retention("week", cohorts=8, now=now)
+    inactive.inactive_users(30, now=now)
+    return overview
+
+
+def start_warming(app) -> None:
+    """Worker startup hook: every ENGAGEMENT_WARM_INTERVAL seconds make sure the default answers are frozen (after
+    midnight, a rebuild or late events) and, once a day, prune answers nobody asked for in weeks."""
+    from console.queues import claim_period, run_every
+
+    def warm() -> None:
+        warm_answers()
+        if claim_period(PRUNE_KEY, 24 * 3600):
+            frozen.prune()
+
+    run_every(app, app.config["ENGAGEMENT_WARM_INTERVAL"], "engagement-warm", warm)
 
 
 def purge_raw_events() -> dict:

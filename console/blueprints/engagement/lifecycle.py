@@ -4,9 +4,9 @@ Members with no activity at all are "never_active": their own bucket, never dorm
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from console.blueprints.engagement.aggregates import read_days, union
+from console.blueprints.engagement.frozen import Reader
 from console.blueprints.engagement.models import ActivityRollup
 from console.blueprints.engagement.periods import add_periods, as_day, label, period_start, zone_name
 from console.blueprints.engagement.rollups import rollup_id
@@ -17,6 +17,17 @@ from console.timeutil import as_utc, utcnow
 
 STAGES = ("new", "returning", "resurrecting", "dormant")
 DAY = timedelta(days=1)
+
+
+def _stages(reader: Reader, period: datetime, interval: str, today: datetime) -> dict:
+    """One period's bar: new (first activity ever), returning (active in the previous period too), resurrecting
+    (back after a gap) and dormant (active in the previous period, not in this one; negative)."""
+    previous = add_periods(period, interval, -1)
+    active = reader.span(period, min(add_periods(period, interval, 1) - DAY, today)).users
+    before = reader.span(previous, period - DAY).users
+    new = active - reader.span(None, period - DAY).users
+    return {"new": len(new), "returning": active.intersection_cardinality(before),
+            "resurrecting": len(active - before - new), "dormant": -len(before - active)}
 
 
 def churn_after_days() -> int:
@@ -78,29 +89,23 @@ def member_lifecycle(user_id: str, interval: str = "week", now: datetime | None 
 
 def lifecycle_chart(interval: str = "week", periods: int = 12, now: datetime | None = None) -> dict:
     """Members new/returning/resurrecting/dormant per period for the last `periods` periods (set algebra between
-    consecutive periods of the day aggregates), and how many members were never active at all."""
+    consecutive periods of the day aggregates, frozen for periods past), and how many were never active at all."""
     today = as_day(now or utcnow())
+    reader = Reader(now)
     current = period_start(today, interval)
-    first = add_periods(current, interval, -(periods - 1))
-    before = add_periods(first, interval, -1)
-    days = read_days(before, today, counters=False)
-    earlier = read_days(None, before - DAY, counters=False)
-    ever = union(earlier, datetime.min.replace(tzinfo=UTC), before - DAY)
-    previous = union(days, before, first - DAY)
-    ever |= previous
+    starts = [add_periods(current, interval, index - (periods - 1)) for index in range(periods)]
+    past = {period: reader.key("lifecycle", interval, period.date()) for period in starts
+            if add_periods(period, interval, 1) - DAY < reader.today}
+    kept = reader.kept({key: add_periods(period, interval, 1) - DAY for period, key in past.items()},
+                       lambda missing: {key: _stages(reader, period, interval, today)
+                                        for period, key in past.items() if key in missing})
     series = []
-    for index in range(periods):
-        period = add_periods(first, interval, index)
-        active = union(days, period, add_periods(period, interval, 1) - DAY)
-        new = active - ever
-        item = {"period": period.date().isoformat(), "label": label(period, interval), "new": len(new),
-                "returning": active.intersection_cardinality(previous),
-                "resurrecting": len(active - previous - new), "dormant": -len(previous - active)}
+    for period in starts:
+        item = {"period": period.date().isoformat(), "label": label(period, interval),
+                **(kept[past[period]] if period in past else _stages(reader, period, interval, today))}
         if period == current:
             item["partial"] = True  # still going: members may yet come back this period
         series.append(item)
-        ever |= active
-        previous = active
     # Members with no last_seen have never been active (every stored event sets it): counted by the index on
     # last_seen, not by counting every member.
     never_active = Member._get_collection().count_documents({"last_seen": None})

@@ -99,6 +99,16 @@ class ActivityDay(Document):
     meta = {"collection": "activity_days", "indexes": ["day"], "strict": False}
 
 
+class ActivityFrozen(Document):
+    """An answer about past days kept until a late event changes one of them (engagement.frozen writes these:
+    `last`, `epoch`, `gen`, `at`, `v`); declared for its indexes."""
+
+    id = StringField(primary_key=True)  # the question
+    last = DateTimeField(required=True)
+    at = DateTimeField(required=True)
+    meta = {"collection": "activity_frozen", "indexes": ["last", "at"], "strict": False}
+
+
 class ActivityPending(Document):
     """A stored batch that waits for the worker to fold it (fold.py writes these directly: `ids` packed, `n`,
     `created_at`, `lease_until`, `token`); declared for its index, oldest first."""

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from bson import Binary
 from pyroaring import BitMap
 
-from console.blueprints.engagement.aggregates import Day, read_days, union
+from console.blueprints.engagement.frozen import Reader
 from console.blueprints.engagement.periods import add_periods, as_day, label, period_start, zone_name
 from console.blueprints.engagement.rollups import escape_key
 from console.timeutil import utcnow
@@ -18,41 +19,61 @@ from console.timeutil import utcnow
 DAY = timedelta(days=1)
 
 
-def _picker(event: str | None):
-    """The member set of a day for `event` (every active member without one)."""
+def _sets(reader: Reader, event: str | None):
+    """first, last -> the members who did `event` (anything, without one) on the local days [first, last]."""
     if not event:
-        return lambda day: day.users
+        return lambda first, last: reader.span(first, last).users
     key = escape_key(event)
-    return lambda day: day.names.get(key, (BitMap(), 0))[0]
+    return lambda first, last: reader.span(first, last, names=[key]).names.get(key, (BitMap(), 0))[0]
 
 
 def retention(period: str = "week", cohorts: int = 8, periods: int | None = None, start_event: str | None = None,
               return_event: str | None = None, mode: str = "first_time", now: datetime | None = None) -> dict:
-    """Cohorts for the `cohorts` periods ending with the current one; counts[k] = members active k periods later."""
+    """Cohorts for the `cohorts` periods ending with the current one; counts[k] = members active k periods later.
+
+    A cohort's counts over past periods are frozen with the cohort's members (frozen.Reader); only the current
+    period's column is counted afresh."""
     today = as_day(now or utcnow())
+    reader = Reader(now)
     periods = periods or cohorts
     current = period_start(today, period)
     first = add_periods(current, period, -(cohorts - 1))
-    names = sorted({escape_key(event) for event in (start_event, return_event) if event})
-    days = read_days(first, today, names=names, counters=False)
-    starts, returns = _picker(start_event), _picker(return_event)
     bounds = [add_periods(first, period, index) for index in range(cohorts + 1)]
-    started = [union(days, bounds[i], bounds[i + 1] - DAY, starts) for i in range(cohorts)]
-    returned = [union(days, bounds[i], bounds[i + 1] - DAY, returns) for i in range(cohorts)]
-    seen = BitMap()
-    if mode == "first_time":  # a first-time cohort excludes anyone who started in any earlier period
-        earlier: dict[datetime, Day] = read_days(None, first - DAY, names=names, counters=False)
-        seen = union(earlier, datetime.min.replace(tzinfo=first.tzinfo), first - DAY, starts)
+    starts, returns = _sets(reader, start_event), _sets(reader, return_event)
+
+    def cohort(index: int) -> BitMap:
+        members = starts(bounds[index], min(bounds[index + 1] - DAY, today))
+        if mode == "first_time":  # a first-time cohort excludes anyone who started in any earlier period
+            members = members - starts(None, bounds[index] - DAY)
+        return members
+
+    def row(index: int) -> dict:
+        """The cohort and its counts in the periods after it that are over."""
+        members = cohort(index)
+        over = [len(members)] + [
+            members.intersection_cardinality(returns(bounds[index + k], bounds[index + k + 1] - DAY))
+            for k in range(1, cohorts - 1 - index)]
+        return {"cohort": Binary(members.serialize()), "counts": over}
+
+    past = {index: reader.key("retention", period, mode, start_event or "", return_event or "",
+                              bounds[index].date(), current.date())
+            for index in range(cohorts - 1) if current - DAY < reader.today}
+    kept = reader.kept({key: current - DAY for key in past.values()},
+                       lambda missing: {key: row(index) for index, key in past.items() if key in missing})
+    now_returning = returns(current, today)
     out = []
     for index in range(cohorts):
-        cohort_start = bounds[index]
-        members = started[index] - seen if mode == "first_time" else started[index]
-        if mode == "first_time":
-            seen |= started[index]
+        if index in past:
+            members = BitMap.deserialize(bytes(kept[past[index]]["cohort"]))
+            full = [*kept[past[index]]["counts"], members.intersection_cardinality(now_returning)]
+        else:
+            members = cohort(index)
+            full = [len(members)] + [members.intersection_cardinality(returns(bounds[index + k],
+                                                                              min(bounds[index + k + 1] - DAY, today)))
+                                     for k in range(1, cohorts - index)]
         size = len(members)
-        length = min(periods, cohorts - index)  # periods after the current one have not begun
-        counts = [size] + [members.intersection_cardinality(returned[index + k]) for k in range(1, length)]
-        out.append({"cohort": cohort_start.date().isoformat(), "label": label(cohort_start, period), "size": size,
+        counts = full[:min(periods, cohorts - index)]  # periods after the current one have not begun
+        out.append({"cohort": bounds[index].date().isoformat(), "label": label(bounds[index], period), "size": size,
                     "counts": counts, "retention": [n / size if size else 0.0 for n in counts]})
     return {"period": period, "mode": mode, "start_event": start_event, "return_event": return_event,
             "cohorts": out, "timezone": zone_name(), "generated_at": utcnow()}

@@ -45,8 +45,8 @@ def upsert_admin(email: str, roles: list[str], password: str, name: str | None =
                 not Admin.objects(roles=SUPER_ADMIN, active=True, id__ne=admin.id).count():
             raise AdminError(f"{email} is the last active super_admin; promote someone else first")
         admin.save()
-    if not created:
-        end_sessions(admin.id)  # a new password ends every session and token made with the old one
+    if not created:  # a new password ends every session and token made with the old one
+        admin.session_version = end_sessions(admin.id)
     bump_authz_version()
     record("admin.created" if created else "admin.updated", email, before, {"roles": admin.roles}, actor=actor)
     return admin, created
